@@ -1,0 +1,58 @@
+"""modelkit: embed trained models in Python applications, verified, validated and observable.
+
+Save a fitted model as a bundle, ship it with your application, load it at start-up and call
+one interface whatever its format::
+
+    import modelkit
+
+    modelkit.save(pipeline, "churn", name="churn", version="1.0.0", sample_input=X_train[:100])
+    model = modelkit.load("churn")
+    model.predict({"tenure": 12, "plan": "pro"})
+"""
+
+from . import adapters
+from ._api import digest, load, save
+from ._bundle import Artifact, Artifacts, Environment, Manifest
+from ._model import Model
+from ._predictions import ClassifierOutput, Predictions, RegressorOutput, TensorOutput
+from ._signature import ColumnSpec, Outputs, Signature, TensorSpec
+from ._version import __version__
+from .errors import (
+    BundleError,
+    ConversionError,
+    EnvironmentMismatchError,
+    EnvironmentMismatchWarning,
+    IntegrityError,
+    InvalidInputError,
+    MissingDependencyError,
+    ModelkitError,
+)
+
+__all__ = [
+    "Artifact",
+    "Artifacts",
+    "BundleError",
+    "ClassifierOutput",
+    "ColumnSpec",
+    "ConversionError",
+    "Environment",
+    "EnvironmentMismatchError",
+    "EnvironmentMismatchWarning",
+    "IntegrityError",
+    "InvalidInputError",
+    "Manifest",
+    "MissingDependencyError",
+    "Model",
+    "ModelkitError",
+    "Outputs",
+    "Predictions",
+    "RegressorOutput",
+    "Signature",
+    "TensorOutput",
+    "TensorSpec",
+    "__version__",
+    "adapters",
+    "digest",
+    "load",
+    "save",
+]

@@ -1,0 +1,292 @@
+"""``modelkit.save``, ``modelkit.load`` and ``modelkit.digest``: the calls of the bundle API."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, JsonValue, TypeAdapter, ValidationError
+
+from . import _environment, adapters
+from ._bundle import (
+    ARTIFACTS_DIR,
+    Artifact,
+    Manifest,
+    digest,
+    is_bundle_directory,
+    list_artifacts,
+    normalize_digest,
+    now,
+    open_bundle,
+    publish,
+    staging_directory,
+    write_manifest,
+)
+from ._environment import VersionPolicy
+from ._model import Model, RunnerModel
+from ._signature import (
+    Outputs,
+    SchemaInputs,
+    Signature,
+    TabularInputs,
+    Task,
+    TensorInputs,
+    tabular_inputs_from_model,
+)
+from .errors import BundleError, IntegrityError
+
+__all__ = ["digest", "load", "save"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_TASKS = ("classification", "regression", "tensor", "custom")
+_metadata_adapter: TypeAdapter[dict[str, JsonValue]] = TypeAdapter(dict[str, JsonValue])
+
+
+def save(
+    obj: Any,
+    path: str | os.PathLike[str],
+    *,
+    name: str,
+    version: str,
+    format: str = "auto",
+    sample_input: Any = None,
+    signature: Signature | type[BaseModel] | None = None,
+    task: Task | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Manifest:
+    """Save a fitted model as a bundle: its artifacts plus a manifest that describes and pins them.
+
+    The bundle is built in a hidden sibling directory and renamed into place, so a crash leaves
+    the previous bundle (or none), never a partial one.
+
+    Args:
+        obj: a fitted scikit-learn estimator or pipeline (or any picklable object with
+            ``predict``), an ONNX model (``onnx.ModelProto``, bytes, or a path to ``.onnx``),
+            or an instance of a :class:`modelkit.Model` subclass.
+        path: the bundle directory to create, or a ``.zip`` file.
+        name: the model's name, such as ``"churn"`` (letters, digits, ``.``, ``_``, ``-``).
+        version: the model's version, such as ``"1.4.0"``.
+        format: ``"joblib"``, ``"onnx"``, ``"python"``, a third-party adapter, or ``"auto"``.
+        sample_input: a few rows of training data (DataFrame, 2-D array or list of dicts); the
+            signature is inferred from it, and the model must predict on it before anything is
+            written.
+        signature: the inputs, as a :class:`Signature` or a pydantic model with one field per
+            column, when there is no sample (or to override the inferred one).
+        task: ``"classification"``, ``"regression"`` or ``"tensor"``, when inference guesses
+            wrong.
+        metadata: JSON-compatible facts to keep in the manifest (training data, metrics...).
+        overwrite: replace an existing bundle at ``path``.
+
+    Returns:
+        The manifest written to ``modelkit.json``.
+
+    Raises:
+        BundleError: ``path`` exists and ``overwrite`` is false, or the object cannot be saved.
+        InvalidInputError: the sample input cannot give a signature.
+    """
+    _check_name("name", name)
+    _check_name("version", version)
+    if task is not None and task not in _TASKS:
+        raise ValueError(f"task must be one of {_TASKS}, got {task!r}")
+    target = Path(os.fspath(path))
+    if target.exists() or target.is_symlink():
+        if not overwrite:
+            raise BundleError(
+                f"A bundle already exists at {str(target)!r}; pass overwrite=True to replace it.",
+                path=str(target),
+            )
+        if not (
+            is_bundle_directory(target) or (target.is_file() and target.suffix.lower() == ".zip")
+        ):
+            raise BundleError(
+                f"{str(target)!r} exists and is not a bundle; refusing to replace it.",
+                path=str(target),
+            )
+    if not target.parent.is_dir():
+        raise BundleError(f"The directory {str(target.parent)!r} does not exist.", path=str(target))
+    try:
+        meta = _metadata_adapter.validate_python(dict(metadata or {}))
+    except ValidationError as exc:
+        where = ".".join(str(p) for p in exc.errors()[0]["loc"])
+        raise BundleError(
+            f"metadata must hold JSON values only; {where}: {exc.errors()[0]['msg']}."
+        ) from None
+    inputs, outputs = _declared(signature, task)
+    adapter = adapters.for_object(obj) if format == "auto" else adapters.get(format)
+
+    staging = staging_directory(target)
+    try:
+        (staging / ARTIFACTS_DIR).mkdir()
+        saved = adapter.save(
+            obj, staging / ARTIFACTS_DIR, sample_input=sample_input, inputs=inputs, outputs=outputs
+        )
+        artifacts = list_artifacts(staging)
+        if not artifacts:
+            raise BundleError(f"The {adapter.name} adapter wrote no artifact.")
+        manifest = Manifest(
+            name=name,
+            version=version,
+            format=adapter.name,
+            task=saved.signature.outputs.task,
+            signature=saved.signature,
+            artifacts=tuple(artifacts),
+            environment=_environment.capture([]).model_copy(
+                update={"packages": dict(saved.packages)}
+            ),
+            created_at=now(),
+            metadata=meta,
+            adapter=dict(saved.details),
+        )
+        write_manifest(staging, manifest)
+        publish(staging, target, overwrite=overwrite)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _check_name(what: str, value: object) -> None:
+    if not isinstance(value, str) or not _NAME.match(value) or len(value) > 100:
+        raise ValueError(
+            f"{what} must be a non-empty string of letters, digits, '.', '_' and '-' "
+            f"(at most 100), got {value!r}"
+        )
+
+
+def _declared(
+    signature: Signature | type[BaseModel] | None, task: Task | None
+) -> tuple[TabularInputs | TensorInputs | None, Outputs | None]:
+    """What the caller declared: the inputs, and the outputs (at least the task) if any."""
+    if isinstance(signature, Signature):
+        if isinstance(signature.inputs, SchemaInputs):
+            raise TypeError("A schema signature belongs to a custom model; save the model itself.")
+        if task is not None and task != signature.outputs.task:
+            raise ValueError(
+                f"task={task!r} contradicts the signature's task {signature.outputs.task!r}"
+            )
+        return signature.inputs, signature.outputs
+    outputs = None if task is None else Outputs(task=task)
+    if signature is None:
+        return None, outputs
+    if isinstance(signature, type) and issubclass(signature, BaseModel):
+        return tabular_inputs_from_model(signature), outputs
+    raise TypeError(
+        f"signature must be a modelkit Signature or a pydantic model class, got {signature!r}"
+    )
+
+
+def load(
+    path: Any,
+    *,
+    sha256: str | None = None,
+    trusted: bool = False,
+    version_policy: VersionPolicy = "warn",
+    adapter_options: Mapping[str, Any] | None = None,
+) -> Model[Any, Any]:
+    """Load a model, verifying every byte before any deserializer sees it.
+
+    Args:
+        path: a bundle directory, a ``.zip`` bundle, an ``importlib.resources`` Traversable
+            (package data, also inside a zipped wheel), or a bare ``.onnx`` file. A bare
+            ``.joblib``/``.pkl`` file loads only with ``trusted=True``.
+        sha256: the digest the bundle must have (see :func:`digest`); checked before loading.
+        trusted: allow a bare pickle file, which runs code while it loads.
+        version_policy: what to do when the bundle was saved with other library versions:
+            ``"warn"`` (minor and patch differences warn, major ones raise), ``"error"`` or
+            ``"ignore"``. Checked before unpickling.
+        adapter_options: options for the format's runtime, such as
+            ``{"intra_op_num_threads": 1}`` for onnx.
+
+    Returns:
+        A :class:`modelkit.Model`.
+
+    Raises:
+        BundleError: the path is missing or not a bundle, or a bare pickle without ``trusted``.
+        IntegrityError: a file, size or the digest does not match.
+        EnvironmentMismatchError: the library versions differ beyond ``version_policy``.
+    """
+    pinned = None if sha256 is None else normalize_digest(sha256)
+    opened = open_bundle(path)
+    if opened.kind == "pickle" and not trusted:
+        raise BundleError(
+            f"Refusing to load {opened.label!r}: a bare pickle runs arbitrary code while it loads, "
+            "and nothing records what it should contain. Save the model as a bundle with "
+            "modelkit.save(), or pass trusted=True if this file comes from you.",
+            path=opened.label,
+        )
+    if opened.bundle is None:
+        assert opened.data is not None
+        found = "sha256:" + hashlib.sha256(opened.data).hexdigest()
+        _check_pin(opened.label, found, pinned)
+        return _load_bare(opened.kind, opened.label, opened.data, found, adapter_options)
+    bundle = opened.bundle
+    _check_pin(opened.label, bundle.digest, pinned)
+    manifest = bundle.manifest
+    _environment.check(manifest.environment, version_policy, label=opened.label)
+    adapter = adapters.get(manifest.format)
+    loaded = adapter.load(bundle.artifacts, manifest, options=dict(adapter_options or {}))
+    if isinstance(loaded, Model):
+        loaded._bind(manifest, bundle.digest)
+        return loaded
+    return RunnerModel(manifest, bundle.digest, loaded)
+
+
+def _check_pin(label: str, found: str, pinned: str | None) -> None:
+    # Compared before anything is deserialized: a pinned digest is the strongest check we have.
+    if pinned is not None and found != pinned:
+        raise IntegrityError(
+            f"Bundle {label!r} has digest {found}, not the pinned {pinned}. "
+            "It is a different model: re-pin it after checking where it came from.",
+            path=label,
+            expected=pinned,
+            actual=found,
+        )
+
+
+def _load_bare(
+    kind: str, label: str, data: bytes, found: str, options: Mapping[str, Any] | None
+) -> Model[Any, Any]:
+    """Load a bare model file, describing it with an in-memory manifest like a bundle's."""
+    runner: Any
+    if kind == "onnx":
+        from .adapters._onnx import OnnxRunner, describe, make_session
+
+        session = make_session(data, options, label=label)
+        saved = describe(data, session=session, label=label)
+        signature, details = saved.signature, dict(saved.details)
+        runner = OnnxRunner(session, signature, layout=str(details["layout"]))
+        fmt, artifact_name = "onnx", "model.onnx"
+    else:
+        from .adapters._joblib import JoblibAdapter, JoblibRunner
+
+        if options:
+            raise TypeError(f"The joblib format takes no adapter options, got {sorted(options)}.")
+        estimator, signature, details = JoblibAdapter().load_trusted_pickle(data)
+        runner = JoblibRunner(
+            estimator, signature, layout=str(details["layout"]), dtype=str(details["dtype"])
+        )
+        fmt, artifact_name = "joblib", "model.joblib"
+    manifest = Manifest(
+        name=re.sub(r"[^A-Za-z0-9._-]", "_", Path(label).stem)[:200] or "model",
+        version="unversioned",
+        format=fmt,
+        task=signature.outputs.task,
+        signature=signature,
+        artifacts=(
+            Artifact(
+                path=f"{ARTIFACTS_DIR}/{artifact_name}",
+                sha256=found.removeprefix("sha256:"),
+                size=len(data),
+            ),
+        ),
+        environment=_environment.capture([]),
+        created_at=now(),
+        adapter=details,
+    )
+    return RunnerModel(manifest, found, runner)

@@ -1,0 +1,33 @@
+"""Import optional dependencies when a feature needs them, never at ``import modelkit`` time."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from .errors import MissingDependencyError
+
+__all__ = ["require"]
+
+
+def require(module: str, *, extra: str, feature: str) -> ModuleType:
+    """Import ``module`` or raise :class:`MissingDependencyError` naming the extra to install.
+
+    Args:
+        module: the module to import, such as ``"pandas"``.
+        extra: the ``modelkit`` extra that installs it.
+        feature: what the caller was doing, for the message ("Reading a DataFrame").
+
+    Raises:
+        MissingDependencyError: the module cannot be imported.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        top = module.partition(".")[0]
+        raise MissingDependencyError(
+            f"{feature} needs {top}, which is not installed. "
+            f"Install it with pip install 'modelkit[{extra}]'.",
+            name=top,
+            extra=extra,
+        ) from exc

@@ -1,0 +1,541 @@
+"""The Model interface: one way to call every model, whatever its format."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import html
+import os
+import threading
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+import numpy as np
+from pydantic import TypeAdapter, ValidationError
+
+from ._predictions import ClassifierOutput, Predictions, RegressorOutput, TensorOutput
+from ._signature import (
+    Outputs,
+    SchemaInputs,
+    Signature,
+    Table,
+    TabularInputs,
+    TabularValidator,
+    TensorInputs,
+    TensorValidator,
+)
+from .errors import InvalidInputError, ModelkitError
+
+if TYPE_CHECKING:
+    from ._bundle import Artifacts, Manifest
+    from .adapters import Runner
+
+__all__ = ["Model"]
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+# Batches larger than this are not re-run row by row to find which record the model rejected.
+_MAX_BISECT_ROWS = 10_000
+
+
+class _Executor:
+    """The thread pool behind ``apredict``: created on first use, so importing starts no thread."""
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def get(self) -> ThreadPoolExecutor:
+        if self._pool is None or self._pid != os.getpid():
+            with self._lock:
+                if self._pool is None or self._pid != os.getpid():
+                    # A forked child inherits the pool object but not its threads: make a new one.
+                    self._pool = ThreadPoolExecutor(
+                        max_workers=min(32, (os.cpu_count() or 1) + 4),
+                        thread_name_prefix="modelkit",
+                    )
+                    self._pid = os.getpid()
+        return self._pool
+
+
+_executor = _Executor()
+
+
+async def _run_off_loop(function: Callable[..., Out], *args: Any) -> Out:
+    # copy_context carries contextvars (and so trace context) into the worker thread.
+    loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()
+    call = functools.partial(context.run, function, *args)
+    return await loop.run_in_executor(_executor.get(), call)
+
+
+class Model(Generic[In, Out]):
+    """The uniform interface of every model, and the base class of custom ones.
+
+    Loaded models (:func:`modelkit.load`) are instances of it whatever their format. To ship your
+    own code as a model, subclass ``Model[In, Out]`` with pydantic types, implement
+    :meth:`run_batch`, and optionally :meth:`save_artifacts` / :meth:`from_artifacts` for files
+    of your own; :func:`modelkit.save` then bundles it like any other model and the manifest
+    records the class's import path (the code itself ships with your application).
+
+    Example:
+        >>> class Review(pydantic.BaseModel):
+        ...     text: str
+        >>> class Sentiment(pydantic.BaseModel):
+        ...     positive: bool
+        >>> class Keywords(modelkit.Model[Review, Sentiment]):
+        ...     def run_batch(self, inputs):
+        ...         return [Sentiment(positive="good" in r.text) for r in inputs]
+        >>> Keywords().predict({"text": "good stuff"})
+        Sentiment(positive=True)
+    """
+
+    #: Shown by ``name`` until the model is saved and loaded (then the manifest's name wins).
+    model_name: ClassVar[str | None] = None
+    _input_type: ClassVar[Any] = None
+    _output_type: ClassVar[Any] = None
+    _manifest: Manifest | None = None
+    _digest: str | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            if typing.get_origin(base) is Model:
+                args = typing.get_args(base)
+                if len(args) == 2:
+                    cls._input_type, cls._output_type = args
+
+    # -- identity --------------------------------------------------------------------------------
+
+    @property
+    def manifest(self) -> Manifest | None:
+        """The manifest of the bundle this model was loaded from (``None`` if never saved)."""
+        return self._manifest
+
+    @property
+    def name(self) -> str:
+        """The model's name, from its manifest."""
+        if self._manifest is not None:
+            return self._manifest.name
+        return self.model_name or type(self).__name__
+
+    @property
+    def version(self) -> str:
+        """The model's version, from its manifest (``"unversioned"`` before it is saved)."""
+        return self._manifest.version if self._manifest is not None else "unversioned"
+
+    @property
+    def format(self) -> str:
+        """The adapter that loaded it: ``joblib``, ``onnx``, ``python``..."""
+        return self._manifest.format if self._manifest is not None else "python"
+
+    @property
+    def digest(self) -> str | None:
+        """The digest of the bundle it was loaded from (see :func:`modelkit.digest`)."""
+        return self._digest
+
+    @property
+    def signature(self) -> Signature:
+        """What the model takes and gives."""
+        if self._manifest is not None:
+            return self._manifest.signature
+        return _custom_signature(type(self))  # type: ignore[arg-type]
+
+    def _bind(self, manifest: Manifest, digest: str) -> None:
+        self._manifest = manifest
+        self._digest = digest
+
+    # -- the interface ---------------------------------------------------------------------------
+
+    def predict(self, record: Any) -> Out:
+        """Predict one record.
+
+        Args:
+            record: a dict, an instance of the input model, or (tabular models) a sequence of
+                values in signature order.
+
+        Raises:
+            InvalidInputError: the record does not fit the signature (the message names the field).
+        """
+        return self.predict_batch([record], _single=True)[0]
+
+    def predict_batch(self, records: Any, *, _single: bool = False) -> Predictions[Out]:
+        """Predict many records at once.
+
+        Args:
+            records: a list of records, a pandas DataFrame, a 2-D array, or (tensor models) a
+                mapping of input name to batched array.
+
+        Returns:
+            :class:`Predictions` in input order; an empty batch gives empty predictions.
+
+        Raises:
+            InvalidInputError: a record does not fit (the message names the field and index).
+        """
+        inputs = self._validate_custom(records, single=_single)
+        if not inputs:
+            return Predictions.from_rows([])
+        outputs = list(self.run_batch(inputs))
+        if len(outputs) != len(inputs):
+            raise ModelkitError(
+                f"{type(self).__qualname__}.run_batch returned {len(outputs)} outputs for "
+                f"{len(inputs)} inputs; it must return one output per input, in order."
+            )
+        return Predictions.from_rows([self._coerce_output(o) for o in outputs])
+
+    async def apredict(self, record: Any) -> Out:
+        """:meth:`predict` on a worker thread, so the event loop never waits on the model."""
+        return await _run_off_loop(self.predict, record)
+
+    async def apredict_batch(self, records: Any) -> Predictions[Out]:
+        """:meth:`predict_batch` on a worker thread, so the event loop never waits on the model."""
+        return await _run_off_loop(self.predict_batch, records)
+
+    # -- what custom models implement --------------------------------------------------------------
+
+    def run_batch(self, inputs: list[In]) -> Sequence[Out]:
+        """Compute one output per validated input, in order. Custom models implement this."""
+        raise NotImplementedError(f"{type(self).__qualname__} must implement run_batch(inputs)")
+
+    def save_artifacts(self, directory: Path) -> None:
+        """Write the files this model needs into ``directory`` (called by :func:`modelkit.save`)."""
+
+    @classmethod
+    def from_artifacts(cls, artifacts: Artifacts) -> Model[In, Out]:
+        """Build the model from its verified artifacts (by default ``cls()``).
+
+        Args:
+            artifacts: the bytes :meth:`save_artifacts` wrote, keyed by relative path;
+                ``artifacts.open(name)`` gives a file object.
+        """
+        return cls()
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _validate_custom(self, records: Any, *, single: bool) -> list[In]:
+        adapter = _input_adapter(type(self))
+        if _is_dataframe(records):
+            records = records.to_dict(orient="records")
+        if isinstance(records, Mapping | str | bytes) or not isinstance(
+            records, Sequence | np.ndarray
+        ):
+            raise InvalidInputError(
+                f"Expected a batch (a list of records), got {type(records).__name__}; "
+                "use predict() for one record."
+            )
+        validated = []
+        problems: list[dict[str, Any]] = []
+        for index, record in enumerate(records):
+            try:
+                validated.append(adapter.validate_python(record))
+            except ValidationError as exc:
+                for error in exc.errors()[:5]:
+                    field = ".".join(str(p) for p in error["loc"]) or None
+                    problems.append(
+                        {
+                            "field": field,
+                            "index": None if single else index,
+                            "message": error["msg"],
+                        }
+                    )
+        if problems:
+            first = problems[0]
+            where = "" if first["index"] is None else f"Record {first['index']}: "
+            what = f"field {first['field']!r}: " if first["field"] else ""
+            more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+            raise InvalidInputError(
+                f"{where}{what}{first['message']}{more}.",
+                field=first["field"],
+                index=first["index"],
+                errors=problems,
+            )
+        return validated
+
+    def _coerce_output(self, output: Any) -> Any:
+        expected = type(self)._output_type
+        if expected is None or (isinstance(expected, type) and isinstance(output, expected)):
+            return output
+        try:
+            return _type_adapter(expected).validate_python(output)
+        except ValidationError as exc:
+            raise ModelkitError(
+                f"{type(self).__qualname__}.run_batch returned {type(output).__name__}, which "
+                f"does not fit its output type: {exc.errors()[0]['msg']}."
+            ) from None
+
+    def __repr__(self) -> str:
+        kind = "Model" if isinstance(self, RunnerModel) else type(self).__name__
+        signature = str(self.signature)
+        if len(signature) > 120:
+            signature = signature[:117] + "..."
+        return (
+            f"<{kind} {self.name!r} version={self.version!r} format={self.format!r} "
+            f"signature={signature}>"
+        )
+
+    def _repr_html_(self) -> str:
+        rows = [
+            ("name", self.name),
+            ("version", self.version),
+            ("format", self.format),
+            ("task", self.signature.outputs.task),
+            ("signature", str(self.signature)),
+        ]
+        if self._digest:
+            rows.append(("digest", self._digest))
+        body = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+            for k, v in rows
+        )
+        return f"<table><caption>modelkit model</caption>{body}</table>"
+
+
+@functools.cache
+def _type_adapter(tp: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(tp)
+
+
+def _input_adapter(cls: type[Model[Any, Any]]) -> TypeAdapter[Any]:
+    return _type_adapter(cls._input_type if cls._input_type is not None else Any)
+
+
+@functools.cache
+def _custom_signature(cls: type[Model[Any, Any]]) -> Signature:
+    def schema(tp: Any) -> dict[str, Any]:
+        try:
+            return _type_adapter(tp if tp is not None else Any).json_schema()
+        except Exception:  # noqa: BLE001 - some types have no JSON Schema; the signature still works
+            return {}
+
+    return Signature(
+        inputs=SchemaInputs(json_schema=schema(cls._input_type)),
+        outputs=Outputs(task="custom", json_schema=schema(cls._output_type)),
+    )
+
+
+def _is_dataframe(obj: object) -> bool:
+    return type(obj).__name__ == "DataFrame" and hasattr(obj, "to_dict")
+
+
+# --------------------------------------------------------------------------------------------------
+# Models backed by an adapter's runner
+# --------------------------------------------------------------------------------------------------
+
+
+class _RejectedError(Exception):
+    """The runtime refused inputs that passed the signature; wraps its own exception."""
+
+
+class RunnerModel(Model[Any, Any]):
+    """A model loaded from a bundle by a format adapter: validation, encoding and decoding around
+    the adapter's runner."""
+
+    def __init__(self, manifest: Manifest, digest: str, runner: Runner) -> None:
+        self._bind(manifest, digest)
+        self._runner = runner
+        signature = manifest.signature
+        self._outputs = signature.outputs
+        self._classes = list(signature.outputs.classes or ())
+        self._task = signature.outputs.task
+        self._tabular: TabularValidator | None = None
+        self._tensor: TensorValidator | None = None
+        if isinstance(signature.inputs, TabularInputs):
+            self._tabular = TabularValidator(signature.inputs)
+        elif isinstance(signature.inputs, TensorInputs):
+            self._tensor = TensorValidator(signature.inputs)
+        else:
+            raise ModelkitError(f"The {manifest.format} adapter cannot serve a schema signature.")
+        self._run_record: Callable[[tuple[Any, ...]], Mapping[str, Any]] | None = getattr(
+            runner, "run_record", None
+        )
+        self._decode_one = self._pick_decoder()
+
+    @property
+    def runner(self) -> Runner:
+        """The adapter's runner (the raw estimator or session sits behind it)."""
+        return self._runner
+
+    def _pick_decoder(self) -> Callable[[Mapping[str, Any]], Any]:
+        if self._task == "classification":
+            classes = self._classes
+
+            def classification(fields: Mapping[str, Any]) -> ClassifierOutput:
+                label = fields["label"][0]
+                probabilities = fields.get("probabilities")
+                return ClassifierOutput(
+                    label.item() if isinstance(label, np.generic) else label,
+                    None
+                    if probabilities is None
+                    else dict(zip(classes, probabilities[0].tolist(), strict=True)),
+                )
+
+            return classification
+        if self._task == "regression":
+
+            def regression(fields: Mapping[str, Any]) -> RegressorOutput:
+                return RegressorOutput(_scalar_or_list(fields["value"][0]))
+
+            return regression
+        return TensorOutput
+
+    def _row(self, fields: Mapping[str, Any], index: int) -> Any:
+        if self._task == "classification":
+            probabilities = fields.get("probabilities")
+            label = fields["label"][index]
+            return ClassifierOutput(
+                label.item() if isinstance(label, np.generic) else label,
+                None
+                if probabilities is None
+                else dict(zip(self._classes, probabilities[index].tolist(), strict=True)),
+            )
+        if self._task == "regression":
+            return RegressorOutput(_scalar_or_list(fields["value"][index]))
+        return TensorOutput({name: value[index] for name, value in fields.items()})
+
+    def predict(self, record: Any) -> Any:
+        if self._tabular is not None:
+            values = self._tabular.record(record)
+            if self._run_record is not None:
+                fields = self._call(self._run_record, values, None)
+            else:
+                fields = self._call(
+                    self._runner.run, _table_from_values(self._tabular, values), None
+                )
+            return self._decode_one(fields)
+        assert self._tensor is not None
+        tensors = self._tensor.record(record)
+        return TensorOutput(self._call(self._runner.run, tensors, None))
+
+    def predict_batch(self, records: Any, *, _single: bool = False) -> Predictions[Any]:
+        if self._tabular is not None:
+            table = self._tabular.batch(records)
+            if table.length == 0:
+                return self._empty()
+            fields = self._call(self._runner.run, table, table)
+            return Predictions(
+                fields, length=table.length, row=self._row, classes=self._outputs.classes
+            )
+        assert self._tensor is not None
+        return self._tensor_batch(records)
+
+    def _tensor_batch(self, records: Any) -> Predictions[Any]:
+        assert self._tensor is not None
+        if isinstance(records, Mapping):
+            if not self._tensor.has_batch_axis:
+                raise InvalidInputError(
+                    "This model's inputs declare no batch axis, so a mapping of arrays cannot be "
+                    "split into records; pass a list of records, or call predict() with the "
+                    "mapping."
+                )
+            tensors = self._tensor.record(records)
+            lengths = {len(array) for array in tensors.values()}
+            if len(lengths) != 1:
+                sizes = {name: len(array) for name, array in tensors.items()}
+                raise InvalidInputError(f"The input arrays have different batch sizes: {sizes}.")
+            (length,) = lengths
+            if length == 0:
+                return Predictions.from_rows([])
+            outputs = dict(self._call(self._runner.run, tensors, None))
+            return Predictions(outputs, length=length, row=self._row)
+        if isinstance(records, str | bytes) or not isinstance(records, Sequence):
+            raise InvalidInputError(
+                f"Expected a list of records or a mapping of input name to array, got "
+                f"{type(records).__name__}."
+            )
+        validated = []
+        problems: list[dict[str, Any]] = []
+        for index, record in enumerate(records):
+            try:
+                validated.append(self._tensor.record(record, index))
+            except InvalidInputError as exc:
+                problems.extend(exc.errors)
+        if problems:
+            raise InvalidInputError(
+                f"Record {problems[0]['index']}: {problems[0]['message']}.",
+                field=problems[0]["field"],
+                index=problems[0]["index"],
+                errors=problems,
+            )
+        rows = []
+        for index, tensors in enumerate(validated):
+            rows.append(TensorOutput(self._call(self._runner.run, tensors, None, index=index)))
+        return Predictions.from_rows(rows)
+
+    def _empty(self) -> Predictions[Any]:
+        fields: dict[str, Any]
+        if self._task == "classification":
+            fields = {"label": np.array([], dtype=object)}
+            if self._outputs.has_probabilities:
+                fields["probabilities"] = np.empty((0, len(self._classes)))
+        else:
+            fields = {"value": np.array([], dtype=np.float64)}
+        return Predictions(fields, length=0, row=self._row, classes=self._outputs.classes)
+
+    def _call(
+        self,
+        function: Callable[[Any], Mapping[str, Any]],
+        inputs: Any,
+        table: Table | None,
+        *,
+        index: int | None = None,
+    ) -> Mapping[str, Any]:
+        try:
+            return function(inputs)
+        except _RejectedError as exc:
+            cause = exc.__cause__ or exc
+            if table is not None and 1 < table.length <= _MAX_BISECT_ROWS:
+                index = self._first_rejected_row(table)
+            where = "" if index is None else f"Record {index}: "
+            raise InvalidInputError(
+                f"{where}the model rejected the input: {_short(cause)}", index=index
+            ) from cause
+
+    def _first_rejected_row(self, table: Table) -> int | None:
+        # Only on failure: re-run rows one at a time to name the record the model refused.
+        columns = table.columns()
+        for row in range(table.length):
+            single = Table(
+                table.names, 1, {name: column[row : row + 1] for name, column in columns.items()}
+            )
+            try:
+                self._runner.run(single)
+            except _RejectedError:
+                return row
+        return None
+
+
+def _table_from_values(validator: TabularValidator, values: tuple[Any, ...]) -> Table:
+    data = {
+        column.name: _one(value) for column, value in zip(validator.columns, values, strict=True)
+    }
+    return Table(validator.names, 1, data)
+
+
+def _one(value: Any) -> np.ndarray:
+    array = np.empty(1, dtype=object if isinstance(value, str) or value is None else type(value))
+    array[0] = value
+    return array
+
+
+def _scalar_or_list(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def rejected(exc: BaseException) -> _RejectedError:
+    """Wrap a runtime's exception for inputs that passed the signature (adapters raise this)."""
+    wrapped = _RejectedError(str(exc))
+    wrapped.__cause__ = exc
+    return wrapped

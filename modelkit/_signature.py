@@ -1,0 +1,953 @@
+"""Signatures: what a model takes and gives, and the checks that hold every call to them.
+
+A signature is either *tabular* (named, typed columns: one record is one row) or *tensor* (named
+arrays whose dtypes and shapes the graph declares), or *schema* for custom models typed by pydantic.
+Validation is compiled once per signature into plain Python checks, so the single-record path
+costs a few microseconds and builds no pydantic object, while :meth:`Signature.input_model` still
+gives the equivalent pydantic model and JSON Schema for documentation and web integrations.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+import numpy as np
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import InvalidInputError
+
+__all__ = [
+    "ColumnSpec",
+    "Signature",
+    "Table",
+    "TensorSpec",
+    "infer_tabular_signature",
+]
+
+ColumnType = Literal["number", "integer", "boolean", "string"]
+Task = Literal["classification", "regression", "tensor", "custom"]
+
+# Cap on how many problems one InvalidInputError lists: enough to fix a batch, small enough to log.
+_MAX_REPORTED_ERRORS = 20
+_NUMBERS = frozenset({float, int})
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ColumnSpec(_Spec):
+    """One named column of a tabular signature.
+
+    Attributes:
+        name: the field name records use.
+        type: ``number``, ``integer``, ``boolean`` or ``string``.
+        dtype: the dtype the model was trained on (numpy or pandas name), used to rebuild inputs.
+        categories: the allowed values, when declared (a pandas Categorical, or by the user);
+            ``None`` means any value of the type goes to the model, which decides.
+        nullable: whether ``None``/NaN may stand for a missing value.
+    """
+
+    name: str = Field(min_length=1)
+    type: ColumnType
+    dtype: str
+    categories: tuple[str | int | float | bool, ...] | None = None
+    nullable: bool = False
+
+
+class TensorSpec(_Spec):
+    """One named tensor: element type and shape (``None`` or a name for a dynamic axis)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str | None, ...] | None = None
+
+    @property
+    def has_batch_axis(self) -> bool:
+        """Whether the first axis is dynamic, so that rows can be stacked along it."""
+        return bool(self.shape) and not isinstance(self.shape[0], int)  # type: ignore[index]
+
+
+class TabularInputs(_Spec):
+    kind: Literal["tabular"] = "tabular"
+    columns: tuple[ColumnSpec, ...] = Field(min_length=1)
+
+
+class TensorInputs(_Spec):
+    kind: Literal["tensor"] = "tensor"
+    tensors: tuple[TensorSpec, ...] = Field(min_length=1)
+
+
+class SchemaInputs(_Spec):
+    kind: Literal["schema"] = "schema"
+    json_schema: dict[str, Any]
+
+
+class Outputs(_Spec):
+    """What a model gives back.
+
+    Attributes:
+        task: ``classification`` (``.label`` and ``.probabilities``), ``regression`` (``.value``),
+            ``tensor`` (named arrays) or ``custom`` (a pydantic model, see ``json_schema``).
+        classes: the classifier's classes, in the order of its probability columns.
+        has_probabilities: whether the classifier gives probabilities.
+        tensors: the named outputs of a tensor model.
+        json_schema: the JSON Schema of a custom model's output.
+    """
+
+    task: Task
+    classes: tuple[str | int | float | bool, ...] | None = None
+    has_probabilities: bool = False
+    tensors: tuple[TensorSpec, ...] | None = None
+    json_schema: dict[str, Any] | None = None
+
+
+class Signature(_Spec):
+    """The inputs a model accepts and the outputs it gives."""
+
+    inputs: TabularInputs | TensorInputs | SchemaInputs = Field(discriminator="kind")
+    outputs: Outputs
+
+    @property
+    def kind(self) -> Literal["tabular", "tensor", "schema"]:
+        """``tabular``, ``tensor`` or ``schema``."""
+        return self.inputs.kind
+
+    @property
+    def columns(self) -> tuple[ColumnSpec, ...]:
+        """The columns of a tabular signature (empty for other kinds)."""
+        return self.inputs.columns if isinstance(self.inputs, TabularInputs) else ()
+
+    @property
+    def tensors(self) -> tuple[TensorSpec, ...]:
+        """The input tensors of a tensor signature (empty for other kinds)."""
+        return self.inputs.tensors if isinstance(self.inputs, TensorInputs) else ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The input field names, in signature order."""
+        return tuple(c.name for c in self.columns) + tuple(t.name for t in self.tensors)
+
+    def input_model(self) -> type[BaseModel]:
+        """The pydantic model equivalent to one input record (for schemas and web frameworks)."""
+        return _input_model(self)
+
+    def input_json_schema(self) -> dict[str, Any]:
+        """The JSON Schema of one input record."""
+        if isinstance(self.inputs, SchemaInputs):
+            return dict(self.inputs.json_schema)
+        return self.input_model().model_json_schema(by_alias=True)
+
+    def output_json_schema(self) -> dict[str, Any]:
+        """The JSON Schema of one output."""
+        return _output_json_schema(self.outputs)
+
+    def __str__(self) -> str:
+        if isinstance(self.inputs, TabularInputs):
+            inputs = ", ".join(f"{c.name}: {_column_label(c)}" for c in self.inputs.columns)
+        elif isinstance(self.inputs, TensorInputs):
+            inputs = ", ".join(f"{t.name}: {_tensor_label(t)}" for t in self.inputs.tensors)
+        else:
+            inputs = str(self.inputs.json_schema.get("title", "record"))
+        out = self.outputs
+        if out.task == "classification":
+            outputs = f"label of {list(out.classes)}" if out.classes else "label"
+            outputs += " + probabilities" if out.has_probabilities else ""
+        elif out.task == "regression":
+            outputs = "value"
+        elif out.task == "tensor":
+            outputs = ", ".join(f"{t.name}: {_tensor_label(t)}" for t in out.tensors or ())
+        else:
+            outputs = str((out.json_schema or {}).get("title", "output"))
+        return f"({inputs}) -> {outputs}"
+
+
+def _column_label(column: ColumnSpec) -> str:
+    label = column.type if column.categories is None else f"one of {list(column.categories)}"
+    return f"{label} | None" if column.nullable else label
+
+
+def _tensor_label(tensor: TensorSpec) -> str:
+    dims = (
+        "?"
+        if tensor.shape is None
+        else ", ".join("?" if d is None else str(d) for d in tensor.shape)
+    )
+    return f"{tensor.dtype}[{dims}]"
+
+
+# --------------------------------------------------------------------------------------------
+# Inference from sample inputs
+# --------------------------------------------------------------------------------------------
+
+
+def _is_dataframe(obj: object) -> bool:
+    # Duck-typed so that checking for a DataFrame never imports pandas.
+    return type(obj).__name__ == "DataFrame" and hasattr(obj, "columns") and hasattr(obj, "dtypes")
+
+
+def infer_tabular_signature(sample: Any) -> tuple[TabularInputs, str]:
+    """Infer tabular inputs from a sample batch.
+
+    Args:
+        sample: a pandas DataFrame, a 2-D array (or list of lists), or a list of dicts (one dict
+            is taken as a batch of one).
+
+    Returns:
+        The inputs, and the layout the sample had: ``dataframe``, ``array`` or ``records``.
+
+    Raises:
+        InvalidInputError: the sample is empty, ragged, or has a column type signatures cannot hold.
+    """
+    if _is_dataframe(sample):
+        return TabularInputs(columns=tuple(_infer_frame_columns(sample))), "dataframe"
+    if isinstance(sample, Mapping):
+        sample = [sample]
+    if (
+        isinstance(sample, Sequence)
+        and not isinstance(sample, str | bytes)
+        and sample
+        and all(isinstance(row, Mapping) for row in sample)
+    ):
+        return TabularInputs(columns=tuple(_infer_record_columns(sample))), "records"
+    try:
+        array = np.asarray(sample)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInputError(f"Cannot infer a signature from the sample input: {exc}") from exc
+    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
+        raise InvalidInputError(
+            "Cannot infer a signature from the sample input: expected a DataFrame, a non-empty "
+            f"2-D array or a list of dicts, got {_describe_type(sample)} with shape {array.shape}."
+        )
+    columns = [
+        _infer_array_column(f"x{j}", array[:, j], str(array.dtype)) for j in range(array.shape[1])
+    ]
+    return TabularInputs(columns=tuple(columns)), "array"
+
+
+_KIND_TYPES: dict[str, ColumnType] = {"f": "number", "i": "integer", "u": "integer", "b": "boolean"}
+
+
+def _infer_frame_columns(frame: Any) -> Iterable[ColumnSpec]:
+    if len(frame) == 0:
+        raise InvalidInputError("Cannot infer a signature from an empty DataFrame.")
+    for name in frame.columns:
+        if not isinstance(name, str):
+            raise InvalidInputError(
+                f"Cannot infer a signature: column {name!r} is not named by a string.",
+                field=str(name),
+            )
+        series = frame[name]
+        dtype = series.dtype
+        nullable = bool(series.isna().any())
+        if str(dtype) == "category":
+            categories = tuple(_python_scalar(c) for c in dtype.categories)
+            kind = _scalar_type(categories[0]) if categories else "string"
+            yield ColumnSpec(
+                name=name, type=kind, dtype="category", categories=categories, nullable=nullable
+            )
+            continue
+        np_kind = getattr(dtype, "kind", "O")
+        if np_kind in "fiub":
+            kind = _KIND_TYPES[np_kind]
+            if kind != "number" and nullable:
+                kind = "number"  # a nullable extension integer behaves as a float with NaN
+            yield ColumnSpec(name=name, type=kind, dtype=str(dtype), nullable=nullable)
+        elif np_kind in "OSU" or str(dtype) in ("str", "string"):
+            values = [v for v in series.tolist() if not _is_missing(v)]
+            kind = _common_type(name, values)
+            yield ColumnSpec(name=name, type=kind, dtype=str(dtype), nullable=nullable)
+        else:
+            raise InvalidInputError(
+                f"Cannot infer a signature: column {name!r} has dtype {dtype}, which signatures do "
+                "not support; convert it to numbers or strings first.",
+                field=name,
+            )
+
+
+def _infer_array_column(name: str, values: np.ndarray, dtype: str) -> ColumnSpec:
+    kind = values.dtype.kind
+    if kind in "fiub":
+        mapped = _KIND_TYPES[kind]
+        nullable = bool(kind == "f" and np.isnan(values).any())
+        return ColumnSpec(name=name, type=mapped, dtype=dtype, nullable=nullable)
+    if kind in "OSU":
+        present = [v for v in values.tolist() if not _is_missing(v)]
+        nullable = len(present) != len(values)
+        return ColumnSpec(
+            name=name, type=_common_type(name, present), dtype=dtype, nullable=nullable
+        )
+    raise InvalidInputError(
+        f"Cannot infer a signature: column {name!r} has dtype {values.dtype}.", field=name
+    )
+
+
+def _infer_record_columns(records: Sequence[Mapping[str, Any]]) -> Iterable[ColumnSpec]:
+    names: dict[str, None] = {}
+    for record in records:
+        for key in record:
+            if not isinstance(key, str):
+                raise InvalidInputError(f"Cannot infer a signature: key {key!r} is not a string.")
+            names.setdefault(key)
+    for name in names:
+        values = [record.get(name) for record in records]
+        present = [v for v in values if not _is_missing(v)]
+        kind = _common_type(name, present)
+        dtype = {"number": "float64", "integer": "int64", "boolean": "bool", "string": "object"}[
+            kind
+        ]
+        yield ColumnSpec(name=name, type=kind, dtype=dtype, nullable=len(present) != len(values))
+
+
+def _common_type(name: str, values: Sequence[Any]) -> ColumnType:
+    kinds = {_scalar_type(v) for v in values}
+    if kinds == {"integer", "number"}:
+        return "number"
+    if len(kinds) == 1:
+        return kinds.pop()
+    if not kinds:
+        raise InvalidInputError(
+            f"Cannot infer a signature: column {name!r} has no values in the sample.", field=name
+        )
+    raise InvalidInputError(
+        f"Cannot infer a signature: column {name!r} mixes {sorted(kinds)} values.", field=name
+    )
+
+
+def _scalar_type(value: Any) -> ColumnType:
+    if isinstance(value, bool | np.bool_):
+        return "boolean"
+    if isinstance(value, int | np.integer):
+        return "integer"
+    if isinstance(value, float | np.floating):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    raise InvalidInputError(
+        f"Cannot infer a signature: unsupported value {_describe(value)} in the sample."
+    )
+
+
+def _python_scalar(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # noqa: PLR0124 - NaN, pandas.NA and NaT are unequal to themselves
+    except (TypeError, ValueError):
+        return True  # pandas.NA refuses bool(); it is missing all the same
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+
+class _BadValueError(Exception):
+    """A value does not fit its column; the message says why, without the field or index."""
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{_describe_type(value)} {text}"
+
+
+def _describe_type(value: Any) -> str:
+    return type(value).__name__
+
+
+def _number_check(column: ColumnSpec) -> Callable[[Any], Any]:
+    nullable = column.nullable
+
+    def check(value: Any) -> Any:
+        kind = type(value)
+        if kind is float or isinstance(value, np.floating):
+            number = float(value)
+            if math.isfinite(number):
+                return number
+            if math.isnan(number):
+                if nullable:
+                    return number
+                raise _BadValueError("got NaN, but this field takes no missing values")
+            raise _BadValueError("got infinity; expected a finite number")
+        if kind is int or (isinstance(value, int | np.integer) and not isinstance(value, bool)):
+            try:
+                return float(value)
+            except OverflowError:
+                raise _BadValueError(f"got {_describe(value)}, too large for a float") from None
+        if value is None and nullable:
+            return math.nan
+        raise _BadValueError(f"expected a number, got {_describe(value)}")
+
+    return check
+
+
+def _integer_check(column: ColumnSpec) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_):
+            return int(value)
+        if isinstance(value, float | np.floating) and float(value).is_integer():
+            return int(value)
+        raise _BadValueError(f"expected an integer, got {_describe(value)}")
+
+    return check
+
+
+def _boolean_check(column: ColumnSpec) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if isinstance(value, bool | np.bool_):
+            return bool(value)
+        raise _BadValueError(f"expected true or false, got {_describe(value)}")
+
+    return check
+
+
+def _scalar_check(column: ColumnSpec) -> Callable[[Any], Any]:
+    if column.type == "number":
+        return _number_check(column)
+    if column.type == "integer":
+        return _integer_check(column)
+    if column.type == "boolean":
+        return _boolean_check(column)
+    nullable = column.nullable
+
+    def check_string(value: Any) -> Any:
+        if isinstance(value, str):
+            return value
+        if value is None and nullable:
+            return None
+        raise _BadValueError(f"expected a string, got {_describe(value)}")
+
+    return check_string
+
+
+def _column_check(column: ColumnSpec) -> Callable[[Any], Any]:
+    check = _scalar_check(column)
+    if column.categories is None:
+        return check
+    allowed = frozenset(column.categories)
+    shown = list(column.categories)[:10]
+
+    def check_category(value: Any) -> Any:
+        value = check(value)
+        if value in allowed or (column.nullable and _is_missing(value)):
+            return value
+        raise _BadValueError(f"got {_describe(value)}; expected one of {shown}")
+
+    return check_category
+
+
+@dataclass(frozen=True)
+class Table:
+    """A validated tabular batch: columns in signature order, as a matrix or per column.
+
+    Numeric signatures keep one 2-D matrix (no copy per column); mixed ones keep one array per
+    column. Adapters take the form they need through :meth:`matrix` and :meth:`columns`.
+    """
+
+    names: tuple[str, ...]
+    length: int
+    data: np.ndarray | dict[str, np.ndarray]
+
+    def matrix(self, dtype: Any = None) -> np.ndarray:
+        """All columns as one 2-D array, cast to ``dtype`` when given."""
+        if isinstance(self.data, np.ndarray):
+            matrix = self.data
+        elif not self.names:
+            matrix = np.empty((self.length, 0))
+        else:
+            matrix = np.column_stack([self.data[name] for name in self.names])
+        return matrix if dtype is None else matrix.astype(dtype, copy=False)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Each column as a 1-D array."""
+        if isinstance(self.data, np.ndarray):
+            return {name: self.data[:, j] for j, name in enumerate(self.names)}
+        return self.data
+
+    def records(self) -> list[dict[str, Any]]:
+        """One dict of Python values per row."""
+        columns = [column.tolist() for column in self.columns().values()]
+        return [dict(zip(self.names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+class TabularValidator:
+    """Compiled checks for one tabular signature."""
+
+    def __init__(self, inputs: TabularInputs) -> None:
+        self.columns = inputs.columns
+        self.names = tuple(column.name for column in inputs.columns)
+        self._name_set = frozenset(self.names)
+        self._checks = tuple((c.name, _column_check(c)) for c in self.columns)
+        self._getter = operator.itemgetter(*self.names)
+        self._is_numeric = all(
+            c.type == "number" and c.categories is None and not c.nullable for c in self.columns
+        )
+
+    # -- single records ----------------------------------------------------------------------
+
+    def record(self, record: Any, index: int | None = None) -> tuple[Any, ...]:
+        """Check one record and return its values in signature order.
+
+        Raises:
+            InvalidInputError: naming the field and, inside a batch, the record's index.
+        """
+        if type(record) is dict and self._is_numeric and len(record) == len(self.names):
+            # The fast path: all-numeric signatures, the common case of a request's dict.
+            try:
+                values = self._getter(record)
+            except KeyError:
+                pass
+            else:
+                if len(self.names) == 1:
+                    values = (values,)
+                if _NUMBERS.issuperset(map(type, values)) and all(map(math.isfinite, values)):
+                    return values  # type: ignore[no-any-return]
+        return self._record_slow(record, index)
+
+    def _record_slow(self, record: Any, index: int | None) -> tuple[Any, ...]:
+        if isinstance(record, BaseModel):
+            record = record.model_dump(by_alias=True)
+        if isinstance(record, Mapping):
+            return self._mapping(record, index)
+        if isinstance(record, np.ndarray) and record.ndim != 1:
+            raise _invalid(None, index, f"expected a record, got an array of shape {record.shape}")
+        if isinstance(record, Sequence | np.ndarray) and not isinstance(record, str | bytes):
+            if len(record) != len(self.names):
+                raise _invalid(
+                    None,
+                    index,
+                    f"expected {len(self.names)} values in signature order "
+                    f"({_preview(self.names)}), got {len(record)}",
+                )
+            values = record.tolist() if isinstance(record, np.ndarray) else record
+            return self._values(zip(self.names, values, strict=True), index)
+        raise _invalid(
+            None,
+            index,
+            f"expected a record (a dict with fields {_preview(self.names)}), "
+            f"got {_describe(record)}",
+        )
+
+    def _mapping(self, record: Mapping[Any, Any], index: int | None) -> tuple[Any, ...]:
+        inputs = f"is not an input of this model (inputs: {_preview(self.names)})"
+        problems = [(name, "is missing") for name in self.names if name not in record]
+        problems += [(str(key), inputs) for key in record if key not in self._name_set]
+        if problems:
+            raise _invalid_many(
+                [(field, index, f"field {field!r} {text}") for field, text in problems]
+            )
+        return self._values(((name, record[name]) for name in self.names), index)
+
+    def _values(self, pairs: Iterable[tuple[str, Any]], index: int | None) -> tuple[Any, ...]:
+        values = []
+        problems = []
+        checks = dict(self._checks)
+        for name, value in pairs:
+            try:
+                values.append(checks[name](value))
+            except _BadValueError as exc:
+                problems.append((name, index, f"field {name!r} {exc}"))
+            except Exception as exc:  # noqa: BLE001 - junk values may fail in arbitrary ways
+                problems.append(
+                    (name, index, f"field {name!r} cannot be read: {_describe(value)} ({exc})")
+                )
+        if problems:
+            raise _invalid_many(problems)
+        return tuple(values)
+
+    # -- batches -------------------------------------------------------------------------------
+
+    def batch(self, batch: Any) -> Table:
+        """Check a batch: a list of records, a DataFrame or a 2-D array.
+
+        Raises:
+            InvalidInputError: naming each bad field and record index (up to a cap).
+        """
+        if _is_dataframe(batch):
+            return self._frame(batch)
+        if isinstance(batch, np.ndarray):
+            return self._array(batch)
+        if isinstance(batch, Mapping | str | bytes) or not isinstance(batch, Iterable):
+            raise InvalidInputError(
+                "Expected a batch (a list of records, a DataFrame or a 2-D array), got "
+                f"{_describe(batch)}; use predict() for one record."
+            )
+        rows = []
+        problems: list[dict[str, Any]] = []
+        for index, record in enumerate(batch):
+            try:
+                rows.append(self.record(record, index))
+            except InvalidInputError as exc:
+                problems.extend(exc.errors)
+                if len(problems) >= _MAX_REPORTED_ERRORS:
+                    break
+        if problems:
+            raise _error_from(problems)
+        return self._from_rows(rows)
+
+    def _from_rows(self, rows: list[tuple[Any, ...]]) -> Table:
+        if self._is_numeric:
+            matrix = np.array(rows, dtype=np.float64).reshape(len(rows), len(self.names))
+            return Table(self.names, len(rows), matrix)
+        transposed = list(zip(*rows, strict=True)) if rows else [()] * len(self.names)
+        data = {
+            column.name: _column_array(column, values)
+            for column, values in zip(self.columns, transposed, strict=True)
+        }
+        return Table(self.names, len(rows), data)
+
+    def _frame(self, frame: Any) -> Table:
+        present = [str(c) for c in frame.columns]
+        missing = [name for name in self.names if name not in set(present)]
+        extra = [name for name in present if name not in self._name_set]
+        problems: list[tuple[str | None, int | None, str]] = [
+            (n, None, f"column {n!r} is missing") for n in missing
+        ]
+        problems += [
+            (
+                n,
+                None,
+                f"column {n!r} is not an input of this model (inputs: {_preview(self.names)})",
+            )
+            for n in extra
+        ]
+        if len(set(present)) != len(present):
+            problems.append((None, None, "the DataFrame has duplicate column names"))
+        if problems:
+            raise _invalid_many(problems)
+        if self._is_numeric:
+            values = frame[list(self.names)].to_numpy()
+            if values.dtype.kind in "fiu":
+                return self._numeric_matrix(values)
+        data = {c.name: self._column(c, frame[c.name].to_numpy()) for c in self.columns}
+        return Table(self.names, len(frame), data)
+
+    def _array(self, array: np.ndarray) -> Table:
+        if array.ndim != 2:
+            if array.ndim == 1 and len(self.names) != 1:
+                hint = "; use predict() for one record or reshape to (n_rows, n_columns)"
+            else:
+                hint = ""
+            raise InvalidInputError(
+                f"Expected a 2-D array of shape (n_rows, {len(self.names)}), "
+                f"got shape {array.shape}{hint}."
+            )
+        if array.shape[1] != len(self.names):
+            raise InvalidInputError(
+                f"Expected {len(self.names)} columns ({_preview(self.names)}), "
+                f"got {array.shape[1]}."
+            )
+        if self._is_numeric and array.dtype.kind in "fiu":
+            return self._numeric_matrix(array)
+        data = {c.name: self._column(c, array[:, j]) for j, c in enumerate(self.columns)}
+        return Table(self.names, array.shape[0], data)
+
+    def _numeric_matrix(self, matrix: np.ndarray) -> Table:
+        if matrix.dtype.kind == "f":
+            finite = np.isfinite(matrix)
+            if not finite.all():
+                rows, cols = np.nonzero(~finite)
+                problems = []
+                for row, col in list(zip(rows.tolist(), cols.tolist(), strict=True))[
+                    :_MAX_REPORTED_ERRORS
+                ]:
+                    value = matrix[row, col]
+                    text = (
+                        "got NaN, but this field takes no missing values"
+                        if np.isnan(value)
+                        else "got infinity; expected a finite number"
+                    )
+                    problems.append((self.names[col], row, f"field {self.names[col]!r} {text}"))
+                raise _invalid_many(problems)
+        return Table(self.names, matrix.shape[0], matrix)
+
+    def _column(self, column: ColumnSpec, values: np.ndarray) -> np.ndarray:
+        """Check one column of a batch, vectorized where the dtype allows it."""
+        kind = values.dtype.kind
+        name = column.name
+        if column.categories is None:
+            if column.type == "number" and kind in "fiu":
+                as_float = values.astype(np.float64, copy=False)
+                bad = ~np.isfinite(as_float)
+                if column.nullable:
+                    bad &= ~np.isnan(as_float)
+                if bad.any():
+                    self._raise_first_bad(column, values, np.flatnonzero(bad))
+                return as_float
+            if column.type == "integer" and kind in "iu":
+                return values
+            if column.type == "boolean" and kind == "b":
+                return values
+        # Object, string or categorical data: check each value, as records are checked.
+        check = _column_check(column)
+        out = []
+        problems = []
+        for index, value in enumerate(values.tolist()):
+            if column.nullable and _is_missing(value):
+                out.append(None if column.type == "string" else math.nan)
+                continue
+            try:
+                out.append(check(value))
+            except _BadValueError as exc:
+                problems.append((name, index, f"field {name!r} {exc}"))
+                if len(problems) >= _MAX_REPORTED_ERRORS:
+                    break
+        if problems:
+            raise _invalid_many(problems)
+        return _column_array(column, out)
+
+    def _raise_first_bad(self, column: ColumnSpec, values: np.ndarray, indices: np.ndarray) -> None:
+        check = _column_check(column)
+        problems = []
+        for index in indices[:_MAX_REPORTED_ERRORS].tolist():
+            try:
+                check(values[index])
+            except _BadValueError as exc:
+                problems.append((column.name, index, f"field {column.name!r} {exc}"))
+        raise _invalid_many(problems)
+
+
+def _column_array(column: ColumnSpec, values: Sequence[Any]) -> np.ndarray:
+    if column.categories is None and not column.nullable:
+        dtype = {"number": np.float64, "integer": np.int64, "boolean": np.bool_}.get(column.type)
+        if dtype is not None:
+            return np.asarray(values, dtype=dtype)
+    if column.type == "number":
+        return np.asarray([math.nan if v is None else v for v in values], dtype=np.float64)
+    array = np.empty(len(values), dtype=object)
+    array[:] = list(values)
+    return array
+
+
+# -- tensors -----------------------------------------------------------------------------------
+
+_TENSOR_KINDS = {
+    "f": "fiub",  # a float tensor takes floats, integers and booleans
+    "i": "iub",
+    "u": "iub",
+    "b": "b",
+    "O": "OUS",
+    "U": "OUS",
+}
+
+
+class TensorValidator:
+    """Compiled checks for one tensor signature: names, element kinds and declared shapes."""
+
+    def __init__(self, inputs: TensorInputs) -> None:
+        self.tensors = inputs.tensors
+        self.names = tuple(t.name for t in inputs.tensors)
+        self._dtypes = {
+            t.name: np.dtype(object if t.dtype == "string" else t.dtype) for t in self.tensors
+        }
+
+    @property
+    def has_batch_axis(self) -> bool:
+        """Whether every input declares a dynamic first axis."""
+        return all(t.has_batch_axis for t in self.tensors)
+
+    def record(self, record: Any, index: int | None = None) -> dict[str, np.ndarray]:
+        """Check one mapping of input name to array and return the arrays, cast to their dtypes."""
+        if isinstance(record, np.ndarray) and len(self.names) == 1:
+            record = {self.names[0]: record}
+        if not isinstance(record, Mapping):
+            raise _invalid(
+                None,
+                index,
+                f"expected a mapping of input name to array ({_preview(self.names)}), "
+                f"got {_describe(record)}",
+            )
+        missing = [n for n in self.names if n not in record]
+        extra = [k for k in record if k not in self._dtypes]
+        problems = [(n, index, f"input {n!r} is missing") for n in missing]
+        problems += [
+            (
+                str(k),
+                index,
+                f"input {k!r} is not an input of this model (inputs: {_preview(self.names)})",
+            )
+            for k in extra
+        ]
+        if problems:
+            raise _invalid_many(problems)
+        return {t.name: self._tensor(t, record[t.name], index) for t in self.tensors}
+
+    def _tensor(self, spec: TensorSpec, value: Any, index: int | None) -> np.ndarray:
+        dtype = self._dtypes[spec.name]
+        try:
+            array = np.asarray(value)
+        except Exception as exc:  # noqa: BLE001 - ragged or exotic values fail in many ways
+            raise _invalid(
+                spec.name, index, f"input {spec.name!r} is not an array: {exc}"
+            ) from None
+        accepted = _TENSOR_KINDS.get(dtype.kind, dtype.kind)
+        if array.dtype.kind not in accepted:
+            raise _invalid(
+                spec.name,
+                index,
+                f"input {spec.name!r} expects {spec.dtype} values, got an array of {array.dtype}",
+            )
+        if dtype.kind in "iu" and array.dtype.kind in "iu" and array.size:
+            info = np.iinfo(dtype.type)
+            if array.min() < info.min or array.max() > info.max:
+                raise _invalid(
+                    spec.name,
+                    index,
+                    f"input {spec.name!r} has values outside the {spec.dtype} range",
+                )
+        if (
+            dtype.kind == "O"
+            and array.size
+            and not all(isinstance(v, str) for v in array.ravel().tolist())
+        ):
+            raise _invalid(spec.name, index, f"input {spec.name!r} expects strings")
+        if spec.shape is not None and (
+            array.ndim != len(spec.shape)
+            or any(
+                isinstance(d, int) and d != n for d, n in zip(spec.shape, array.shape, strict=True)
+            )
+        ):
+            raise _invalid(
+                spec.name,
+                index,
+                f"input {spec.name!r} expects shape {_tensor_label(spec)}, got {list(array.shape)}",
+            )
+        return array.astype(dtype, copy=False)
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+def _preview(names: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _where(field: str | None, index: int | None) -> str:
+    return "" if index is None else f"Record {index}: "
+
+
+def _invalid(field: str | None, index: int | None, message: str) -> InvalidInputError:
+    return _invalid_many([(field, index, message)])
+
+
+def _invalid_many(problems: Sequence[tuple[str | None, int | None, str]]) -> InvalidInputError:
+    return _error_from([{"field": f, "index": i, "message": m} for f, i, m in problems])
+
+
+def _error_from(problems: list[dict[str, Any]]) -> InvalidInputError:
+    first = problems[0]
+    text = _where(first["field"], first["index"]) + first["message"]
+    if len(problems) > 1:
+        text += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
+    text += "."
+    return InvalidInputError(text, field=first["field"], index=first["index"], errors=problems)
+
+
+# -- pydantic models ------------------------------------------------------------------------------
+
+_PYTHON_TYPES: dict[str, Any] = {"number": float, "integer": int, "boolean": bool, "string": str}
+
+
+def _input_model(signature: Signature) -> type[BaseModel]:
+    fields: dict[str, Any] = {}
+    if isinstance(signature.inputs, TabularInputs):
+        for position, column in enumerate(signature.inputs.columns):
+            annotation: Any = _PYTHON_TYPES[column.type]
+            if column.categories is not None:
+                annotation = Literal[tuple(column.categories)]
+            if column.nullable:
+                annotation = annotation | None
+            allow_inf_nan = False if column.type == "number" else None
+            fields[f"field_{position}"] = (
+                annotation,
+                Field(alias=column.name, allow_inf_nan=allow_inf_nan),
+            )
+    elif isinstance(signature.inputs, TensorInputs):
+        for position, tensor in enumerate(signature.inputs.tensors):
+            fields[f"field_{position}"] = (
+                list[Any],
+                Field(alias=tensor.name, description=f"{_tensor_label(tensor)} as nested lists"),
+            )
+    else:
+        raise TypeError("a schema signature carries its own JSON Schema, not a generated model")
+    model = pydantic.create_model(
+        "ModelInput",
+        __config__=ConfigDict(extra="forbid", populate_by_name=True),
+        **fields,
+    )
+    return cast(type[BaseModel], model)
+
+
+def _output_json_schema(outputs: Outputs) -> dict[str, Any]:
+    if outputs.task == "custom":
+        return dict(outputs.json_schema or {})
+    fields: dict[str, Any] = {}
+    if outputs.task == "classification":
+        label: Any = Literal[tuple(outputs.classes)] if outputs.classes else Any
+        fields["label"] = (label, ...)
+        fields["probabilities"] = (dict[str, float] | None, None)
+    elif outputs.task == "regression":
+        fields["value"] = (float | list[float], ...)
+    else:
+        for position, tensor in enumerate(outputs.tensors or ()):
+            fields[f"field_{position}"] = (list[Any], Field(alias=tensor.name))
+    model = pydantic.create_model("ModelOutput", **fields)
+    return cast(dict[str, Any], model.model_json_schema(by_alias=True))
+
+
+def tabular_inputs_from_model(model: type[BaseModel]) -> TabularInputs:
+    """Tabular inputs declared by a pydantic model: one column per field.
+
+    ``float`` fields become numbers, ``int`` integers, ``bool`` booleans, ``str`` strings, a
+    ``Literal[...]`` declares the allowed values and ``X | None`` makes a column nullable.
+
+    Raises:
+        TypeError: a field has a type a column cannot hold.
+    """
+    columns = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        nullable = False
+        args = typing.get_args(annotation)
+        if type(None) in args:
+            nullable = True
+            rest = [a for a in args if a is not type(None)]
+            annotation = rest[0] if len(rest) == 1 else annotation
+        categories = None
+        if typing.get_origin(annotation) is Literal:
+            categories = tuple(typing.get_args(annotation))
+            kinds = {_scalar_type(c) for c in categories}
+            kind: ColumnType = "number" if kinds == {"integer", "number"} else kinds.pop()
+        elif annotation in (float, int, bool, str):
+            kind = {float: "number", int: "integer", bool: "boolean", str: "string"}[annotation]  # type: ignore[assignment,index]
+        else:
+            raise TypeError(
+                f"Field {name!r} of {model.__name__} has type {annotation!r}; tabular signatures "
+                "take float, int, bool, str, Literal[...] and their optional forms."
+            )
+        dtype = {"number": "float64", "integer": "int64", "boolean": "bool", "string": "object"}[
+            kind
+        ]
+        columns.append(
+            ColumnSpec(
+                name=field.alias or name,
+                type=kind,
+                dtype=dtype,
+                categories=categories,
+                nullable=nullable,
+            )
+        )
+    return TabularInputs(columns=tuple(columns))

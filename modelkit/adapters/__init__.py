@@ -1,0 +1,215 @@
+"""Adapters: one serialization format each, and the registry that finds them.
+
+An adapter saves an object into a bundle's ``artifacts/`` and loads verified artifacts back into
+something that predicts. It is a :class:`typing.Protocol`, so a third-party format needs no
+subclassing: implement the methods and register the object, either with :func:`register` or
+through the ``modelkit.adapters`` entry-point group::
+
+    [project.entry-points."modelkit.adapters"]
+    xgboost = "my_package.modelkit_adapter:XGBoostAdapter"
+
+Built in: ``joblib`` (scikit-learn and other picklable objects with ``predict``), ``onnx`` (any
+model onnxruntime runs) and ``python`` (subclasses of :class:`modelkit.Model`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from .._signature import Outputs, Signature, Table, TabularInputs, TensorInputs
+from ..errors import BundleError
+
+if TYPE_CHECKING:
+    from .._bundle import Artifacts, Manifest
+
+__all__ = [
+    "Adapter",
+    "Runner",
+    "SavedModel",
+    "available",
+    "get",
+    "register",
+]
+
+ENTRY_POINT_GROUP = "modelkit.adapters"
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    """What an adapter reports after writing an object's artifacts.
+
+    Attributes:
+        signature: the inputs and outputs the saved model has.
+        details: adapter-specific facts for the manifest's ``adapter`` section (JSON values).
+        packages: distributions whose installed versions the manifest records and ``load``
+            compares (``{"scikit-learn": "1.5.2"}``).
+    """
+
+    signature: Signature
+    details: Mapping[str, Any] = field(default_factory=dict)
+    packages: Mapping[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """What an adapter's ``load`` returns: runs validated inputs through the model.
+
+    ``run`` takes a :class:`~modelkit._signature.Table` for tabular signatures, or a mapping of
+    input name to array for tensor signatures, and returns the output fields as arrays: ``label``
+    and ``probabilities`` for classifiers, ``value`` for regressors, one entry per named output for
+    tensor models. A runner may also define ``run_record(values)`` for one record's values in
+    signature order, the fast path for single predictions.
+    """
+
+    def run(self, inputs: Table | Mapping[str, Any]) -> Mapping[str, Any]: ...
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """One serialization format.
+
+    Attributes:
+        name: the id recorded in manifests (``format``), such as ``"joblib"``.
+    """
+
+    name: str
+
+    def accepts(self, obj: object) -> bool:
+        """Whether ``format="auto"`` should pick this adapter for ``obj``."""
+        ...
+
+    def save(
+        self,
+        obj: Any,
+        directory: Path,
+        *,
+        sample_input: Any,
+        inputs: TabularInputs | TensorInputs | None,
+        outputs: Outputs | None,
+    ) -> SavedModel:
+        """Write ``obj``'s artifacts into ``directory`` (the bundle's ``artifacts/``).
+
+        Args:
+            obj: the object to save.
+            directory: where to write; every file written here becomes an artifact.
+            sample_input: the caller's sample rows, or ``None``.
+            inputs: inputs the caller declared, or ``None`` to infer them.
+            outputs: outputs (at least the task) the caller declared, or ``None`` to infer them.
+        """
+        ...
+
+    def load(
+        self, artifacts: Artifacts, manifest: Manifest, *, options: Mapping[str, Any]
+    ) -> Runner | Any:
+        """Build a :class:`Runner` (or a ready :class:`modelkit.Model`) from verified artifacts."""
+        ...
+
+
+_registry: dict[str, Adapter] = {}
+# Plugins that failed to import, by name: reported when that format is asked for, not before.
+_broken: dict[str, Exception] = {}
+_lock = threading.Lock()
+_entry_points = {"loaded": False}
+
+
+def register(adapter: Adapter, *, replace: bool = False) -> None:
+    """Make ``adapter`` available to :func:`modelkit.save` and :func:`modelkit.load`.
+
+    Raises:
+        ValueError: an adapter of that name is registered already and ``replace`` is false.
+    """
+    with _lock:
+        if adapter.name in _registry and not replace:
+            raise ValueError(
+                f"An adapter named {adapter.name!r} is already registered; pass replace=True."
+            )
+        _registry[adapter.name] = adapter
+
+
+def get(name: str) -> Adapter:
+    """The adapter registered under ``name``.
+
+    Raises:
+        BundleError: no adapter has that name (the message suggests the nearest one).
+    """
+    _ensure_builtin()
+    adapter = _registry.get(name)
+    if adapter is None:
+        _load_entry_points()
+        adapter = _registry.get(name)
+    if adapter is None and name in _broken:
+        raise BundleError(
+            f"The adapter for format {name!r} is installed but failed to import: {_broken[name]}"
+        ) from _broken[name]
+    if adapter is None:
+        known = sorted(_registry)
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise BundleError(
+            f"Unknown format {name!r}.{hint} Known formats: {', '.join(known)}. A third-party "
+            f"format is installed with its package (entry-point group {ENTRY_POINT_GROUP!r})."
+        )
+    return adapter
+
+
+def available() -> list[str]:
+    """The names of every registered adapter, entry points included."""
+    _ensure_builtin()
+    _load_entry_points()
+    return sorted(_registry)
+
+
+def for_object(obj: object) -> Adapter:
+    """The adapter ``format="auto"`` picks for ``obj``.
+
+    Raises:
+        BundleError: no adapter accepts the object.
+    """
+    _ensure_builtin()
+    for name in ("python", "onnx", "joblib"):
+        if _registry[name].accepts(obj):
+            return _registry[name]
+    _load_entry_points()
+    for adapter in _registry.values():
+        if adapter.accepts(obj):
+            return adapter
+    raise BundleError(
+        f"No format can save a {type(obj).__module__}.{type(obj).__qualname__}: expected a "
+        "fitted estimator or any object with predict(), an ONNX model, or a modelkit.Model. "
+        "Pass format= to choose one."
+    )
+
+
+def _ensure_builtin() -> None:
+    if "joblib" in _registry:
+        return
+    from ._joblib import JoblibAdapter
+    from ._onnx import OnnxAdapter
+    from ._python import PythonAdapter
+
+    with _lock:
+        for adapter in (JoblibAdapter(), OnnxAdapter(), PythonAdapter()):
+            _registry.setdefault(adapter.name, adapter)
+
+
+def _load_entry_points() -> None:
+    if _entry_points["loaded"]:
+        return
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name in _registry:
+            continue
+        try:
+            loaded = entry.load()
+            adapter = loaded() if isinstance(loaded, type) else loaded
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the other formats
+            _broken[entry.name] = exc
+            continue
+        with _lock:
+            _registry.setdefault(entry.name, adapter)
+    _entry_points["loaded"] = True

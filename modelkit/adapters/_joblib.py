@@ -1,0 +1,317 @@
+"""The ``joblib`` adapter: fitted scikit-learn estimators and pipelines, or any picklable object
+with ``predict``."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._deps import require
+from .._environment import distribution_of, installed_version
+from .._model import rejected
+from .._signature import (
+    ColumnSpec,
+    Outputs,
+    Signature,
+    Table,
+    TabularInputs,
+    Task,
+    TensorInputs,
+    infer_tabular_signature,
+)
+from ..errors import BundleError, InvalidInputError
+from . import SavedModel
+
+if TYPE_CHECKING:
+    from .._bundle import Artifacts, Manifest
+
+__all__ = ["JoblibAdapter", "JoblibRunner"]
+
+ARTIFACT = "model.joblib"
+# What an estimator raises for inputs it cannot take (unseen categories, wrong shapes...).
+_INPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError)
+
+
+class JoblibAdapter:
+    """Saves with ``joblib.dump`` and loads with ``joblib.load`` from verified bytes."""
+
+    name = "joblib"
+
+    def accepts(self, obj: object) -> bool:
+        return callable(getattr(obj, "predict", None))
+
+    def save(
+        self,
+        obj: Any,
+        directory: Path,
+        *,
+        sample_input: Any,
+        inputs: TabularInputs | TensorInputs | None,
+        outputs: Outputs | None,
+    ) -> SavedModel:
+        import joblib
+
+        if not self.accepts(obj):
+            raise BundleError(
+                f"The joblib format saves objects with a predict() method; "
+                f"{type(obj).__qualname__} has none."
+            )
+        if isinstance(inputs, TensorInputs):
+            raise BundleError("The joblib format needs tabular inputs (named columns).")
+        inputs, layout, dtype = _inputs_for(obj, sample_input, inputs)
+        task = outputs.task if outputs is not None else _task_of(obj)
+        if task not in ("classification", "regression"):
+            raise BundleError(
+                f"The joblib format serves classifiers and regressors, not task {task!r}."
+            )
+        classes = None
+        has_probabilities = False
+        if task == "classification":
+            raw_classes = getattr(obj, "classes_", None)
+            if raw_classes is not None and np.ndim(raw_classes) == 1:
+                classes = tuple(_python(c) for c in np.asarray(raw_classes).tolist())
+            has_probabilities = classes is not None and callable(
+                getattr(obj, "predict_proba", None)
+            )
+        declared = Outputs(task=task, classes=classes, has_probabilities=has_probabilities)
+        full = Signature(inputs=inputs, outputs=declared)
+        runner = JoblibRunner(obj, full, layout=layout, dtype=dtype)
+        if sample_input is not None:
+            has_probabilities = runner.check_sample(sample_input)
+            if has_probabilities != declared.has_probabilities:
+                full = Signature(
+                    inputs=inputs,
+                    outputs=declared.model_copy(update={"has_probabilities": has_probabilities}),
+                )
+        with open(directory / ARTIFACT, "wb") as handle:
+            joblib.dump(obj, handle)
+        packages = ["scikit-learn", "joblib", "numpy"]
+        if layout == "dataframe":
+            packages.append("pandas")
+        owner = distribution_of(type(obj).__module__)
+        if owner:
+            packages.append(owner)
+        versions = {p: v for p in packages if (v := installed_version(p)) is not None}
+        details = {
+            "artifact": ARTIFACT,
+            "layout": layout,
+            "dtype": dtype,
+            "estimator": f"{type(obj).__module__}.{type(obj).__qualname__}",
+        }
+        return SavedModel(signature=full, details=details, packages=versions)
+
+    def load(
+        self, artifacts: Artifacts, manifest: Manifest, *, options: Mapping[str, Any]
+    ) -> JoblibRunner:
+        import joblib
+
+        if options:
+            raise TypeError(f"The joblib format takes no adapter options, got {sorted(options)}.")
+        details = manifest.adapter
+        name = str(details.get("artifact", ARTIFACT))
+        with warnings.catch_warnings():
+            # Version differences were already reported, before unpickling, by the environment
+            # check; scikit-learn's own warning would repeat it after the fact.
+            _ignore_sklearn_version_warning()
+            estimator = joblib.load(artifacts.open(name))
+        return JoblibRunner(
+            estimator,
+            manifest.signature,
+            layout=str(details.get("layout", "array")),
+            dtype=str(details.get("dtype", "float64")),
+        )
+
+    def load_trusted_pickle(self, data: bytes) -> tuple[Any, Signature, dict[str, Any]]:
+        """Unpickle a bare joblib/pickle file the caller trusts, and describe it."""
+        import joblib
+
+        estimator = joblib.load(io.BytesIO(data))
+        inputs, layout, dtype = _inputs_for(estimator, None, None)
+        task = _task_of(estimator)
+        classes = None
+        if task == "classification" and getattr(estimator, "classes_", None) is not None:
+            classes = tuple(_python(c) for c in np.asarray(estimator.classes_).tolist())
+        outputs = Outputs(
+            task=task,
+            classes=classes,
+            has_probabilities=classes is not None
+            and callable(getattr(estimator, "predict_proba", None)),
+        )
+        details = {"artifact": ARTIFACT, "layout": layout, "dtype": dtype}
+        return estimator, Signature(inputs=inputs, outputs=outputs), details
+
+
+def _ignore_sklearn_version_warning() -> None:
+    try:
+        from sklearn.exceptions import InconsistentVersionWarning
+    except ImportError:  # scikit-learn absent, or too old to have the warning
+        return
+    warnings.simplefilter("ignore", InconsistentVersionWarning)
+
+
+def _python(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _task_of(obj: Any) -> Task:
+    estimator_type = getattr(obj, "_estimator_type", None)
+    try:
+        from sklearn.base import is_classifier, is_regressor
+
+        if is_classifier(obj):
+            return "classification"
+        if is_regressor(obj):
+            return "regression"
+    except ImportError:  # not scikit-learn: fall back to duck typing below
+        pass
+    if estimator_type == "classifier" or getattr(obj, "classes_", None) is not None:
+        return "classification"
+    return "regression"
+
+
+def _inputs_for(
+    obj: Any, sample_input: Any, declared: TabularInputs | None
+) -> tuple[TabularInputs, str, str]:
+    """The tabular inputs, the layout the estimator expects, and the array dtype."""
+    names = getattr(obj, "feature_names_in_", None)
+    if sample_input is not None:
+        inputs, layout = infer_tabular_signature(sample_input)
+        dtype = _sample_dtype(sample_input, layout)
+        if names is not None and layout != "dataframe":
+            layout = "dataframe"
+        if declared is not None:
+            _check_same_columns(declared, inputs)
+            inputs = declared
+        return inputs, layout, dtype
+    if declared is not None:
+        layout = "dataframe" if names is not None else "array"
+        return declared, layout, _common_dtype(declared.columns)
+    if names is not None:
+        columns = tuple(ColumnSpec(name=str(n), type="number", dtype="float64") for n in names)
+        return TabularInputs(columns=columns), "dataframe", "float64"
+    count = getattr(obj, "n_features_in_", None)
+    if isinstance(count, int) and count > 0:
+        columns = tuple(
+            ColumnSpec(name=f"x{j}", type="number", dtype="float64") for j in range(count)
+        )
+        return TabularInputs(columns=columns), "array", "float64"
+    raise BundleError(
+        f"Cannot tell what {type(obj).__qualname__} takes as input: pass sample_input= (a few "
+        "rows of training data) or signature=."
+    )
+
+
+def _sample_dtype(sample: Any, layout: str) -> str:
+    if layout != "array":
+        return "object"
+    return str(np.asarray(sample).dtype)
+
+
+def _common_dtype(columns: tuple[ColumnSpec, ...]) -> str:
+    types = {column.type for column in columns}
+    if types <= {"number", "integer"}:
+        return "float64"
+    return "object"
+
+
+def _check_same_columns(declared: TabularInputs, inferred: TabularInputs) -> None:
+    given = tuple(c.name for c in declared.columns)
+    found = tuple(c.name for c in inferred.columns)
+    if given != found:
+        raise BundleError(
+            f"The signature's columns {list(given)} differ from the sample input's {list(found)}."
+        )
+
+
+class JoblibRunner:
+    """Runs a deserialized estimator on validated inputs, in the layout it was trained on."""
+
+    def __init__(self, estimator: Any, signature: Signature, *, layout: str, dtype: str) -> None:
+        if not isinstance(signature.inputs, TabularInputs):
+            raise BundleError("The joblib format needs a tabular signature.")
+        self.estimator = estimator
+        self._columns = signature.inputs.columns
+        self._names = [c.name for c in self._columns]
+        self._layout = layout
+        self._dtype = np.dtype(dtype)
+        self._is_classifier = signature.outputs.task == "classification"
+        self._has_probabilities = signature.outputs.has_probabilities
+
+    def run(self, inputs: Table | Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(inputs, Table):
+            raise TypeError("The joblib format runs tabular inputs only.")
+        return self._predict(self._encode(inputs))
+
+    def run_record(self, values: tuple[Any, ...]) -> dict[str, Any]:
+        if self._layout == "array":
+            return self._predict(np.array([values], dtype=self._dtype))
+        table = Table(
+            tuple(self._names), 1, {n: _single(v) for n, v in zip(self._names, values, strict=True)}
+        )
+        return self._predict(self._encode(table))
+
+    def _encode(self, table: Table) -> Any:
+        if self._layout == "array":
+            return table.matrix(self._dtype)
+        if self._layout == "records":
+            return table.records()
+        pandas = require("pandas", extra="pandas", feature="This model (trained on a DataFrame)")
+        frame = pandas.DataFrame(table.columns(), columns=self._names, copy=False)
+        dtypes = {}
+        for column in self._columns:
+            if column.dtype == "category":
+                frame[column.name] = pandas.Categorical(
+                    frame[column.name], categories=list(column.categories or ())
+                )
+            elif str(frame[column.name].dtype) != column.dtype:
+                dtypes[column.name] = column.dtype
+        return frame.astype(dtypes) if dtypes else frame
+
+    def _predict(self, inputs: Any) -> dict[str, Any]:
+        try:
+            labels = np.asarray(self.estimator.predict(inputs))
+            if not self._is_classifier:
+                return {"value": labels}
+            fields: dict[str, Any] = {"label": labels}
+            if self._has_probabilities:
+                fields["probabilities"] = np.asarray(self.estimator.predict_proba(inputs))
+            return fields
+        except _INPUT_ERRORS as exc:
+            raise rejected(exc) from exc
+
+    def check_sample(self, sample: Any) -> bool:
+        """Run the sample through the estimator at save time; return whether it gives
+        probabilities (some estimators advertise ``predict_proba`` but refuse to run it)."""
+        from .._signature import TabularValidator
+
+        validator = TabularValidator(TabularInputs(columns=self._columns))
+        try:
+            table = validator.batch(sample)
+        except InvalidInputError as exc:
+            raise BundleError(f"The sample input does not fit the signature: {exc}") from exc
+        encoded = self._encode(table)
+        try:
+            self.estimator.predict(encoded)
+        except Exception as exc:
+            raise BundleError(
+                f"The model cannot predict on its own sample input: {type(exc).__name__}: {exc}"
+            ) from exc
+        if not self._has_probabilities:
+            return False
+        try:
+            self.estimator.predict_proba(encoded)
+        except Exception:  # noqa: BLE001 - then the model simply gives no probabilities
+            self._has_probabilities = False
+            return False
+        return True
+
+
+def _single(value: Any) -> np.ndarray:
+    array = np.empty(1, dtype=object)
+    array[0] = value
+    return array

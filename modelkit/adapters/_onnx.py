@@ -1,0 +1,376 @@
+"""The ``onnx`` adapter: any model onnxruntime runs, on one shared CPU session."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._environment import installed_version
+from .._model import rejected
+from .._signature import (
+    Outputs,
+    Signature,
+    Table,
+    TabularInputs,
+    Task,
+    TensorInputs,
+    TensorSpec,
+    infer_tabular_signature,
+)
+from ..errors import BundleError
+from . import SavedModel
+
+if TYPE_CHECKING:
+    from .._bundle import Artifacts, Manifest
+
+__all__ = ["OnnxAdapter", "OnnxRunner", "describe"]
+
+ARTIFACT = "model.onnx"
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(float16)": "float16",
+    "tensor(int8)": "int8",
+    "tensor(int16)": "int16",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(uint8)": "uint8",
+    "tensor(uint16)": "uint16",
+    "tensor(uint32)": "uint32",
+    "tensor(uint64)": "uint64",
+    "tensor(bool)": "bool",
+    "tensor(string)": "string",
+}
+_LABEL_NAMES = ("label", "output_label")
+_PROBABILITY_NAMES = ("probabilities", "output_probability")
+_OPTIONS = ("intra_op_num_threads", "inter_op_num_threads", "graph_optimization_level", "providers")
+_OPTIMIZATION_LEVELS = {
+    "disabled": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+
+
+def _onnxruntime() -> Any:
+    # Imported on first use: loading onnxruntime costs ~100 ms that `import modelkit` should not.
+    import onnxruntime
+
+    return onnxruntime
+
+
+def _model_bytes(obj: Any) -> bytes:
+    if isinstance(obj, bytes | bytearray | memoryview):
+        return bytes(obj)
+    if isinstance(obj, str | os.PathLike):
+        path = Path(obj)
+        if path.suffix.lower() != ".onnx" or not path.is_file():
+            raise BundleError(f"{str(path)!r} is not an .onnx file.", path=str(path))
+        return path.read_bytes()
+    serialize = getattr(obj, "SerializeToString", None)
+    if callable(serialize):
+        return bytes(serialize())
+    raise BundleError(f"Cannot save a {type(obj).__qualname__} in the onnx format.")
+
+
+def make_session(data: bytes, options: Mapping[str, Any] | None = None, *, label: str) -> Any:
+    """An InferenceSession on the CPU provider (unless ``providers`` says otherwise).
+
+    Raises:
+        TypeError: an unknown option.
+        BundleError: onnxruntime cannot load the model.
+    """
+    ort = _onnxruntime()
+    options = dict(options or {})
+    unknown = [key for key in options if key not in _OPTIONS]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], _OPTIONS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise TypeError(
+            f"Unknown onnx adapter option {unknown[0]!r}.{hint} Options: {', '.join(_OPTIONS)}."
+        )
+    session_options = ort.SessionOptions()
+    if options.get("intra_op_num_threads") is not None:
+        session_options.intra_op_num_threads = int(options["intra_op_num_threads"])
+    if options.get("inter_op_num_threads") is not None:
+        session_options.inter_op_num_threads = int(options["inter_op_num_threads"])
+    level = options.get("graph_optimization_level")
+    if level is not None:
+        if level not in _OPTIMIZATION_LEVELS:
+            raise TypeError(
+                f"graph_optimization_level must be one of {list(_OPTIMIZATION_LEVELS)}, "
+                f"got {level!r}."
+            )
+        session_options.graph_optimization_level = getattr(
+            ort.GraphOptimizationLevel, _OPTIMIZATION_LEVELS[level]
+        )
+    providers = list(options.get("providers") or ["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(data, sess_options=session_options, providers=providers)
+    except Exception as exc:
+        raise BundleError(
+            f"onnxruntime {installed_version('onnxruntime')} cannot load {label!r}: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
+            path=label,
+        ) from exc
+
+
+def _tensor_spec(node: Any) -> TensorSpec:
+    dtype = _ORT_TYPES.get(node.type)
+    if dtype is None:
+        raise BundleError(
+            f"The ONNX graph's {node.name!r} has type {node.type}; modelkit serves tensors of "
+            f"{', '.join(sorted(set(_ORT_TYPES.values())))}."
+        )
+    shape = (
+        None
+        if node.shape is None
+        else tuple(
+            d if isinstance(d, int) and d >= 0 else (d if isinstance(d, str) else None)
+            for d in node.shape
+        )
+    )
+    return TensorSpec(name=node.name, dtype=dtype, shape=shape)
+
+
+def _output_spec(node: Any) -> TensorSpec:
+    if node.type in _ORT_TYPES:
+        return _tensor_spec(node)
+    # Sequences and maps (such as a ZipMap's output) are passed through as Python objects.
+    return TensorSpec(name=node.name, dtype=node.type, shape=None)
+
+
+def describe(
+    data: bytes,
+    *,
+    session: Any = None,
+    sample_input: Any = None,
+    inputs: TabularInputs | TensorInputs | None = None,
+    outputs: Outputs | None = None,
+    label: str,
+) -> SavedModel:
+    """Inspect an ONNX model and decide its signature, input layout and task."""
+    if session is None:
+        session = make_session(data, label=label)
+    graph_inputs = [_tensor_spec(node) for node in session.get_inputs()]
+    graph_outputs = [_output_spec(node) for node in session.get_outputs()]
+    details: dict[str, Any] = {
+        "artifact": ARTIFACT,
+        "onnxruntime": installed_version("onnxruntime"),
+        "inputs": [spec.model_dump(mode="json") for spec in graph_inputs],
+        "outputs": [spec.name for spec in graph_outputs],
+    }
+    meta = session.get_modelmeta()
+    details["producer"] = f"{meta.producer_name} {meta.version}".strip()
+
+    if inputs is None:
+        if sample_input is not None:
+            inputs, _ = infer_tabular_signature(sample_input)
+        else:
+            inputs = TensorInputs(tensors=tuple(graph_inputs))
+    details["layout"] = _layout(inputs, graph_inputs)
+    classes = outputs.classes if outputs is not None and outputs.classes else None
+    decided = _outputs(
+        graph_outputs,
+        tabular=isinstance(inputs, TabularInputs),
+        task=outputs.task if outputs is not None else None,
+        classes=classes if classes is not None else _declared_classes(data),
+    )
+    return SavedModel(signature=Signature(inputs=inputs, outputs=decided), details=details)
+
+
+def _layout(inputs: TabularInputs | TensorInputs, graph: Sequence[TensorSpec]) -> str:
+    if isinstance(inputs, TensorInputs):
+        declared = {t.name for t in graph}
+        if {t.name for t in inputs.tensors} != declared:
+            raise BundleError(
+                f"The signature's tensors differ from the graph's inputs {sorted(declared)}."
+            )
+        return "tensors"
+    names = [c.name for c in inputs.columns]
+    if len(graph) == 1 and graph[0].shape is not None and len(graph[0].shape) == 2:
+        width = graph[0].shape[1]
+        if width == len(names) or not isinstance(width, int):
+            if graph[0].dtype == "string" and any(c.type != "string" for c in inputs.columns):
+                raise BundleError(
+                    "The graph takes one string tensor, but the sample has non-string columns."
+                )
+            return "matrix"
+    if sorted(t.name for t in graph) == sorted(names) and all(
+        t.shape is not None and len(t.shape) == 2 and t.shape[1] in (1, None) for t in graph
+    ):
+        return "columns"
+    described = ", ".join(f"{t.name}: {t.dtype}{list(t.shape or [])}" for t in graph)
+    raise BundleError(
+        f"The sample input's {len(names)} columns do not fit the graph's inputs ({described}): "
+        "expected one 2-D input with one column per field, or one [N, 1] input per field named "
+        "like the columns."
+    )
+
+
+def _outputs(
+    graph: Sequence[TensorSpec], *, tabular: bool, task: Task | None, classes: Any
+) -> Outputs:
+    looks_like_classifier = (
+        len(graph) == 2
+        and graph[0].dtype in ("int64", "int32", "string")
+        and graph[0].name in _LABEL_NAMES
+        and graph[1].name in _PROBABILITY_NAMES
+    )
+    looks_like_regressor = (
+        len(graph) == 1
+        and graph[0].dtype in ("float32", "float64")
+        and graph[0].shape is not None
+        and (len(graph[0].shape) == 1 or (len(graph[0].shape) == 2 and graph[0].shape[1] == 1))
+    )
+    if task is None:
+        if tabular and looks_like_classifier and classes:
+            task = "classification"
+        elif tabular and looks_like_regressor:
+            task = "regression"
+        else:
+            task = "tensor"
+    if task == "classification":
+        if not looks_like_classifier or not classes:
+            raise BundleError(
+                "Cannot serve this graph as a classifier: expected a label output and a "
+                "probabilities output, and classes the graph declares (or a signature naming them)."
+            )
+        return Outputs(task="classification", classes=tuple(classes), has_probabilities=True)
+    if task == "regression":
+        if not looks_like_regressor:
+            raise BundleError("Cannot serve this graph as a regressor: expected one float output.")
+        return Outputs(task="regression")
+    if task != "tensor":
+        raise BundleError(
+            f"The onnx format serves classification, regression or tensor tasks, not {task!r}."
+        )
+    return Outputs(task="tensor", tensors=tuple(graph))
+
+
+def _declared_classes(data: bytes) -> list[Any] | None:
+    """The class labels a classifier node declares, read with the onnx package when installed."""
+    try:
+        import onnx
+    except ImportError:
+        return None
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception:  # noqa: BLE001 - onnxruntime already accepted the model; classes are optional
+        return None
+    for node in model.graph.node:
+        for attribute in node.attribute:
+            if attribute.name == "classlabels_int64s" and attribute.ints:
+                return [int(v) for v in attribute.ints]
+            if attribute.name == "classlabels_strings" and attribute.strings:
+                return [v.decode("utf-8") for v in attribute.strings]
+    return None
+
+
+class OnnxAdapter:
+    """Bundles an ONNX model as ``artifacts/model.onnx`` and runs it with onnxruntime."""
+
+    name = "onnx"
+
+    def accepts(self, obj: object) -> bool:
+        if isinstance(obj, str | os.PathLike):
+            return str(obj).lower().endswith(".onnx")
+        return type(obj).__name__ == "ModelProto" and callable(
+            getattr(obj, "SerializeToString", None)
+        )
+
+    def save(
+        self,
+        obj: Any,
+        directory: Path,
+        *,
+        sample_input: Any,
+        inputs: TabularInputs | TensorInputs | None,
+        outputs: Outputs | None,
+    ) -> SavedModel:
+        data = _model_bytes(obj)
+        saved = describe(
+            data, sample_input=sample_input, inputs=inputs, outputs=outputs, label="the ONNX model"
+        )
+        (directory / ARTIFACT).write_bytes(data)
+        return saved
+
+    def load(
+        self, artifacts: Artifacts, manifest: Manifest, *, options: Mapping[str, Any]
+    ) -> OnnxRunner:
+        name = str(manifest.adapter.get("artifact", ARTIFACT))
+        session = make_session(artifacts[name], options, label=manifest.name)
+        return OnnxRunner(
+            session, manifest.signature, layout=str(manifest.adapter.get("layout", "tensors"))
+        )
+
+
+class OnnxRunner:
+    """Feeds validated inputs to one shared InferenceSession (``run`` is thread-safe)."""
+
+    def __init__(self, session: Any, signature: Signature, *, layout: str) -> None:
+        self.session = session
+        self._layout = layout
+        self._task = signature.outputs.task
+        self._graph_inputs = [_tensor_spec(node) for node in session.get_inputs()]
+        self._input_name = self._graph_inputs[0].name
+        self._dtypes = {
+            t.name: np.dtype(object if t.dtype == "string" else t.dtype) for t in self._graph_inputs
+        }
+        self._dtype = self._dtypes[self._input_name]
+        self._output_names = [node.name for node in session.get_outputs()]
+        self._classes = list(signature.outputs.classes or ())
+        self._column_names = [c.name for c in signature.columns]
+        self._run = session.run
+        if layout not in ("matrix", "columns", "tensors"):
+            raise BundleError(f"Unknown onnx input layout {layout!r} in the manifest.")
+
+    def run(self, inputs: Table | Mapping[str, Any]) -> dict[str, Any]:
+        if isinstance(inputs, Table):
+            if self._layout == "matrix":
+                feed = {self._input_name: inputs.matrix(self._dtype)}
+            else:
+                columns = inputs.columns()
+                feed = {
+                    name: np.asarray(columns[name])
+                    .astype(self._dtypes[name], copy=False)
+                    .reshape(-1, 1)
+                    for name in self._column_names
+                }
+        else:
+            feed = dict(inputs)
+        return self._fields(self._session_run(feed))
+
+    def run_record(self, values: tuple[Any, ...]) -> dict[str, Any]:
+        if self._layout == "matrix":
+            feed = {self._input_name: np.array([values], dtype=self._dtype)}
+        else:
+            feed = {
+                name: np.array([[value]], dtype=self._dtypes[name])
+                for name, value in zip(self._column_names, values, strict=True)
+            }
+        return self._fields(self._session_run(feed))
+
+    def _session_run(self, feed: dict[str, Any]) -> list[Any]:
+        try:
+            outputs: list[Any] = self._run(self._output_names, feed)
+        except Exception as exc:
+            raise rejected(exc) from exc
+        return outputs
+
+    def _fields(self, outputs: list[Any]) -> dict[str, Any]:
+        if self._task == "classification":
+            probabilities = outputs[1]
+            if isinstance(probabilities, list):  # a ZipMap: one dict per row
+                probabilities = np.array(
+                    [[row[c] for c in self._classes] for row in probabilities], dtype=np.float64
+                )
+            return {"label": np.asarray(outputs[0]).reshape(-1), "probabilities": probabilities}
+        if self._task == "regression":
+            return {"value": np.asarray(outputs[0]).reshape(-1)}
+        return dict(zip(self._output_names, outputs, strict=True))

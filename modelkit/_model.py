@@ -271,12 +271,9 @@ class Model(Generic[In, Out]):
 
     def __repr__(self) -> str:
         kind = "Model" if isinstance(self, RunnerModel) else type(self).__name__
-        signature = str(self.signature)
-        if len(signature) > 120:
-            signature = signature[:117] + "..."
         return (
             f"<{kind} {self.name!r} version={self.version!r} format={self.format!r} "
-            f"signature={signature}>"
+            f"signature={self.signature}>"
         )
 
     def _repr_html_(self) -> str:

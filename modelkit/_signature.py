@@ -150,7 +150,10 @@ class Signature(_Spec):
 
     def __str__(self) -> str:
         if isinstance(self.inputs, TabularInputs):
-            inputs = ", ".join(f"{c.name}: {_column_label(c)}" for c in self.inputs.columns)
+            columns = self.inputs.columns
+            inputs = ", ".join(f"{c.name}: {_column_label(c)}" for c in columns[:6])
+            if len(columns) > 6:
+                inputs += f", ... ({len(columns)} columns)"
         elif isinstance(self.inputs, TensorInputs):
             inputs = ", ".join(f"{t.name}: {_tensor_label(t)}" for t in self.inputs.tensors)
         else:

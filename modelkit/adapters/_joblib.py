@@ -167,8 +167,8 @@ def _task_of(obj: Any) -> Task:
             return "classification"
         if is_regressor(obj):
             return "regression"
-    except ImportError:  # not scikit-learn: fall back to duck typing below
-        pass
+    except (ImportError, AttributeError, TypeError):
+        pass  # scikit-learn absent, or an object it does not know: duck typing decides
     if estimator_type == "classifier" or getattr(obj, "classes_", None) is not None:
         return "classification"
     return "regression"

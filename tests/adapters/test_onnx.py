@@ -1,0 +1,283 @@
+"""The onnx adapter: whatever onnxruntime runs gives the same outputs through modelkit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import modelkit
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+helper = onnx.helper
+TensorProto = onnx.TensorProto
+
+
+def _model(nodes: list[Any], inputs: list[Any], outputs: list[Any], opset: int = 17) -> Any:
+    graph = helper.make_graph(nodes, "test", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def _graphs() -> dict[str, tuple[Any, dict[str, np.ndarray]]]:
+    """Graphs covering several inputs and outputs, each element type, and dynamic axes."""
+    v = helper.make_tensor_value_info
+    return {
+        "two-inputs-two-outputs": (
+            _model(
+                [
+                    helper.make_node("Add", ["a", "b"], ["sum"]),
+                    helper.make_node("Mul", ["a", "b"], ["product"]),
+                ],
+                [v("a", TensorProto.FLOAT, ["N", 3]), v("b", TensorProto.FLOAT, ["N", 3])],
+                [v("sum", TensorProto.FLOAT, ["N", 3]), v("product", TensorProto.FLOAT, ["N", 3])],
+            ),
+            {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones((2, 3), np.float32)},
+        ),
+        "double": (
+            _model(
+                [helper.make_node("Neg", ["x"], ["y"])],
+                [v("x", TensorProto.DOUBLE, [None, 2])],
+                [v("y", TensorProto.DOUBLE, [None, 2])],
+            ),
+            {"x": np.array([[1.5, -2.0]])},
+        ),
+        "int64": (
+            _model(
+                [helper.make_node("Abs", ["x"], ["y"])],
+                [v("x", TensorProto.INT64, ["batch"])],
+                [v("y", TensorProto.INT64, ["batch"])],
+            ),
+            {"x": np.array([-3, 4, -5], dtype=np.int64)},
+        ),
+        "int32": (
+            _model(
+                [helper.make_node("Neg", ["x"], ["y"])],
+                [v("x", TensorProto.INT32, [2, 2])],
+                [v("y", TensorProto.INT32, [2, 2])],
+            ),
+            {"x": np.array([[1, 2], [3, 4]], dtype=np.int32)},
+        ),
+        "bool": (
+            _model(
+                [helper.make_node("Not", ["x"], ["y"])],
+                [v("x", TensorProto.BOOL, ["N"])],
+                [v("y", TensorProto.BOOL, ["N"])],
+            ),
+            {"x": np.array([True, False, True])},
+        ),
+        "string": (
+            _model(
+                [helper.make_node("Identity", ["x"], ["y"])],
+                [v("x", TensorProto.STRING, ["N"])],
+                [v("y", TensorProto.STRING, ["N"])],
+            ),
+            {"x": np.array(["a", "bc", ""], dtype=object)},
+        ),
+        "mixed-types": (
+            _model(
+                [
+                    helper.make_node("Cast", ["flag"], ["flag_float"], to=TensorProto.FLOAT),
+                    helper.make_node("Mul", ["x", "flag_float"], ["y"]),
+                ],
+                [v("x", TensorProto.FLOAT, ["N"]), v("flag", TensorProto.BOOL, ["N"])],
+                [v("y", TensorProto.FLOAT, ["N"])],
+            ),
+            {"x": np.array([1.0, 2.0], np.float32), "flag": np.array([True, False])},
+        ),
+        "scalar": (
+            _model(
+                [helper.make_node("Sqrt", ["x"], ["y"])],
+                [v("x", TensorProto.FLOAT, [])],
+                [v("y", TensorProto.FLOAT, [])],
+            ),
+            {"x": np.array(4.0, dtype=np.float32)},
+        ),
+        "3-d-dynamic": (
+            _model(
+                [helper.make_node("ReduceSum", ["x"], ["y"], keepdims=0, axes=[2])],
+                [v("x", TensorProto.FLOAT, ["N", "T", 4])],
+                [v("y", TensorProto.FLOAT, ["N", "T"])],
+                opset=12,
+            ),
+            {"x": np.ones((2, 5, 4), np.float32)},
+        ),
+    }
+
+
+GRAPHS = _graphs()
+
+
+def _raw(model: Any, feed: dict[str, np.ndarray]) -> dict[str, Any]:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(None, feed), strict=True))
+
+
+def _assert_same(actual: Any, expected: dict[str, Any]) -> None:
+    assert set(actual) == set(expected)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(actual[name], value)
+        assert np.asarray(actual[name]).dtype == np.asarray(value).dtype
+
+
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_bundle_gives_what_onnxruntime_gives(name: str, tmp_path: Path) -> None:
+    model_proto, feed = GRAPHS[name]
+    modelkit.save(model_proto, tmp_path / name, name=name, version="1")
+    model = modelkit.load(tmp_path / name)
+    assert model.signature.kind == "tensor"
+    _assert_same(model.predict(feed), _raw(model_proto, feed))
+
+
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_bare_onnx_file_gives_what_onnxruntime_gives(name: str, tmp_path: Path) -> None:
+    model_proto, feed = GRAPHS[name]
+    path = tmp_path / f"{name}.onnx"
+    path.write_bytes(model_proto.SerializeToString())
+    model = modelkit.load(path)
+    assert model.version == "unversioned"
+    _assert_same(model.predict(feed), _raw(model_proto, feed))
+    assert modelkit.digest(path).startswith("sha256:")
+
+
+def test_mapping_batch_splits_rows_along_a_declared_batch_axis(tmp_path: Path) -> None:
+    model_proto, feed = GRAPHS["two-inputs-two-outputs"]
+    modelkit.save(model_proto, tmp_path / "m", name="m", version="1")
+    predictions = modelkit.load(tmp_path / "m").predict_batch(feed)
+    assert len(predictions) == 2
+    np.testing.assert_array_equal(predictions["sum"], _raw(model_proto, feed)["sum"])
+    np.testing.assert_array_equal(predictions[1]["product"], _raw(model_proto, feed)["product"][1])
+
+
+def test_mapping_batch_without_a_batch_axis_is_refused(tmp_path: Path) -> None:
+    model_proto, feed = GRAPHS["int32"]
+    modelkit.save(model_proto, tmp_path / "m", name="m", version="1")
+    model = modelkit.load(tmp_path / "m")
+    with pytest.raises(modelkit.InvalidInputError, match="no batch axis"):
+        model.predict_batch(feed)
+    predictions = model.predict_batch([feed, feed])
+    assert len(predictions) == 2
+    np.testing.assert_array_equal(predictions[0]["y"], -feed["x"])
+
+
+def test_tensor_inputs_are_checked_against_the_graph(tmp_path: Path) -> None:
+    model_proto, _ = GRAPHS["two-inputs-two-outputs"]
+    modelkit.save(model_proto, tmp_path / "m", name="m", version="1")
+    model = modelkit.load(tmp_path / "m")
+    good = np.ones((1, 3), np.float32)
+    with pytest.raises(modelkit.InvalidInputError, match="'b' is missing"):
+        model.predict({"a": good})
+    with pytest.raises(modelkit.InvalidInputError, match="shape") as info:
+        model.predict({"a": np.ones((1, 4), np.float32), "b": good})
+    assert info.value.field == "a"
+    with pytest.raises(modelkit.InvalidInputError, match="expects float32"):
+        model.predict({"a": np.array([["x", "y", "z"]]), "b": good})
+    np.testing.assert_array_equal(model.predict({"a": good, "b": good})["sum"], good * 2)
+
+
+def test_converted_classifier_is_served_as_a_classifier(
+    onnx_bundle: Path, onnx_classifier: Any, numeric_data: Any
+) -> None:
+    X = numeric_data[0]
+    model = modelkit.load(onnx_bundle)
+    assert model.signature.outputs.task == "classification"
+    assert model.signature.outputs.classes == (0, 1)
+    raw = _raw(onnx_classifier, {"X": X})
+    predictions = model.predict_batch(X)
+    np.testing.assert_array_equal(predictions["label"], raw["label"])
+    np.testing.assert_array_equal(predictions["probabilities"], raw["probabilities"])
+    one = model.predict({f"x{i}": float(v) for i, v in enumerate(X[3])})
+    assert one.label == raw["label"][3]
+    assert one.probabilities == dict(zip((0, 1), raw["probabilities"][3].tolist(), strict=True))
+
+
+def test_converted_regressor_with_dataframe_columns(tmp_path: Path) -> None:
+    import pandas as pd
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import Ridge
+
+    X, y = load_diabetes(return_X_y=True, as_frame=True)
+    X = X.astype(np.float32)
+    ridge = Ridge().fit(X, y)
+    onx = to_onnx(ridge, X.to_numpy()[:1], target_opset=17)
+    modelkit.save(onx, tmp_path / "r", name="r", version="1", sample_input=X.head(10))
+    model = modelkit.load(tmp_path / "r")
+    assert model.signature.outputs.task == "regression"
+    assert model.signature.names == tuple(X.columns)
+    expected = _raw(onx, {"X": X.to_numpy()})["variable"].ravel()
+    np.testing.assert_array_equal(model.predict_batch(X)["value"], expected)
+    assert model.predict(X.iloc[7].to_dict()).value == pytest.approx(float(expected[7]))
+    assert isinstance(model.predict_batch(X).to_pandas(), pd.DataFrame)
+
+
+def test_per_column_inputs_are_fed_as_columns(tmp_path: Path) -> None:
+    v = helper.make_tensor_value_info
+    proto = _model(
+        [
+            helper.make_node("Concat", ["age", "income"], ["both"], axis=1),
+            helper.make_node("ReduceSum", ["both"], ["total"], keepdims=1, axes=[1]),
+        ],
+        [v("age", TensorProto.FLOAT, [None, 1]), v("income", TensorProto.FLOAT, [None, 1])],
+        [v("total", TensorProto.FLOAT, [None, 1])],
+        opset=12,
+    )
+    modelkit.save(
+        proto, tmp_path / "c", name="c", version="1", sample_input=[{"age": 30.0, "income": 2.5}]
+    )
+    model = modelkit.load(tmp_path / "c")
+    assert model.manifest is not None
+    assert model.manifest.adapter["layout"] == "columns"
+    assert model.predict({"age": 1.0, "income": 2.0}).value == 3.0
+    np.testing.assert_array_equal(
+        model.predict_batch([{"age": 1, "income": 2}, {"age": 3, "income": 4}])["value"], [3.0, 7.0]
+    )
+
+
+def test_zipmap_classifier_probabilities_become_a_matrix(tmp_path: Path, numeric_data: Any) -> None:
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = numeric_data
+    logistic = LogisticRegression().fit(X, y)
+    onx = to_onnx(logistic, X[:1], target_opset=17)  # zipmap on: a list of dicts per batch
+    modelkit.save(onx, tmp_path / "z", name="z", version="1", sample_input=X[:5])
+    model = modelkit.load(tmp_path / "z")
+    assert model.signature.outputs.task == "classification"
+    probabilities = model.predict_batch(X[:4])["probabilities"]
+    np.testing.assert_allclose(probabilities, logistic.predict_proba(X[:4]), rtol=1e-5, atol=1e-6)
+
+
+def test_sample_that_does_not_fit_the_graph_is_refused(
+    tmp_path: Path, onnx_classifier: Any
+) -> None:
+    with pytest.raises(modelkit.BundleError, match="do not fit the graph"):
+        modelkit.save(
+            onnx_classifier, tmp_path / "m", name="m", version="1", sample_input=np.zeros((2, 7))
+        )
+    assert not (tmp_path / "m").exists()
+
+
+def test_session_options_are_applied_and_unknown_ones_refused(onnx_bundle: Path) -> None:
+    model = modelkit.load(
+        onnx_bundle,
+        adapter_options={"intra_op_num_threads": 1, "graph_optimization_level": "basic"},
+    )
+    options = model.runner.session.get_session_options()  # type: ignore[attr-defined]
+    assert options.intra_op_num_threads == 1
+    assert model.runner.session.get_providers() == ["CPUExecutionProvider"]  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match="Did you mean 'intra_op_num_threads'"):
+        modelkit.load(onnx_bundle, adapter_options={"intra_op_threads": 1})
+
+
+def test_a_file_onnxruntime_cannot_read_is_a_bundle_error(tmp_path: Path) -> None:
+    path = tmp_path / "broken.onnx"
+    path.write_bytes(b"not a protobuf at all")
+    with pytest.raises(modelkit.BundleError, match="cannot load"):
+        modelkit.load(path)

@@ -1,0 +1,78 @@
+"""Hypothesis strategies for signatures, records and their mutations (one module, shared)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from hypothesis import strategies as st
+
+from modelkit._signature import ColumnSpec, TabularInputs
+
+column_names = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=12
+)
+
+
+@st.composite
+def columns(draw: st.DrawFn) -> ColumnSpec:
+    kind = draw(st.sampled_from(["number", "integer", "boolean", "string"]))
+    categories = None
+    if kind == "string" and draw(st.booleans()):
+        categories = tuple(draw(st.lists(st.text(max_size=5), min_size=1, max_size=4, unique=True)))
+    nullable = kind in ("number", "string") and draw(st.booleans())
+    dtype = {"number": "float64", "integer": "int64", "boolean": "bool", "string": "object"}[kind]
+    return ColumnSpec(
+        name=draw(column_names), type=kind, dtype=dtype, categories=categories, nullable=nullable
+    )
+
+
+@st.composite
+def tabular_inputs(draw: st.DrawFn) -> TabularInputs:
+    specs = draw(st.lists(columns(), min_size=1, max_size=6, unique_by=lambda c: c.name))
+    return TabularInputs(columns=tuple(specs))
+
+
+def valid_value(column: ColumnSpec) -> st.SearchStrategy[Any]:
+    if column.categories is not None:
+        base: st.SearchStrategy[Any] = st.sampled_from(column.categories)
+    elif column.type == "number":
+        base = st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False), st.integers(-(2**53), 2**53)
+        )
+    elif column.type == "integer":
+        base = st.integers(-(2**62), 2**62)
+    elif column.type == "boolean":
+        base = st.booleans()
+    else:
+        base = st.text(max_size=10)
+    return st.one_of(base, st.none()) if column.nullable else base
+
+
+def records(inputs: TabularInputs) -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries({c.name: valid_value(c) for c in inputs.columns})
+
+
+def invalid_value(column: ColumnSpec) -> st.SearchStrategy[Any]:
+    """Values that must be refused for this column."""
+    junk = st.one_of(
+        st.lists(st.integers(), max_size=2),
+        st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+        st.just(object()),
+        st.binary(max_size=3),
+    )
+    if column.type == "number":
+        bad = st.one_of(st.text(max_size=4), st.booleans(), st.just(math.inf), st.just(-math.inf))
+        if not column.nullable:
+            bad = st.one_of(bad, st.none(), st.just(math.nan))
+    elif column.type == "integer":
+        bad = st.one_of(st.text(max_size=4), st.booleans(), st.none(), st.just(1.5))
+    elif column.type == "boolean":
+        bad = st.one_of(st.text(max_size=4), st.integers(), st.none(), st.floats())
+    else:
+        bad = st.one_of(st.integers(), st.floats(), st.booleans())
+        if not column.nullable:
+            bad = st.one_of(bad, st.none())
+        if column.categories is not None:
+            bad = st.one_of(bad, st.text(max_size=6).filter(lambda v: v not in column.categories))
+    return st.one_of(bad, junk)

@@ -1,0 +1,23 @@
+"""``modelkit.__all__`` lists exactly the public names, sorted."""
+
+import modelkit
+
+
+def test_all_matches_public_names() -> None:
+    public = {
+        name
+        for name in dir(modelkit)
+        if not name.startswith("_") and name not in {"annotations", "errors"}
+    } | {"__version__"}
+    assert set(modelkit.__all__) == public
+
+
+def test_all_is_sorted() -> None:
+    assert list(modelkit.__all__) == sorted(modelkit.__all__)
+
+
+def test_every_error_is_importable_from_the_top_level() -> None:
+    from modelkit import errors
+
+    for name in errors.__all__:
+        assert getattr(modelkit, name) is getattr(errors, name)

@@ -1,0 +1,361 @@
+"""Signatures: inference from samples, compiled validation, and the pydantic/JSON Schema views."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import pydantic
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import modelkit
+from modelkit._signature import (
+    ColumnSpec,
+    TabularInputs,
+    TabularValidator,
+    TensorInputs,
+    TensorSpec,
+    TensorValidator,
+    infer_tabular_signature,
+    tabular_inputs_from_model,
+)
+from tests import strategies
+
+MIXED = TabularInputs(
+    columns=(
+        ColumnSpec(name="age", type="integer", dtype="int64"),
+        ColumnSpec(name="income", type="number", dtype="float64"),
+        ColumnSpec(name="plan", type="string", dtype="object", categories=("basic", "pro")),
+        ColumnSpec(name="city", type="string", dtype="object", nullable=True),
+        ColumnSpec(name="active", type="boolean", dtype="bool"),
+    )
+)
+GOOD = {"age": 30, "income": 1200.5, "plan": "pro", "city": "Lyon", "active": True}
+
+
+# -- inference ------------------------------------------------------------------------------------
+
+
+def test_dataframe_sample_gives_types_nullability_and_categories() -> None:
+    frame = pd.DataFrame(
+        {
+            "age": [30, 40],
+            "income": [1.0, np.nan],
+            "plan": pd.Categorical(["basic", "pro"]),
+            "city": ["Lyon", None],
+            "active": [True, False],
+        }
+    )
+    inputs, layout = infer_tabular_signature(frame)
+    assert layout == "dataframe"
+    by_name = {c.name: c for c in inputs.columns}
+    assert by_name["age"].type == "integer"
+    assert by_name["income"].type == "number"
+    assert by_name["income"].nullable
+    assert by_name["plan"].categories == ("basic", "pro")
+    assert by_name["city"].type == "string"
+    assert by_name["city"].nullable
+    assert by_name["city"].categories is None
+    assert by_name["active"].type == "boolean"
+
+
+def test_array_sample_names_columns_x0_to_xn() -> None:
+    inputs, layout = infer_tabular_signature(np.zeros((3, 4)))
+    assert layout == "array"
+    assert [c.name for c in inputs.columns] == ["x0", "x1", "x2", "x3"]
+    assert {c.type for c in inputs.columns} == {"number"}
+
+
+def test_list_of_dicts_sample_infers_each_key() -> None:
+    inputs, layout = infer_tabular_signature([{"a": 1, "b": "x"}, {"a": 2.5, "b": None}])
+    assert layout == "records"
+    assert [(c.name, c.type, c.nullable) for c in inputs.columns] == [
+        ("a", "number", False),
+        ("b", "string", True),
+    ]
+
+
+@pytest.mark.parametrize(
+    "sample",
+    [
+        np.zeros((0, 3)),
+        np.zeros(3),
+        [],
+        "text",
+        pd.DataFrame({"when": pd.to_datetime(["2024-01-01"])}),
+        [{"a": 1}, {"a": "x"}],
+    ],
+    ids=["no-rows", "1-d", "empty-list", "string", "datetime", "mixed-types"],
+)
+def test_unusable_samples_are_refused_clearly(sample: Any) -> None:
+    with pytest.raises(modelkit.InvalidInputError, match="Cannot infer a signature"):
+        infer_tabular_signature(sample)
+
+
+def test_pydantic_model_declares_columns() -> None:
+    class Applicant(pydantic.BaseModel):
+        age: int
+        income: float
+        plan: Literal["basic", "pro"]
+        city: str | None
+
+    inputs = tabular_inputs_from_model(Applicant)
+    assert [(c.name, c.type, c.categories, c.nullable) for c in inputs.columns] == [
+        ("age", "integer", None, False),
+        ("income", "number", None, False),
+        ("plan", "string", ("basic", "pro"), False),
+        ("city", "string", None, True),
+    ]
+
+
+def test_pydantic_model_with_unsupported_field_is_refused() -> None:
+    class Nested(pydantic.BaseModel):
+        tags: list[str]
+
+    with pytest.raises(TypeError, match="tags"):
+        tabular_inputs_from_model(Nested)
+
+
+# -- single records -------------------------------------------------------------------------------
+
+
+def test_a_good_record_gives_values_in_signature_order() -> None:
+    validator = TabularValidator(MIXED)
+    assert validator.record(GOOD) == (30, 1200.5, "pro", "Lyon", True)
+    assert validator.record(list(GOOD.values())) == (30, 1200.5, "pro", "Lyon", True)
+
+
+@pytest.mark.parametrize(
+    ("record", "field", "text"),
+    [
+        ({k: v for k, v in GOOD.items() if k != "age"}, "age", "missing"),
+        ({**GOOD, "extra": 1}, "extra", "not an input"),
+        ({**GOOD, "income": None}, "income", "expected a number"),
+        ({**GOOD, "income": "12"}, "income", "expected a number"),
+        ({**GOOD, "income": True}, "income", "expected a number"),
+        ({**GOOD, "income": math.nan}, "income", "NaN"),
+        ({**GOOD, "income": math.inf}, "income", "infinity"),
+        ({**GOOD, "age": 3.5}, "age", "integer"),
+        ({**GOOD, "plan": "gold"}, "plan", "one of"),
+        ({**GOOD, "active": "yes"}, "active", "true or false"),
+        ({**GOOD, "city": {"nested": ["junk"]}}, "city", "expected a string"),
+    ],
+)
+def test_a_bad_field_is_named(record: dict[str, Any], field: str, text: str) -> None:
+    with pytest.raises(modelkit.InvalidInputError, match=text) as info:
+        TabularValidator(MIXED).record(record)
+    assert info.value.field == field
+    assert info.value.index is None
+    assert field in str(info.value)
+
+
+@pytest.mark.parametrize("record", ["a string", 42, None, 3.5, [1, 2], np.zeros((2, 5))], ids=repr)
+def test_something_that_is_not_a_record_is_refused(record: Any) -> None:
+    with pytest.raises(modelkit.InvalidInputError):
+        TabularValidator(MIXED).record(record)
+
+
+def test_nullable_string_takes_none() -> None:
+    assert TabularValidator(MIXED).record({**GOOD, "city": None})[3] is None
+
+
+def test_pydantic_instance_is_a_record() -> None:
+    model = TabularValidator(MIXED)
+    signature = modelkit.Signature(inputs=MIXED, outputs=modelkit.Outputs(task="regression"))
+    record = signature.input_model().model_validate(GOOD)
+    assert model.record(record) == model.record(GOOD)
+
+
+def test_every_problem_of_a_record_is_listed() -> None:
+    with pytest.raises(modelkit.InvalidInputError) as info:
+        TabularValidator(MIXED).record({**GOOD, "age": "x", "income": "y"})
+    assert {e["field"] for e in info.value.errors} == {"age", "income"}
+
+
+# -- batches --------------------------------------------------------------------------------------
+
+
+def test_a_bad_record_in_a_batch_is_named_by_index() -> None:
+    batch = [GOOD, GOOD, {**GOOD, "income": "oops"}, GOOD]
+    with pytest.raises(modelkit.InvalidInputError, match="Record 2") as info:
+        TabularValidator(MIXED).batch(batch)
+    assert (info.value.field, info.value.index) == ("income", 2)
+
+
+def test_dataframe_batch_with_nan_names_row_and_column() -> None:
+    numeric = TabularInputs(
+        columns=tuple(ColumnSpec(name=n, type="number", dtype="float64") for n in "abc")
+    )
+    frame = pd.DataFrame(np.ones((5, 3)), columns=list("abc"))
+    frame.loc[3, "b"] = np.nan
+    with pytest.raises(modelkit.InvalidInputError) as info:
+        TabularValidator(numeric).batch(frame)
+    assert (info.value.field, info.value.index) == ("b", 3)
+
+
+def test_dataframe_batch_missing_and_extra_columns_are_named() -> None:
+    frame = pd.DataFrame([{**GOOD, "id": 1}]).drop(columns=["age"])
+    with pytest.raises(modelkit.InvalidInputError) as info:
+        TabularValidator(MIXED).batch(frame)
+    assert {e["field"] for e in info.value.errors} == {"age", "id"}
+
+
+def test_dataframe_batch_with_unknown_category_names_row() -> None:
+    frame = pd.DataFrame([GOOD, {**GOOD, "plan": "gold"}])
+    with pytest.raises(modelkit.InvalidInputError) as info:
+        TabularValidator(MIXED).batch(frame)
+    assert (info.value.field, info.value.index) == ("plan", 1)
+
+
+def test_array_batch_of_the_wrong_width_is_refused() -> None:
+    numeric = TabularInputs(columns=(ColumnSpec(name="a", type="number", dtype="float64"),) * 1)
+    with pytest.raises(modelkit.InvalidInputError, match="1 columns"):
+        TabularValidator(numeric).batch(np.zeros((2, 3)))
+
+
+def test_a_mapping_is_not_a_batch() -> None:
+    with pytest.raises(modelkit.InvalidInputError, match="predict\\(\\) for one record"):
+        TabularValidator(MIXED).batch(GOOD)
+
+
+def test_empty_batch_gives_an_empty_table() -> None:
+    assert TabularValidator(MIXED).batch([]).length == 0
+
+
+def test_the_number_of_reported_problems_is_capped() -> None:
+    with pytest.raises(modelkit.InvalidInputError) as info:
+        TabularValidator(MIXED).batch([{**GOOD, "age": "x"}] * 500)
+    assert 0 < len(info.value.errors) <= 20
+
+
+# -- property tests -------------------------------------------------------------------------------
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), inputs=strategies.tabular_inputs())
+def test_generated_records_are_accepted(data: st.DataObject, inputs: TabularInputs) -> None:
+    record = data.draw(strategies.records(inputs))
+    values = TabularValidator(inputs).record(record)
+    assert len(values) == len(inputs.columns)
+    table = TabularValidator(inputs).batch([record, record])
+    assert table.length == 2
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), inputs=strategies.tabular_inputs())
+def test_mutated_records_are_refused_naming_the_field(
+    data: st.DataObject, inputs: TabularInputs
+) -> None:
+    record = data.draw(strategies.records(inputs))
+    column = data.draw(st.sampled_from(inputs.columns))
+    mutation = data.draw(st.sampled_from(["replace", "drop", "add"]))
+    if mutation == "replace":
+        record[column.name] = data.draw(strategies.invalid_value(column))
+        field = column.name
+    elif mutation == "drop":
+        del record[column.name]
+        field = column.name
+    else:
+        field = data.draw(strategies.column_names.filter(lambda n: n not in record))
+        record[field] = 1
+    validator = TabularValidator(inputs)
+    with pytest.raises(modelkit.InvalidInputError) as info:
+        validator.record(record)
+    assert field in {e["field"] for e in info.value.errors}
+    with pytest.raises(modelkit.InvalidInputError) as info:
+        validator.batch([data.draw(strategies.records(inputs)), record])
+    assert info.value.index == 1
+
+
+@given(
+    junk=st.recursive(
+        st.none() | st.integers() | st.text(),
+        lambda c: st.lists(c) | st.dictionaries(st.text(), c),
+        max_leaves=8,
+    )
+)
+def test_arbitrary_junk_never_escapes_as_another_exception(junk: Any) -> None:
+    validator = TabularValidator(MIXED)
+    with contextlib.suppress(modelkit.InvalidInputError):
+        validator.record(junk)
+    with contextlib.suppress(modelkit.InvalidInputError):
+        validator.batch(junk)
+
+
+# -- schemas --------------------------------------------------------------------------------------
+
+
+def test_input_json_schema_lists_columns_with_types() -> None:
+    signature = modelkit.Signature(inputs=MIXED, outputs=modelkit.Outputs(task="regression"))
+    schema = signature.input_json_schema()
+    assert set(schema["required"]) == set(GOOD)
+    assert schema["properties"]["plan"]["enum"] == ["basic", "pro"]
+    assert schema["properties"]["age"]["type"] == "integer"
+    assert schema["additionalProperties"] is False
+
+
+def test_output_json_schema_of_a_classifier_names_label_and_probabilities() -> None:
+    signature = modelkit.Signature(
+        inputs=MIXED,
+        outputs=modelkit.Outputs(task="classification", classes=(0, 1), has_probabilities=True),
+    )
+    schema = signature.output_json_schema()
+    assert set(schema["properties"]) == {"label", "probabilities"}
+
+
+# -- tensors --------------------------------------------------------------------------------------
+
+TENSORS = TensorInputs(
+    tensors=(
+        TensorSpec(name="image", dtype="float32", shape=("batch", 3)),
+        TensorSpec(name="mask", dtype="bool", shape=(None,)),
+        TensorSpec(name="words", dtype="string", shape=(2,)),
+    )
+)
+
+
+def test_tensor_record_is_cast_to_declared_dtypes() -> None:
+    arrays = TensorValidator(TENSORS).record(
+        {"image": [[1, 2, 3]], "mask": [True, False], "words": ["a", "b"]}
+    )
+    assert arrays["image"].dtype == np.float32
+    assert arrays["words"].dtype == object
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "text"),
+    [
+        ({"image": [1, 2, 3]}, "image", "shape"),
+        ({"image": [[1, 2]]}, "image", "shape"),
+        ({"image": [["a", "b", "c"]]}, "image", "expects float32"),
+        ({"mask": [1, 0]}, "mask", "expects bool"),
+        ({"words": ["a", "b", "c"]}, "words", "shape"),
+        ({"words": [1, 2]}, "words", "expects string"),
+        ({"image": [[1, 2], [3]]}, "image", "not an array|shape|expects"),
+    ],
+)
+def test_tensor_mismatches_name_the_input(change: dict[str, Any], field: str, text: str) -> None:
+    record = {"image": [[1, 2, 3]], "mask": [True], "words": ["a", "b"], **change}
+    with pytest.raises(modelkit.InvalidInputError, match=text) as info:
+        TensorValidator(TENSORS).record(record)
+    assert info.value.field == field
+
+
+def test_integer_tensor_refuses_out_of_range_values() -> None:
+    inputs = TensorInputs(tensors=(TensorSpec(name="ids", dtype="int8", shape=(None,)),))
+    with pytest.raises(modelkit.InvalidInputError, match="range"):
+        TensorValidator(inputs).record({"ids": [1, 1000]})
+
+
+def test_batch_axis_is_only_what_the_graph_declares() -> None:
+    assert TensorValidator(
+        TensorInputs(tensors=(TensorSpec(name="x", dtype="float32", shape=(None, 3)),))
+    ).has_batch_axis
+    assert not TensorValidator(
+        TensorInputs(tensors=(TensorSpec(name="x", dtype="float32", shape=(1, 3)),))
+    ).has_batch_axis

@@ -174,10 +174,7 @@ class Predictions(Sequence[Out], Generic[Out]):
 
     def _column(self, name: str) -> np.ndarray:
         if name in self._fields:
-            value = self._fields[name]
-            if value is None:
-                raise KeyError(f"this model gives no {name!r}")
-            return value  # type: ignore[no-any-return]
+            return self._fields[name]  # type: ignore[no-any-return]
         if self._rows is not None and name in self.fields:
             values = [_row_value(row, name) for row in self._rows]
             try:
@@ -207,15 +204,7 @@ class Predictions(Sequence[Out], Generic[Out]):
         pandas = require("pandas", extra="pandas", feature="Predictions.to_pandas()")
         data: dict[str, Any] = {}
         for name in self.fields:
-            value = (
-                self._column(name)
-                if name in self._fields and self._fields[name] is not None
-                else None
-            )
-            if value is None and name in self._fields:
-                continue
-            if value is None:
-                value = self._column(name)
+            value = self._column(name)
             if name == "probabilities" and self._classes is not None:
                 for j, cls in enumerate(self._classes):
                     data[f"probability[{cls}]"] = value[:, j]

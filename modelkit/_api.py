@@ -38,7 +38,7 @@ from ._signature import (
     TensorInputs,
     tabular_inputs_from_model,
 )
-from .errors import BundleError, IntegrityError
+from .errors import BundleError, IntegrityError, ModelkitError
 
 __all__ = ["digest", "load", "save"]
 
@@ -220,17 +220,29 @@ def load(
             "modelkit.save(), or pass trusted=True if this file comes from you.",
             path=opened.label,
         )
+    options = dict(adapter_options or {})
     if opened.bundle is None:
         assert opened.data is not None
         found = "sha256:" + hashlib.sha256(opened.data).hexdigest()
         _check_pin(opened.label, found, pinned)
-        return _load_bare(opened.kind, opened.label, opened.data, found, adapter_options)
+        return _load_bare(opened.kind, opened.label, opened.data, found, options)
     bundle = opened.bundle
     _check_pin(opened.label, bundle.digest, pinned)
     manifest = bundle.manifest
     _environment.check(manifest.environment, version_policy, label=opened.label)
     adapter = adapters.get(manifest.format)
-    loaded = adapter.load(bundle.artifacts, manifest, options=dict(adapter_options or {}))
+    adapters.check_options(adapter, options)
+    try:
+        loaded = adapter.load(bundle.artifacts, manifest, options=options)
+    except ModelkitError:
+        raise
+    except Exception as exc:
+        # The manifest passed validation but the adapter could not use it (or its bytes):
+        # report it as a bad bundle rather than the deserializer's own traceback.
+        raise BundleError(
+            f"The {adapter.name} adapter cannot load {opened.label!r}: {type(exc).__name__}: {exc}",
+            path=opened.label,
+        ) from exc
     if isinstance(loaded, Model):
         loaded._bind(manifest, bundle.digest)
         return loaded
@@ -250,13 +262,14 @@ def _check_pin(label: str, found: str, pinned: str | None) -> None:
 
 
 def _load_bare(
-    kind: str, label: str, data: bytes, found: str, options: Mapping[str, Any] | None
+    kind: str, label: str, data: bytes, found: str, options: Mapping[str, Any]
 ) -> Model[Any, Any]:
     """Load a bare model file, describing it with an in-memory manifest like a bundle's."""
     runner: Any
     if kind == "onnx":
-        from .adapters._onnx import OnnxRunner, describe, make_session
+        from .adapters._onnx import OnnxAdapter, OnnxRunner, describe, make_session
 
+        adapters.check_options(OnnxAdapter(), options)
         session = make_session(data, options, label=label)
         saved = describe(data, session=session, label=label)
         signature, details = saved.signature, dict(saved.details)
@@ -265,8 +278,7 @@ def _load_bare(
     else:
         from .adapters._joblib import JoblibAdapter, JoblibRunner
 
-        if options:
-            raise TypeError(f"The joblib format takes no adapter options, got {sorted(options)}.")
+        adapters.check_options(JoblibAdapter(), options)
         estimator, signature, details = JoblibAdapter().load_trusted_pickle(data)
         runner = JoblibRunner(
             estimator, signature, layout=str(details["layout"]), dtype=str(details["dtype"])

@@ -76,6 +76,9 @@ class Adapter(Protocol):
 
     Attributes:
         name: the id recorded in manifests (``format``), such as ``"joblib"``.
+
+    An adapter may also declare ``options``, the names ``load(adapter_options=...)`` accepts;
+    modelkit then refuses any other name before loading.
     """
 
     name: str
@@ -184,6 +187,23 @@ def for_object(obj: object) -> Adapter:
         "fitted estimator or any object with predict(), an ONNX model, or a modelkit.Model. "
         "Pass format= to choose one."
     )
+
+
+def check_options(adapter: Adapter, options: Mapping[str, Any]) -> None:
+    """Refuse options the adapter does not declare (in its optional ``options`` attribute).
+
+    Raises:
+        TypeError: an unknown option; the message suggests the nearest known one.
+    """
+    allowed = getattr(adapter, "options", None)
+    if allowed is None:
+        return  # a third-party adapter that declares nothing checks its own options
+    for key in options:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, list(allowed), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            known = f"Options: {', '.join(allowed)}." if allowed else "It takes none."
+            raise TypeError(f"Unknown {adapter.name} adapter option {key!r}.{hint} {known}")
 
 
 def _ensure_builtin() -> None:

@@ -41,6 +41,7 @@ class JoblibAdapter:
     """Saves with ``joblib.dump`` and loads with ``joblib.load`` from verified bytes."""
 
     name = "joblib"
+    options = ()
 
     def accepts(self, obj: object) -> bool:
         return callable(getattr(obj, "predict", None))
@@ -110,8 +111,6 @@ class JoblibAdapter:
     ) -> JoblibRunner:
         import joblib
 
-        if options:
-            raise TypeError(f"The joblib format takes no adapter options, got {sorted(options)}.")
         details = manifest.adapter
         name = str(details.get("artifact", ARTIFACT))
         with warnings.catch_warnings():

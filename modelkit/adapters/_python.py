@@ -27,6 +27,7 @@ class PythonAdapter:
     """Saves a custom model's artifacts and class path; loads by importing the class."""
 
     name = "python"
+    options = ()
 
     def accepts(self, obj: object) -> bool:
         return isinstance(obj, Model) and not isinstance(obj, RunnerModel)
@@ -68,8 +69,6 @@ class PythonAdapter:
     def load(
         self, artifacts: Artifacts, manifest: Manifest, *, options: Mapping[str, Any]
     ) -> Model[Any, Any]:
-        if options:
-            raise TypeError(f"The python format takes no adapter options, got {sorted(options)}.")
         path = manifest.adapter.get("class")
         if not isinstance(path, str) or ":" not in path:
             raise BundleError(

@@ -15,7 +15,7 @@ from ._api import digest, load, save
 from ._bundle import Artifact, Artifacts, Environment, Manifest
 from ._model import Model
 from ._predictions import ClassifierOutput, Predictions, RegressorOutput, TensorOutput
-from ._signature import ColumnSpec, Outputs, Signature, TensorSpec
+from ._signature import ColumnSpec, Outputs, Signature, TabularInputs, TensorInputs, TensorSpec
 from ._version import __version__
 from .errors import (
     BundleError,
@@ -48,6 +48,8 @@ __all__ = [
     "Predictions",
     "RegressorOutput",
     "Signature",
+    "TabularInputs",
+    "TensorInputs",
     "TensorOutput",
     "TensorSpec",
     "__version__",

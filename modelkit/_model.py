@@ -163,9 +163,9 @@ class Model(Generic[In, Out]):
         Raises:
             InvalidInputError: the record does not fit the signature (the message names the field).
         """
-        return self.predict_batch([record], _single=True)[0]
+        return self._run_custom([record], single=True)[0]
 
-    def predict_batch(self, records: Any, *, _single: bool = False) -> Predictions[Out]:
+    def predict_batch(self, records: Any) -> Predictions[Out]:
         """Predict many records at once.
 
         Args:
@@ -178,16 +178,19 @@ class Model(Generic[In, Out]):
         Raises:
             InvalidInputError: a record does not fit (the message names the field and index).
         """
-        inputs = self._validate_custom(records, single=_single)
+        return Predictions.from_rows(self._run_custom(records, single=False))
+
+    def _run_custom(self, records: Any, *, single: bool) -> list[Out]:
+        inputs = self._validate_custom(records, single=single)
         if not inputs:
-            return Predictions.from_rows([])
+            return []
         outputs = list(self.run_batch(inputs))
         if len(outputs) != len(inputs):
             raise ModelkitError(
                 f"{type(self).__qualname__}.run_batch returned {len(outputs)} outputs for "
                 f"{len(inputs)} inputs; it must return one output per input, in order."
             )
-        return Predictions.from_rows([self._coerce_output(o) for o in outputs])
+        return [self._coerce_output(o) for o in outputs]
 
     async def apredict(self, record: Any) -> Out:
         """:meth:`predict` on a worker thread, so the event loop never waits on the model."""
@@ -409,7 +412,7 @@ class RunnerModel(Model[Any, Any]):
         tensors = self._tensor.record(record)
         return TensorOutput(self._call(self._runner.run, tensors, None))
 
-    def predict_batch(self, records: Any, *, _single: bool = False) -> Predictions[Any]:
+    def predict_batch(self, records: Any) -> Predictions[Any]:
         if self._tabular is not None:
             table = self._tabular.batch(records)
             if table.length == 0:

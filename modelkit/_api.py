@@ -127,8 +127,6 @@ def save(
             obj, staging / ARTIFACTS_DIR, sample_input=sample_input, inputs=inputs, outputs=outputs
         )
         artifacts = list_artifacts(staging)
-        if not artifacts:
-            raise BundleError(f"The {adapter.name} adapter wrote no artifact.")
         manifest = Manifest(
             name=name,
             version=version,

@@ -640,7 +640,12 @@ def is_bundle_directory(path: Path) -> bool:
 
 def staging_directory(target: Path) -> Path:
     """A fresh hidden sibling of ``target`` to build a bundle in, on the same filesystem."""
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    )
+    # mkdtemp makes the directory private (0700); a bundle is read by other users and images.
+    staging.chmod(0o755)
+    return staging
 
 
 def publish(staging: Path, target: Path, *, overwrite: bool) -> None:

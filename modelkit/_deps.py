@@ -26,8 +26,8 @@ def require(module: str, *, extra: str, feature: str) -> ModuleType:
     except ImportError as exc:
         top = module.partition(".")[0]
         raise MissingDependencyError(
-            f"{feature} needs {top}, which is not installed. "
-            f"Install it with pip install 'modelkit[{extra}]'.",
+            f"{feature} needs {top}, which is not installed. Install modelkit's {extra!r} extra "
+            f"(from a modelkit checkout: pip install '.[{extra}]').",
             name=top,
             extra=extra,
         ) from exc

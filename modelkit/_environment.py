@@ -83,7 +83,7 @@ def check(recorded: Environment, policy: VersionPolicy, *, label: str) -> None:
     if severe:
         raise EnvironmentMismatchError(
             f"Bundle {label!r} was saved with {_describe(severe)}. Install the recorded versions, "
-            "or pass version_policy='warn' to load it anyway (results may differ).",
+            "or pass version_policy='ignore' to load it anyway (results may differ).",
             mismatches=severe,
         )
     if mild:

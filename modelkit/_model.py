@@ -426,6 +426,8 @@ class RunnerModel(Model[Any, Any]):
 
     def _tensor_batch(self, records: Any) -> Predictions[Any]:
         assert self._tensor is not None
+        if isinstance(records, np.ndarray) and len(self._tensor.names) == 1:
+            records = {self._tensor.names[0]: records}
         if isinstance(records, Mapping):
             if not self._tensor.has_batch_axis:
                 raise InvalidInputError(
@@ -534,8 +536,15 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def rejected(exc: BaseException) -> _RejectedError:
-    """Wrap a runtime's exception for inputs that passed the signature (adapters raise this)."""
+def rejected(exc: BaseException) -> Exception:
+    """Wrap a runtime's exception for inputs that passed the signature; a runner raises it.
+
+    Example:
+        >>> try:
+        ...     labels = estimator.predict(frame)
+        ... except ValueError as exc:
+        ...     raise rejected(exc) from exc
+    """
     wrapped = _RejectedError(str(exc))
     wrapped.__cause__ = exc
     return wrapped

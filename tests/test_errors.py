@@ -40,6 +40,6 @@ def test_missing_dependency_error_names_the_extra() -> None:
 
     with pytest.raises(modelkit.MissingDependencyError) as info:
         require("modelkit_no_such_module", extra="spark", feature="Scoring on Spark")
-    assert "pip install 'modelkit[spark]'" in str(info.value)
+    assert "pip install '.[spark]'" in str(info.value)
     assert info.value.extra == "spark"
     assert isinstance(info.value, ImportError)

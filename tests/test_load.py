@@ -107,3 +107,7 @@ def test_saved_manifest_records_what_the_issue_lists(iris_bundle: Path) -> None:
     assert {"scikit-learn", "joblib", "numpy"} <= set(manifest.environment.packages)
     assert manifest.environment.python.count(".") == 2
     assert manifest.created_at.tzinfo is not None
+
+
+def test_saved_bundle_is_readable_by_other_users(iris_bundle: Path) -> None:
+    assert iris_bundle.stat().st_mode & 0o055 == 0o055

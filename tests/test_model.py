@@ -262,3 +262,9 @@ def test_pydantic_signature_declares_inputs_for_an_estimator(
     model = modelkit.load(tmp_path / "tree")
     assert model.signature.names == ("a", "b", "c", "d")
     assert model.predict(Flower(a=5.1, b=3.5, c=1.4, d=0.2)).label == 0
+
+
+def test_custom_model_without_artifacts_round_trips(tmp_path: Path) -> None:
+    manifest = modelkit.save(Echo(), tmp_path / "echo", name="echo", version="1")
+    assert manifest.artifacts == ()
+    assert modelkit.load(tmp_path / "echo").predict({"text": "x"}).positive

@@ -22,6 +22,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from .._model import rejected
 from .._signature import Outputs, Signature, Table, TabularInputs, TensorInputs
 from ..errors import BundleError
 
@@ -32,9 +33,12 @@ __all__ = [
     "Adapter",
     "Runner",
     "SavedModel",
+    "Table",
     "available",
+    "check_options",
     "get",
     "register",
+    "rejected",
 ]
 
 ENTRY_POINT_GROUP = "modelkit.adapters"
@@ -65,6 +69,10 @@ class Runner(Protocol):
     and ``probabilities`` for classifiers, ``value`` for regressors, one entry per named output for
     tensor models. A runner may also define ``run_record(values)`` for one record's values in
     signature order, the fast path for single predictions.
+
+    When the runtime refuses inputs that passed the signature (an unseen category, say), raise
+    ``rejected(exc)``: modelkit turns it into an :class:`~modelkit.InvalidInputError` naming the
+    record, where any other exception would propagate as a bug.
     """
 
     def run(self, inputs: Table | Mapping[str, Any]) -> Mapping[str, Any]: ...

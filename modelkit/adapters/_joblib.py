@@ -4,6 +4,7 @@ with ``predict``."""
 from __future__ import annotations
 
 import io
+import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -91,7 +92,9 @@ class JoblibAdapter:
                 )
         with open(directory / ARTIFACT, "wb") as handle:
             joblib.dump(obj, handle)
-        packages = ["scikit-learn", "joblib", "numpy"]
+        packages = ["joblib", "numpy"]
+        if _is_sklearn(obj):
+            packages.append("scikit-learn")
         if layout == "dataframe":
             packages.append("pandas")
         owner = distribution_of(type(obj).__module__)
@@ -143,6 +146,12 @@ class JoblibAdapter:
         )
         details = {"artifact": ARTIFACT, "layout": layout, "dtype": dtype}
         return estimator, Signature(inputs=inputs, outputs=outputs), details
+
+
+def _is_sklearn(obj: Any) -> bool:
+    """Whether unpickling ``obj`` needs scikit-learn (its estimators, or subclasses of them)."""
+    base = sys.modules.get("sklearn.base")
+    return base is not None and isinstance(obj, base.BaseEstimator)
 
 
 def _ignore_sklearn_version_warning() -> None:

@@ -21,7 +21,7 @@ from .._signature import (
     TensorSpec,
     infer_tabular_signature,
 )
-from ..errors import BundleError
+from ..errors import BundleError, InvalidInputError
 from . import SavedModel
 
 if TYPE_CHECKING:
@@ -74,7 +74,11 @@ def _model_bytes(obj: Any) -> bytes:
     serialize = getattr(obj, "SerializeToString", None)
     if callable(serialize):
         return bytes(serialize())
-    raise BundleError(f"Cannot save a {type(obj).__qualname__} in the onnx format.")
+    raise BundleError(
+        f"Cannot save a {type(obj).__qualname__} in the onnx format: expected an ONNX model "
+        "(onnx.ModelProto, its bytes, or a path to an .onnx file). Convert scikit-learn models "
+        "with skl2onnx first, or save them with format='joblib'."
+    )
 
 
 def make_session(data: bytes, options: Mapping[str, Any] | None = None, *, label: str) -> Any:
@@ -158,7 +162,7 @@ def describe(
         "outputs": [spec.name for spec in graph_outputs],
     }
     meta = session.get_modelmeta()
-    details["producer"] = f"{meta.producer_name} {meta.version}".strip()
+    details["producer"] = meta.producer_name or None
 
     if inputs is None:
         if sample_input is not None:
@@ -173,7 +177,28 @@ def describe(
         task=outputs.task if outputs is not None else None,
         classes=classes if classes is not None else _declared_classes(data),
     )
-    return SavedModel(signature=Signature(inputs=inputs, outputs=decided), details=details)
+    signature = Signature(inputs=inputs, outputs=decided)
+    if sample_input is not None and isinstance(inputs, TabularInputs):
+        _check_sample(session, signature, str(details["layout"]), sample_input)
+    return SavedModel(signature=signature, details=details)
+
+
+def _check_sample(session: Any, signature: Signature, layout: str, sample: Any) -> None:
+    """Run the sample through the graph before anything is written."""
+    from .._signature import TabularValidator
+
+    assert isinstance(signature.inputs, TabularInputs)
+    try:
+        table = TabularValidator(signature.inputs).batch(sample)
+    except InvalidInputError as exc:
+        raise BundleError(f"The sample input does not fit the signature: {exc}") from exc
+    try:
+        OnnxRunner(session, signature, layout=layout).run(table)
+    except Exception as exc:  # whatever the graph raises, nothing is saved
+        cause = exc.__cause__ or exc
+        raise BundleError(
+            f"The ONNX model cannot predict on its own sample input: {cause}"
+        ) from exc
 
 
 def _layout(inputs: TabularInputs | TensorInputs, graph: Sequence[TensorSpec]) -> str:
@@ -257,7 +282,7 @@ def _declared_classes(data: bytes) -> list[Any] | None:
         return None
     for node in model.graph.node:
         for attribute in node.attribute:
-            if attribute.name == "classlabels_int64s" and attribute.ints:
+            if attribute.name in ("classlabels_int64s", "classlabels_ints") and attribute.ints:
                 return [int(v) for v in attribute.ints]
             if attribute.name == "classlabels_strings" and attribute.strings:
                 return [v.decode("utf-8") for v in attribute.strings]

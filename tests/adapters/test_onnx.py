@@ -281,3 +281,32 @@ def test_a_file_onnxruntime_cannot_read_is_a_bundle_error(tmp_path: Path) -> Non
     path.write_bytes(b"not a protobuf at all")
     with pytest.raises(modelkit.BundleError, match="cannot load"):
         modelkit.load(path)
+
+
+def test_linear_classifier_without_zipmap_is_a_classifier(
+    tmp_path: Path, numeric_data: Any
+) -> None:
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = numeric_data
+    logistic = LogisticRegression().fit(X, y)
+    onx = to_onnx(logistic, X[:1], options={id(logistic): {"zipmap": False}}, target_opset=17)
+    modelkit.save(onx, tmp_path / "l", name="l", version="1", sample_input=X[:5])
+    model = modelkit.load(tmp_path / "l")
+    assert model.signature.outputs.classes == (0, 1)
+    np.testing.assert_array_equal(model.predict_batch(X)["label"], logistic.predict(X))
+
+
+def test_single_input_tensor_model_takes_an_array_batch(tmp_path: Path) -> None:
+    model_proto, feed = GRAPHS["double"]
+    modelkit.save(model_proto, tmp_path / "d", name="d", version="1")
+    predictions = modelkit.load(tmp_path / "d").predict_batch(np.array([[1.0, 2.0], [3.0, 4.0]]))
+    np.testing.assert_array_equal(predictions["y"], [[-1.0, -2.0], [-3.0, -4.0]])
+
+
+def test_sklearn_object_with_onnx_format_explains_what_to_do(
+    tmp_path: Path, iris_classifier: Any
+) -> None:
+    with pytest.raises(modelkit.BundleError, match="format='joblib'"):
+        modelkit.save(iris_classifier, tmp_path / "m", name="m", version="1", format="onnx")

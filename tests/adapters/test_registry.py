@@ -120,3 +120,29 @@ def test_an_object_no_adapter_accepts_is_refused(tmp_path: Path) -> None:
     with pytest.raises(modelkit.BundleError, match="No format can save"):
         modelkit.save(object(), tmp_path / "m", name="m", version="1")
 
+
+class RefusingRunner:
+    def run(self, inputs: Table | Mapping[str, Any]) -> Mapping[str, Any]:
+        assert isinstance(inputs, Table)
+        if (inputs.matrix() < 0).any():
+            try:
+                raise ValueError("negative values are not allowed")
+            except ValueError as exc:
+                raise adapters.rejected(exc) from exc
+        return {"value": inputs.matrix().sum(axis=1)}
+
+
+def test_a_third_party_runner_rejects_input_through_the_public_helper(
+    tmp_path: Path, offset_format: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    modelkit.save(0.0, tmp_path / "o", name="o", version="1", sample_input=[[1.0, 3.0]])
+    monkeypatch.setattr(
+        OffsetFormat, "load", lambda self, artifacts, manifest, *, options: RefusingRunner()
+    )
+    model = modelkit.load(tmp_path / "o")
+    with pytest.raises(
+        modelkit.InvalidInputError, match="Record 1: the model rejected the input"
+    ) as info:
+        model.predict_batch([[1.0, 2.0], [-1.0, 2.0]])
+    assert info.value.index == 1
+    assert model.predict([1.0, 2.0]).value == 3.0

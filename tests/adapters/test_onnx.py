@@ -299,7 +299,7 @@ def test_linear_classifier_without_zipmap_is_a_classifier(
 
 
 def test_single_input_tensor_model_takes_an_array_batch(tmp_path: Path) -> None:
-    model_proto, feed = GRAPHS["double"]
+    model_proto, _ = GRAPHS["double"]
     modelkit.save(model_proto, tmp_path / "d", name="d", version="1")
     predictions = modelkit.load(tmp_path / "d").predict_batch(np.array([[1.0, 2.0], [3.0, 4.0]]))
     np.testing.assert_array_equal(predictions["y"], [[-1.0, -2.0], [-3.0, -4.0]])

@@ -631,7 +631,8 @@ class TabularValidator:
         if problems:
             raise _invalid_many(problems)
         if self._is_numeric:
-            values = frame[list(self.names)].to_numpy()
+            in_order = tuple(present) == self.names
+            values = (frame if in_order else frame[list(self.names)]).to_numpy()
             if values.dtype.kind in "fiu":
                 return self._numeric_matrix(values)
         data = {c.name: self._column(c, frame[c.name].to_numpy()) for c in self.columns}

@@ -249,6 +249,7 @@ class JoblibRunner:
         self._dtype = np.dtype(dtype)
         self._is_classifier = signature.outputs.task == "classification"
         self._has_probabilities = signature.outputs.has_probabilities
+        self._argmax_classes = _argmax_classes(estimator) if self._has_probabilities else None
 
     def run(self, inputs: Table | Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(inputs, Table):
@@ -282,6 +283,11 @@ class JoblibRunner:
 
     def _predict(self, inputs: Any) -> dict[str, Any]:
         try:
+            if self._argmax_classes is not None:
+                # predict() would compute these same probabilities again and take their argmax.
+                probabilities = np.asarray(self.estimator.predict_proba(inputs))
+                labels = self._argmax_classes.take(probabilities.argmax(axis=1), axis=0)
+                return {"label": labels, "probabilities": probabilities}
             labels = np.asarray(self.estimator.predict(inputs))
             if not self._is_classifier:
                 return {"value": labels}
@@ -317,6 +323,25 @@ class JoblibRunner:
             self._has_probabilities = False
             return False
         return True
+
+
+def _argmax_classes(estimator: Any) -> np.ndarray | None:
+    """The classes, when ``predict`` is exactly the argmax of ``predict_proba``.
+
+    Only for estimators whose ``predict`` is known to be that (scikit-learn's forests, as is or
+    ending a pipeline), so labels and probabilities come from one pass instead of two. Others,
+    such as ``SVC(probability=True)`` or threshold-tuned classifiers, may label differently.
+    """
+    steps = getattr(estimator, "steps", None)
+    final = steps[-1][1] if isinstance(steps, list) and steps else estimator
+    forest = sys.modules.get("sklearn.ensemble._forest")
+    if (
+        forest is not None
+        and getattr(type(final), "predict", None) is forest.ForestClassifier.predict
+        and getattr(final, "n_outputs_", None) == 1
+    ):
+        return np.asarray(final.classes_)
+    return None
 
 
 def _single(value: Any) -> np.ndarray:

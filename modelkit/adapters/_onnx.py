@@ -47,7 +47,13 @@ _ORT_TYPES = {
 }
 _LABEL_NAMES = ("label", "output_label")
 _PROBABILITY_NAMES = ("probabilities", "output_probability")
-_OPTIONS = ("intra_op_num_threads", "inter_op_num_threads", "graph_optimization_level", "providers")
+_OPTIONS = (
+    "intra_op_num_threads",
+    "inter_op_num_threads",
+    "allow_spinning",
+    "graph_optimization_level",
+    "providers",
+)
 _OPTIMIZATION_LEVELS = {
     "disabled": "ORT_DISABLE_ALL",
     "basic": "ORT_ENABLE_BASIC",
@@ -95,6 +101,11 @@ def make_session(data: bytes, options: Mapping[str, Any] | None = None, *, label
         session_options.intra_op_num_threads = int(options["intra_op_num_threads"])
     if options.get("inter_op_num_threads") is not None:
         session_options.inter_op_num_threads = int(options["inter_op_num_threads"])
+    if options.get("allow_spinning") is not None:
+        # Idle worker threads spin by default; on shared cores that steals time from callers.
+        spinning = "1" if options["allow_spinning"] else "0"
+        session_options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+        session_options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
     level = options.get("graph_optimization_level")
     if level is not None:
         if level not in _OPTIMIZATION_LEVELS:

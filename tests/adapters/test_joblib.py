@@ -200,3 +200,23 @@ def test_a_model_that_cannot_predict_its_sample_is_not_saved(
         )
     assert not (tmp_path / "m").exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_forest_pipeline_labels_from_one_pass_match_predict(
+    tmp_path: Path, classification_data: Any
+) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = classification_data
+    pipeline = make_pipeline(
+        StandardScaler(), RandomForestClassifier(n_estimators=7, random_state=0)
+    ).fit(X, y)
+    modelkit.save(pipeline, tmp_path / "p", name="p", version="1", sample_input=X[:5])
+    model = modelkit.load(tmp_path / "p")
+    assert model.runner._argmax_classes is not None  # type: ignore[attr-defined]
+    predictions = model.predict_batch(X)
+    np.testing.assert_array_equal(predictions["label"], pipeline.predict(X))
+    np.testing.assert_array_equal(predictions["probabilities"], pipeline.predict_proba(X))
+    assert predictions["label"].dtype == pipeline.predict(X).dtype

@@ -267,10 +267,15 @@ def test_sample_that_does_not_fit_the_graph_is_refused(
 def test_session_options_are_applied_and_unknown_ones_refused(onnx_bundle: Path) -> None:
     model = modelkit.load(
         onnx_bundle,
-        adapter_options={"intra_op_num_threads": 1, "graph_optimization_level": "basic"},
+        adapter_options={
+            "intra_op_num_threads": 1,
+            "graph_optimization_level": "basic",
+            "allow_spinning": False,
+        },
     )
     options = model.runner.session.get_session_options()  # type: ignore[attr-defined]
     assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert model.runner.session.get_providers() == ["CPUExecutionProvider"]  # type: ignore[attr-defined]
     with pytest.raises(TypeError, match="Did you mean 'intra_op_num_threads'"):
         modelkit.load(onnx_bundle, adapter_options={"intra_op_threads": 1})

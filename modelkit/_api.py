@@ -18,7 +18,7 @@ from ._bundle import (
     Artifact,
     Manifest,
     digest,
-    is_bundle_directory,
+    is_bundle,
     list_artifacts,
     normalize_digest,
     now,
@@ -101,9 +101,7 @@ def save(
                 f"A bundle already exists at {str(target)!r}; pass overwrite=True to replace it.",
                 path=str(target),
             )
-        if not (
-            is_bundle_directory(target) or (target.is_file() and target.suffix.lower() == ".zip")
-        ):
+        if not is_bundle(target):
             raise BundleError(
                 f"{str(target)!r} exists and is not a bundle; refusing to replace it.",
                 path=str(target),

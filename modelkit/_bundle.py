@@ -51,6 +51,7 @@ ARTIFACTS_DIR = "artifacts"
 # A manifest is a few kilobytes; a cap keeps a hostile one from exhausting memory or the parser.
 MAX_MANIFEST_BYTES = 1024 * 1024
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_DISTRIBUTION = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?$")
 _CHUNK = 1024 * 1024
 
 
@@ -98,8 +99,16 @@ class Environment(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    python: str
-    packages: dict[str, str] = Field(default_factory=dict)
+    python: str = Field(max_length=50)
+    packages: dict[str, str] = Field(default_factory=dict, max_length=1000)
+
+    @field_validator("packages")
+    @classmethod
+    def _names_are_distributions(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, version in value.items():
+            if not _DISTRIBUTION.match(name) or not version or len(version) > 100:
+                raise ValueError(f"{name!r}: {version!r} is not a distribution and its version")
+        return value
 
 
 class Manifest(BaseModel):
@@ -360,8 +369,9 @@ def parse_manifest(raw: bytes, label: str) -> tuple[Manifest, Any]:
         BundleError: the bytes are not a valid manifest of a supported format version.
     """
     try:
-        document = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        document = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError, NaN/Infinity and integers too long to convert.
         raise BundleError(
             f"The manifest of {label!r} is not valid JSON: {exc}", path=MANIFEST_NAME
         ) from None
@@ -385,6 +395,11 @@ def parse_manifest(raw: bytes, label: str) -> tuple[Manifest, Any]:
             path=MANIFEST_NAME,
         ) from None
     return manifest, document
+
+
+def _refuse_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; Python's parser accepts them unless told otherwise.
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def canonical_digest(document: Any) -> str:
@@ -633,9 +648,20 @@ def _fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
-def is_bundle_directory(path: Path) -> bool:
-    """Whether ``path`` is a directory holding a manifest (the only thing save may replace)."""
-    return path.is_dir() and not path.is_symlink() and (path / MANIFEST_NAME).is_file()
+def is_bundle(path: Path) -> bool:
+    """Whether ``path`` is a bundle directory or a zip bundle: the only things save may replace."""
+    if path.is_symlink():
+        return False
+    if path.is_dir():
+        return (path / MANIFEST_NAME).is_file()
+    if path.is_file() and zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                _zip_prefix(archive.namelist(), str(path))
+        except (BundleError, zipfile.BadZipFile, OSError):
+            return False
+        return True
+    return False
 
 
 def staging_directory(target: Path) -> Path:
@@ -657,8 +683,12 @@ def publish(staging: Path, target: Path, *, overwrite: bool) -> None:
     _fsync_tree(staging)
     if target.suffix.lower() == ".zip":
         archive = staging.with_name(staging.name + ".zip")
-        write_zip(staging, archive)
-        os.replace(archive, target)
+        try:
+            write_zip(staging, archive)
+            os.replace(archive, target)
+        except BaseException:
+            archive.unlink(missing_ok=True)
+            raise
         shutil.rmtree(staging)
     elif target.exists():
         if not overwrite:
@@ -668,7 +698,11 @@ def publish(staging: Path, target: Path, *, overwrite: bool) -> None:
             )
         retired = staging.with_name(staging.name + ".old")
         os.replace(target, retired)
-        os.replace(staging, target)
+        try:
+            os.replace(staging, target)
+        except BaseException:
+            os.replace(retired, target)  # put the previous bundle back
+            raise
         shutil.rmtree(retired, ignore_errors=True)
     else:
         os.replace(staging, target)

@@ -76,3 +76,22 @@ def invalid_value(column: ColumnSpec) -> st.SearchStrategy[Any]:
         if column.categories is not None:
             bad = st.one_of(bad, st.text(max_size=6).filter(lambda v: v not in column.categories))
     return st.one_of(bad, junk)
+
+
+def json_values() -> st.SearchStrategy[Any]:
+    """Arbitrary JSON documents. NaN, infinities and integers past 64 bits have their own tests."""
+    scalars = (
+        st.none()
+        | st.booleans()
+        | st.integers(min_value=-(2**63), max_value=2**63)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=20)
+    )
+    return st.recursive(
+        scalars,
+        lambda children: (
+            st.lists(children, max_size=4)
+            | st.dictionaries(st.text(max_size=12), children, max_size=4)
+        ),
+        max_leaves=12,
+    )

@@ -309,6 +309,8 @@ class OnnxAdapter:
     def accepts(self, obj: object) -> bool:
         if isinstance(obj, str | os.PathLike):
             return str(obj).lower().endswith(".onnx")
+        if isinstance(obj, bytes | bytearray | memoryview):
+            return True  # no other format saves raw bytes; onnxruntime checks them
         return type(obj).__name__ == "ModelProto" and callable(
             getattr(obj, "SerializeToString", None)
         )

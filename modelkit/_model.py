@@ -366,10 +366,9 @@ class RunnerModel(Model[Any, Any]):
             classes = self._classes
 
             def classification(fields: Mapping[str, Any]) -> ClassifierOutput:
-                label = fields["label"][0]
                 probabilities = fields.get("probabilities")
                 return ClassifierOutput(
-                    label.item() if isinstance(label, np.generic) else label,
+                    _first(fields["label"]),
                     None
                     if probabilities is None
                     else dict(zip(classes, probabilities[0].tolist(), strict=True)),
@@ -523,6 +522,14 @@ def _one(value: Any) -> np.ndarray:
     array = np.empty(1, dtype=object if isinstance(value, str) or value is None else type(value))
     array[0] = value
     return array
+
+
+def _first(values: Any) -> Any:
+    """The first element as a Python value (``ndarray.item`` is the cheapest way there)."""
+    if isinstance(values, np.ndarray):
+        return values.item(0)
+    first = values[0]
+    return first.item() if isinstance(first, np.generic) else first
 
 
 def _scalar_or_list(value: Any) -> Any:

@@ -300,6 +300,11 @@ def _declared_classes(data: bytes) -> list[Any] | None:
     return None
 
 
+def _flat(values: Any) -> np.ndarray:
+    array = np.asarray(values)
+    return array if array.ndim == 1 else array.reshape(-1)
+
+
 class OnnxAdapter:
     """Bundles an ONNX model as ``artifacts/model.onnx`` and runs it with onnxruntime."""
 
@@ -401,7 +406,7 @@ class OnnxRunner:
                 probabilities = np.array(
                     [[row[c] for c in self._classes] for row in probabilities], dtype=np.float64
                 )
-            return {"label": np.asarray(outputs[0]).reshape(-1), "probabilities": probabilities}
+            return {"label": _flat(outputs[0]), "probabilities": probabilities}
         if self._task == "regression":
-            return {"value": np.asarray(outputs[0]).reshape(-1)}
+            return {"value": _flat(outputs[0])}
         return dict(zip(self._output_names, outputs, strict=True))

@@ -10,9 +10,10 @@ one interface whatever its format::
     model.predict({"tenure": 12, "plan": "pro"})
 """
 
-from . import adapters
+from . import adapters, telemetry
 from ._api import digest, load, save
 from ._bundle import Artifact, Artifacts, Environment, Manifest
+from ._hooks import Hook, PredictionContext, add_hook, remove_hook
 from ._model import Model
 from ._predictions import ClassifierOutput, Predictions, RegressorOutput, TensorOutput
 from ._signature import ColumnSpec, Outputs, Signature, TabularInputs, TensorInputs, TensorSpec
@@ -38,6 +39,7 @@ __all__ = [
     "Environment",
     "EnvironmentMismatchError",
     "EnvironmentMismatchWarning",
+    "Hook",
     "IntegrityError",
     "InvalidInputError",
     "Manifest",
@@ -45,6 +47,7 @@ __all__ = [
     "Model",
     "ModelkitError",
     "Outputs",
+    "PredictionContext",
     "Predictions",
     "RegressorOutput",
     "Signature",
@@ -54,7 +57,10 @@ __all__ = [
     "TensorSpec",
     "__version__",
     "adapters",
+    "add_hook",
     "digest",
     "load",
+    "remove_hook",
     "save",
+    "telemetry",
 ]

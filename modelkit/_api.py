@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from pydantic import BaseModel, JsonValue, TypeAdapter, ValidationError
 
-from . import _environment, adapters
+from . import _environment, adapters, telemetry
 from ._bundle import (
     ARTIFACTS_DIR,
     Artifact,
@@ -42,6 +46,7 @@ from .errors import BundleError, IntegrityError, ModelkitError
 
 __all__ = ["digest", "load", "save"]
 
+logger = logging.getLogger("modelkit")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _TASKS = ("classification", "regression", "tensor", "custom")
 _metadata_adapter: TypeAdapter[dict[str, JsonValue]] = TypeAdapter(dict[str, JsonValue])
@@ -184,6 +189,8 @@ def load(
     trusted: bool = False,
     version_policy: VersionPolicy = "warn",
     adapter_options: Mapping[str, Any] | None = None,
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
 ) -> Model[Any, Any]:
     """Load a model, verifying every byte before any deserializer sees it.
 
@@ -198,6 +205,9 @@ def load(
             ``"ignore"``. Checked before unpickling.
         adapter_options: options for the format's runtime, such as
             ``{"intra_op_num_threads": 1}`` for onnx.
+        tracer_provider: an OpenTelemetry tracer provider for this model's spans (and the
+            ``load`` span); the global one by default.
+        meter_provider: an OpenTelemetry meter provider for its metrics; the global one by default.
 
     Returns:
         A :class:`modelkit.Model`.
@@ -207,6 +217,70 @@ def load(
         IntegrityError: a file, size or the digest does not match.
         EnvironmentMismatchError: the library versions differ beyond ``version_policy``.
     """
+    tel = telemetry.for_providers(tracer_provider, meter_provider)
+    if not tel.is_active:
+        model = _load(path, sha256, trusted, version_policy, adapter_options)
+    else:
+        model = _observed_load(tel, path, sha256, trusted, version_policy, adapter_options)
+    if tracer_provider is not None or meter_provider is not None:
+        model._telemetry = tel
+    logger.info(
+        "Loaded model %r version %s (%s) from %s, digest %s",
+        model.name,
+        model.version,
+        model.format,
+        _label(path),
+        model.digest,
+    )
+    return model
+
+
+def _label(path: Any) -> str:
+    return os.fspath(path) if isinstance(path, str | os.PathLike) else str(path)
+
+
+def _observed_load(tel: telemetry.Telemetry, path: Any, *args: Any) -> Model[Any, Any]:
+    """:func:`_load` inside a ``load {name}`` span, timed into ``modelkit.model.load.duration``."""
+    started = time.perf_counter()
+    span = token = None
+    if tel.tracer is not None:
+        span = tel.tracer.start_span(
+            f"load {Path(_label(path)).name}", kind=trace.SpanKind.INTERNAL
+        )
+        token = otel_context.attach(trace.set_span_in_context(span))
+    try:
+        model = _load(path, *args)
+    except Exception as exc:
+        error_type = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        if span is not None:
+            span.set_attribute("error.type", error_type)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+            span.record_exception(exc)
+        if tel.meter is not None:
+            tel.load_duration.record(time.perf_counter() - started, {"error.type": error_type})
+        raise
+    else:
+        attributes = model._telemetry_attributes()
+        if span is not None:
+            span.update_name(f"load {model.name}")
+            span.set_attributes(attributes)
+        if tel.meter is not None:
+            tel.load_duration.record(time.perf_counter() - started, attributes)
+        return model
+    finally:
+        if token is not None:
+            otel_context.detach(token)
+        if span is not None:
+            span.end()
+
+
+def _load(
+    path: Any,
+    sha256: str | None,
+    trusted: bool,
+    version_policy: VersionPolicy,
+    adapter_options: Mapping[str, Any] | None,
+) -> Model[Any, Any]:
     pinned = None if sha256 is None else normalize_digest(sha256)
     opened = open_bundle(path)
     if opened.kind == "pickle" and not trusted:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import platform
 import re
 import warnings
@@ -15,6 +16,7 @@ from .errors import EnvironmentMismatchError, EnvironmentMismatchWarning
 
 __all__ = ["VersionPolicy", "capture", "check", "distribution_of", "installed_version"]
 
+logger = logging.getLogger("modelkit")
 VersionPolicy = Literal["warn", "error", "ignore"]
 _POLICIES = ("warn", "error", "ignore")
 
@@ -87,12 +89,12 @@ def check(recorded: Environment, policy: VersionPolicy, *, label: str) -> None:
             mismatches=severe,
         )
     if mild:
-        warnings.warn(
+        message = (
             f"Bundle {label!r} was saved with {_describe(mild)}; results may differ slightly. "
-            "Pass version_policy='ignore' to silence this, or re-save the model.",
-            EnvironmentMismatchWarning,
-            stacklevel=4,
+            "Pass version_policy='ignore' to silence this, or re-save the model."
         )
+        logger.warning(message)
+        warnings.warn(message, EnvironmentMismatchWarning, stacklevel=4)
 
 
 def _describe(mismatches: Mapping[str, tuple[str, str | None]]) -> str:

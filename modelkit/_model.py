@@ -8,6 +8,8 @@ import functools
 import html
 import os
 import threading
+import time
+import traceback
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,8 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import numpy as np
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
 from pydantic import TypeAdapter, ValidationError
 
+from . import telemetry
+from ._hooks import GLOBAL_HOOKS, Hook, HookList, PredictionContext, call_hooks, report_hook_failure
 from ._predictions import ClassifierOutput, Predictions, RegressorOutput, TensorOutput
 from ._signature import (
     Outputs,
@@ -29,6 +36,7 @@ from ._signature import (
     TensorValidator,
 )
 from .errors import InvalidInputError, ModelkitError
+from .telemetry import Telemetry
 
 if TYPE_CHECKING:
     from ._bundle import Artifacts, Manifest
@@ -150,6 +158,113 @@ class Model(Generic[In, Out]):
     def _bind(self, manifest: Manifest, digest: str) -> None:
         self._manifest = manifest
         self._digest = digest
+        self._attributes = None
+
+    # -- hooks and telemetry -----------------------------------------------------------------------
+
+    _hook_list: HookList | None = None
+    _telemetry: Telemetry | None = None
+    _attributes: dict[str, AttributeValue] | None = None
+
+    def add_hook(self, hook: Hook) -> None:
+        """Call ``hook`` around every prediction of this model.
+
+        Raises:
+            TypeError: the object has none of the hook methods.
+        """
+        if self._hook_list is None:
+            self._hook_list = HookList()
+        self._hook_list.add(hook)
+
+    def remove_hook(self, hook: Hook) -> None:
+        """Stop calling a hook added with :meth:`add_hook`.
+
+        Raises:
+            ValueError: the hook was not added to this model.
+        """
+        if self._hook_list is None:
+            raise ValueError(f"{hook!r} is not registered")
+        self._hook_list.remove(hook)
+
+    def set_telemetry(self, *, tracer_provider: Any = None, meter_provider: Any = None) -> None:
+        """Report this model's spans and metrics to these providers instead of the global ones."""
+        self._telemetry = telemetry.for_providers(tracer_provider, meter_provider)
+
+    def _telemetry_attributes(self) -> dict[str, AttributeValue]:
+        attributes = self._attributes
+        if attributes is None:
+            attributes = {
+                "modelkit.model.name": self.name,
+                "modelkit.model.version": self.version,
+                "modelkit.model.format": self.format,
+            }
+            self._attributes = attributes
+        return attributes
+
+    def _observe(self, function: Callable[[Any], Any], inputs: Any, *, is_batch: bool) -> Any:
+        """Run one call with hooks, a span and metrics around it."""
+        tel = self._telemetry or telemetry.default()
+        tel.is_active  # noqa: B018 - refreshes the tracer and meter when the host configured them
+        hooks = (self._hook_list.hooks if self._hook_list else ()) + GLOBAL_HOOKS.hooks
+        batch_size = _batch_size(inputs) if is_batch else 1
+        attributes = self._telemetry_attributes()
+        ctx = PredictionContext(self, inputs, batch_size, is_batch, time.perf_counter())
+        span = token = None
+        if tel.tracer is not None:
+            span_attributes = dict(attributes)
+            if batch_size is not None:
+                span_attributes["modelkit.prediction.batch.size"] = batch_size
+            span = tel.tracer.start_span(
+                f"predict {self.name}", kind=trace.SpanKind.INTERNAL, attributes=span_attributes
+            )
+            token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            if hooks:
+                call_hooks(hooks, "before_predict", (ctx,), self._hook_failed)
+            try:
+                result = function(inputs)
+            except Exception as exc:
+                ctx.duration = time.perf_counter() - ctx.start_time
+                error_type = _error_type(exc)
+                if span is not None:
+                    _mark_failed(span, exc, error_type)
+                if tel.meter is not None:
+                    failed = {**attributes, "error.type": error_type}
+                    tel.prediction_duration.record(ctx.duration, failed)
+                if hooks:
+                    call_hooks(hooks, "on_error", (ctx, exc), self._hook_failed)
+                raise
+            ctx.duration = time.perf_counter() - ctx.start_time
+            if batch_size is None:
+                ctx.batch_size = batch_size = len(result)
+                if span is not None:
+                    span.set_attribute("modelkit.prediction.batch.size", batch_size)
+            if tel.meter is not None:
+                tel.prediction_duration.record(ctx.duration, attributes)
+                tel.batch_size.record(batch_size, attributes)
+            if hooks:
+                call_hooks(hooks, "after_predict", (ctx, result), self._hook_failed)
+            return result
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+            if span is not None:
+                span.end()
+
+    def _is_observed(self) -> bool:
+        # The cheap check on every call: with no hook and no SDK, nothing else runs.
+        return bool(
+            (self._hook_list is not None and self._hook_list.hooks)
+            or GLOBAL_HOOKS.hooks
+            or (self._telemetry or telemetry.default()).is_active
+        )
+
+    def _hook_failed(self, hook: Hook, exc: BaseException) -> None:
+        tel = self._telemetry or telemetry.default()
+        tel.record_hook_error(
+            {"modelkit.model.name": self.name, "modelkit.hook": type(hook).__qualname__}
+        )
+        report_hook_failure(hook, exc)
 
     # -- the interface ---------------------------------------------------------------------------
 
@@ -163,7 +278,9 @@ class Model(Generic[In, Out]):
         Raises:
             InvalidInputError: the record does not fit the signature (the message names the field).
         """
-        return self._run_custom([record], single=True)[0]
+        if self._is_observed():
+            return self._observe(self._predict_one, record, is_batch=False)  # type: ignore[no-any-return]
+        return self._predict_one(record)
 
     def predict_batch(self, records: Any) -> Predictions[Out]:
         """Predict many records at once.
@@ -178,6 +295,14 @@ class Model(Generic[In, Out]):
         Raises:
             InvalidInputError: a record does not fit (the message names the field and index).
         """
+        if self._is_observed():
+            return self._observe(self._predict_many, records, is_batch=True)  # type: ignore[no-any-return]
+        return self._predict_many(records)
+
+    def _predict_one(self, record: Any) -> Out:
+        return self._run_custom([record], single=True)[0]
+
+    def _predict_many(self, records: Any) -> Predictions[Out]:
         return Predictions.from_rows(self._run_custom(records, single=False))
 
     def _run_custom(self, records: Any, *, single: bool) -> list[Out]:
@@ -397,7 +522,7 @@ class RunnerModel(Model[Any, Any]):
             return RegressorOutput(_scalar_or_list(fields["value"][index]))
         return TensorOutput({name: value[index] for name, value in fields.items()})
 
-    def predict(self, record: Any) -> Any:
+    def _predict_one(self, record: Any) -> Any:
         if self._tabular is not None:
             values = self._tabular.record(record)
             if self._run_record is not None:
@@ -411,7 +536,7 @@ class RunnerModel(Model[Any, Any]):
         tensors = self._tensor.record(record)
         return TensorOutput(self._call(self._runner.run, tensors, None))
 
-    def predict_batch(self, records: Any) -> Predictions[Any]:
+    def _predict_many(self, records: Any) -> Predictions[Any]:
         if self._tabular is not None:
             table = self._tabular.batch(records)
             if table.length == 0:
@@ -509,6 +634,46 @@ class RunnerModel(Model[Any, Any]):
             except _RejectedError:
                 return row
         return None
+
+
+def _batch_size(records: Any) -> int | None:
+    """The number of records in a batch, when it can be told without looking inside."""
+    if isinstance(records, np.ndarray):
+        return int(records.shape[0]) if records.ndim else None
+    if isinstance(records, Mapping):
+        return None  # tensors: known after the call, from the predictions
+    try:
+        return len(records)
+    except TypeError:
+        return None
+
+
+def _error_type(exc: BaseException) -> str:
+    cls = type(exc)
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+
+
+def _mark_failed(span: trace.Span, exc: BaseException, error_type: str) -> None:
+    # Error messages can quote the offending input; spans get the error's type and, for invalid
+    # input, where it was, never the values. The stack trace is frames only, without the message.
+    description = error_type
+    if isinstance(exc, InvalidInputError):
+        where = [
+            f"field {exc.field!r}" if exc.field else "",
+            f"record {exc.index}" if exc.index is not None else "",
+        ]
+        description = f"{error_type} ({', '.join(w for w in where if w) or 'input'})"
+    span.set_attribute("error.type", error_type)
+    span.set_status(trace.Status(trace.StatusCode.ERROR, description))
+    span.record_exception(
+        exc,
+        attributes={
+            "exception.message": description,
+            "exception.stacktrace": "".join(traceback.format_tb(exc.__traceback__)),
+        },
+    )
 
 
 def _table_from_values(validator: TabularValidator, values: tuple[Any, ...]) -> Table:

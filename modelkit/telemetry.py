@@ -1,0 +1,179 @@
+"""OpenTelemetry for modelkit: spans and metrics through the API only.
+
+modelkit never imports the OpenTelemetry SDK: the host application configures one (or not), and
+every prediction and load reports to it. The names follow the semantic-convention style:
+
+=================================  =========  ===============================================
+instrument or span                 unit       attributes
+=================================  =========  ===============================================
+span ``predict {name}`` (INTERNAL)            ``modelkit.model.name``, ``.version``, ``.format``,
+                                              ``modelkit.prediction.batch.size``, ``error.type``
+span ``load {name}`` (INTERNAL)               ``modelkit.model.name``, ``.version``, ``.format``
+``modelkit.prediction.duration``   ``s``      model name, version, format; ``error.type``
+``modelkit.prediction.batch.size`` {record}   model name, version, format
+``modelkit.model.load.duration``   ``s``      model name, version, format; ``error.type``
+``modelkit.hook.errors``           {error}    model name, ``modelkit.hook``
+=================================  =========  ===============================================
+
+Raw inputs, outputs and keys never go on spans or metrics.
+
+With no SDK configured, the global providers are OpenTelemetry's proxies, and modelkit skips the
+whole instrumentation (a check that costs well under a microsecond); it looks again at most
+every half second, so an SDK configured after start-up is picked up. Pass providers explicitly
+with ``modelkit.load(..., tracer_provider=..., meter_provider=...)`` or :class:`Telemetry` for
+tests and for several applications in one process.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.util.types import AttributeValue
+
+from ._version import __version__
+
+__all__ = [
+    "DURATION_BUCKETS",
+    "SCOPE",
+    "Telemetry",
+    "default",
+]
+
+SCOPE = "modelkit"
+#: Bucket advice for the duration histograms: from 10 µs (one ONNX record) to 10 s (big batches).
+DURATION_BUCKETS = (
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536)
+# How often the global providers are looked at again while they are OpenTelemetry's no-op proxies.
+_RECHECK_SECONDS = 0.5
+
+
+def _is_placeholder_tracer_provider(provider: Any) -> bool:
+    return isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
+def _is_placeholder_meter_provider(provider: Any) -> bool:
+    # The API's proxy class is private; it is the provider get_meter_provider() returns until
+    # the host sets one, and it is recognised by name so that modelkit needs no private import.
+    return isinstance(provider, metrics.NoOpMeterProvider) or (
+        type(provider).__name__ == "_ProxyMeterProvider"
+    )
+
+
+class Telemetry:
+    """The tracer and instruments modelkit reports to.
+
+    Args:
+        tracer_provider: where spans go; ``None`` for the global provider.
+        meter_provider: where metrics go; ``None`` for the global provider.
+    """
+
+    def __init__(self, tracer_provider: Any = None, meter_provider: Any = None) -> None:
+        self._explicit_tracer_provider = tracer_provider
+        self._explicit_meter_provider = meter_provider
+        self.tracer: trace.Tracer | None = None
+        self.meter: metrics.Meter | None = None
+        self._next_check = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def is_active(self) -> bool:
+        """Whether a real tracer or meter is attached (checked cheaply, re-checked lazily)."""
+        if self.tracer is not None and self.meter is not None:
+            return True
+        if time.monotonic() < self._next_check:
+            return self.tracer is not None or self.meter is not None
+        self._resolve()
+        return self.tracer is not None or self.meter is not None
+
+    def _resolve(self) -> None:
+        with self._lock:
+            if self.tracer is None:
+                provider = self._explicit_tracer_provider or trace.get_tracer_provider()
+                if not _is_placeholder_tracer_provider(provider):
+                    self.tracer = provider.get_tracer(SCOPE, __version__)
+            if self.meter is None:
+                provider = self._explicit_meter_provider or metrics.get_meter_provider()
+                if not _is_placeholder_meter_provider(provider):
+                    meter = provider.get_meter(SCOPE, __version__)
+                    self._create_instruments(meter)
+                    self.meter = meter
+            self._next_check = time.monotonic() + _RECHECK_SECONDS
+
+    def _create_instruments(self, meter: metrics.Meter) -> None:
+        self.prediction_duration = meter.create_histogram(
+            "modelkit.prediction.duration",
+            unit="s",
+            description="Duration of predict and predict_batch calls.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.batch_size = meter.create_histogram(
+            "modelkit.prediction.batch.size",
+            unit="{record}",
+            description="Number of records per prediction call.",
+            explicit_bucket_boundaries_advisory=BATCH_SIZE_BUCKETS,
+        )
+        self.load_duration = meter.create_histogram(
+            "modelkit.model.load.duration",
+            unit="s",
+            description="Duration of modelkit.load, verification included.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.hook_errors = meter.create_counter(
+            "modelkit.hook.errors",
+            unit="{error}",
+            description="Exceptions raised by prediction hooks (the predictions were unaffected).",
+        )
+
+    def record_hook_error(self, attributes: Mapping[str, AttributeValue]) -> None:
+        """Count one failed hook call."""
+        if self.is_active and self.meter is not None:
+            self.hook_errors.add(1, attributes)
+
+
+_telemetries: dict[tuple[int, int], Telemetry] = {}
+_telemetries_lock = threading.Lock()
+_default = Telemetry()
+
+
+def default() -> Telemetry:
+    """The telemetry bound to the global providers."""
+    return _default
+
+
+def for_providers(tracer_provider: Any = None, meter_provider: Any = None) -> Telemetry:
+    """One :class:`Telemetry` per pair of providers, so instruments are created once."""
+    if tracer_provider is None and meter_provider is None:
+        return _default
+    key = (id(tracer_provider), id(meter_provider))
+    with _telemetries_lock:
+        found = _telemetries.get(key)
+        if found is None:
+            found = Telemetry(tracer_provider, meter_provider)
+            # Keep the providers alive with their telemetry, so an id is never reused for another.
+            found._providers = (tracer_provider, meter_provider)  # type: ignore[attr-defined]
+            _telemetries[key] = found
+        return found

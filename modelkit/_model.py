@@ -204,16 +204,17 @@ class Model(Generic[In, Out]):
     def _observe(self, function: Callable[[Any], Any], inputs: Any, *, is_batch: bool) -> Any:
         """Run one call with hooks, a span and metrics around it."""
         tel = self._telemetry or telemetry.default()
-        tel.is_active  # noqa: B018 - refreshes the tracer and meter when the host configured them
         hooks = (self._hook_list.hooks if self._hook_list else ()) + GLOBAL_HOOKS.hooks
+        if not tel.is_active and not hooks:  # is_active also picks up a newly configured SDK
+            return function(inputs)
         batch_size = _batch_size(inputs) if is_batch else 1
         attributes = self._telemetry_attributes()
         ctx = PredictionContext(self, inputs, batch_size, is_batch, time.perf_counter())
         span = token = None
         if tel.tracer is not None:
-            span_attributes = dict(attributes)
+            span_attributes = attributes
             if batch_size is not None:
-                span_attributes["modelkit.prediction.batch.size"] = batch_size
+                span_attributes = {**attributes, "modelkit.prediction.batch.size": batch_size}
             span = tel.tracer.start_span(
                 f"predict {self.name}", kind=trace.SpanKind.INTERNAL, attributes=span_attributes
             )
@@ -252,12 +253,12 @@ class Model(Generic[In, Out]):
                 span.end()
 
     def _is_observed(self) -> bool:
-        # The cheap check on every call: with no hook and no SDK, nothing else runs.
-        return bool(
-            (self._hook_list is not None and self._hook_list.hooks)
-            or GLOBAL_HOOKS.hooks
-            or (self._telemetry or telemetry.default()).is_active
-        )
+        """The check on every call, kept to a few attribute reads: with no hook and no SDK
+        (and no time yet to look for one again), nothing else runs."""
+        if self._hook_list is None and not GLOBAL_HOOKS.hooks:
+            tel = self._telemetry or telemetry.DEFAULT
+            return not (tel.tracer is None and tel.meter is None and _monotonic() < tel.next_check)
+        return True
 
     def _hook_failed(self, hook: Hook, exc: BaseException) -> None:
         tel = self._telemetry or telemetry.default()
@@ -634,6 +635,9 @@ class RunnerModel(Model[Any, Any]):
             except _RejectedError:
                 return row
         return None
+
+
+_monotonic = time.monotonic
 
 
 def _batch_size(records: Any) -> int | None:

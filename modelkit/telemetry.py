@@ -96,7 +96,8 @@ class Telemetry:
         self._explicit_meter_provider = meter_provider
         self.tracer: trace.Tracer | None = None
         self.meter: metrics.Meter | None = None
-        self._next_check = 0.0
+        #: When to look at the global providers again while they are placeholders.
+        self.next_check = 0.0
         self._lock = threading.Lock()
 
     @property
@@ -104,7 +105,7 @@ class Telemetry:
         """Whether a real tracer or meter is attached (checked cheaply, re-checked lazily)."""
         if self.tracer is not None and self.meter is not None:
             return True
-        if time.monotonic() < self._next_check:
+        if time.monotonic() < self.next_check:
             return self.tracer is not None or self.meter is not None
         self._resolve()
         return self.tracer is not None or self.meter is not None
@@ -121,7 +122,7 @@ class Telemetry:
                     meter = provider.get_meter(SCOPE, __version__)
                     self._create_instruments(meter)
                     self.meter = meter
-            self._next_check = time.monotonic() + _RECHECK_SECONDS
+            self.next_check = time.monotonic() + _RECHECK_SECONDS
 
     def _create_instruments(self, meter: metrics.Meter) -> None:
         self.prediction_duration = meter.create_histogram(
@@ -156,18 +157,19 @@ class Telemetry:
 
 _telemetries: dict[tuple[int, int], Telemetry] = {}
 _telemetries_lock = threading.Lock()
-_default = Telemetry()
+#: The telemetry bound to the global providers.
+DEFAULT = Telemetry()
 
 
 def default() -> Telemetry:
     """The telemetry bound to the global providers."""
-    return _default
+    return DEFAULT
 
 
 def for_providers(tracer_provider: Any = None, meter_provider: Any = None) -> Telemetry:
     """One :class:`Telemetry` per pair of providers, so instruments are created once."""
     if tracer_provider is None and meter_provider is None:
-        return _default
+        return DEFAULT
     key = (id(tracer_provider), id(meter_provider))
     with _telemetries_lock:
         found = _telemetries.get(key)

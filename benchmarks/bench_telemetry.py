@@ -1,0 +1,176 @@
+"""What instrumentation costs per prediction, measured against the uninstrumented call.
+
+Three comparisons, each with interleaved rounds (the two sides alternate and swap order every
+round) and medians per call:
+
+1. No SDK configured: ``model.predict`` (which checks for hooks and an SDK on every call) against
+   the same model's uninstrumented path. Target: at most +1 µs.
+2. An SDK configured (spans to a batch processor with an exporter that drops them, metrics to an
+   in-memory reader): what modelkit adds per call, against what the SDK itself costs for one
+   ``start_as_current_span`` plus one histogram record. Target: within 1.5x.
+3. Drift statistics on (``load(..., drift=True)``) against off, on a 10-feature record.
+   Target: at most +2 µs per record. Skipped when the build has no drift support.
+
+Nothing is asserted; run ``python benchmarks/bench_telemetry.py`` (``--quick`` for a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _per_call_ns(function: Callable[[], Any], calls: int) -> float:
+    gc.collect()
+    start = time.perf_counter_ns()
+    for _ in range(calls):
+        function()
+    return (time.perf_counter_ns() - start) / calls
+
+
+def compare(
+    base: Callable[[], Any], other: Callable[[], Any], *, rounds: int, calls: int
+) -> tuple[float, float]:
+    """Median ns per call of ``base`` and ``other``, measured in alternating rounds."""
+    for _ in range(3):
+        _per_call_ns(base, calls // 10 or 1)
+        _per_call_ns(other, calls // 10 or 1)
+    base_times: list[float] = []
+    other_times: list[float] = []
+    for index in range(rounds):
+        pair: Sequence[tuple[list[float], Callable[[], Any]]] = (
+            (base_times, base),
+            (other_times, other),
+        )
+        for times, function in pair if index % 2 == 0 else reversed(pair):
+            times.append(_per_call_ns(function, calls))
+    return statistics.median(base_times), statistics.median(other_times)
+
+
+def _bundle(directory: Path, n_features: int) -> tuple[Path, list[dict[str, float]]]:
+    from skl2onnx import to_onnx
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+
+    import modelkit
+
+    X, y = make_classification(n_samples=2000, n_features=n_features, random_state=0)
+    X = X.astype(np.float32)
+    estimator = LogisticRegression().fit(X, y)
+    onnx_model = to_onnx(
+        estimator, X[:1], options={id(estimator): {"zipmap": False}}, target_opset=17
+    )
+    path = directory / f"logistic{n_features}"
+    modelkit.save(onnx_model, path, name="logistic", version="1", sample_input=X[:500])
+    records = [{f"x{j}": float(v) for j, v in enumerate(row)} for row in X[:64]]
+    return path, records
+
+
+def _cycle(function: Callable[[Any], Any], records: list[Any]) -> Callable[[], Any]:
+    state = {"i": 0}
+
+    def call() -> Any:
+        state["i"] = (state["i"] + 1) % len(records)
+        return function(records[state["i"]])
+
+    return call
+
+
+def _row(name: str, base: float, other: float, target: str) -> str:
+    return (
+        f"{name:<58} {base / 1000:>9.2f} µs {other / 1000:>9.2f} µs "
+        f"{(other - base) / 1000:>+8.2f} µs {other / base:>6.2f}x  {target}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="about 5x fewer rounds")
+    rounds, calls = (8, 1000) if parser.parse_args().quick else (40, 2000)
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    import modelkit
+
+    class DropSpans(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    print(f"modelkit {modelkit.__version__}; {rounds} rounds of {calls} calls; medians per call")
+    print(f"{'':<58} {'baseline':>12} {'measured':>12} {'diff':>11} {'ratio':>7}  target")
+    with tempfile.TemporaryDirectory() as workdir:
+        path, records = _bundle(Path(workdir), 20)
+        model = modelkit.load(path)
+        plain = _cycle(model._predict_one, records)
+        observed = _cycle(model.predict, records)
+        base, other = compare(plain, observed, rounds=rounds, calls=calls)
+        print(_row("no SDK: predict vs uninstrumented path", base, other, "<= +1 µs"))
+
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(BatchSpanProcessor(DropSpans()))
+        meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+        instrumented = modelkit.load(
+            path, tracer_provider=tracer_provider, meter_provider=meter_provider
+        )
+        tracer = tracer_provider.get_tracer("baseline")
+        histogram = meter_provider.get_meter("baseline").create_histogram("baseline", unit="s")
+        attributes = {"modelkit.model.name": "logistic", "modelkit.model.version": "1"}
+
+        def sdk_alone() -> None:
+            with tracer.start_as_current_span("predict logistic", attributes=attributes):
+                pass
+            histogram.record(0.0001, attributes)
+
+        def nothing() -> None:
+            return None
+
+        _, sdk_cost = compare(nothing, sdk_alone, rounds=rounds, calls=calls)
+        base, other = compare(
+            _cycle(instrumented._predict_one, records),
+            _cycle(instrumented.predict, records),
+            rounds=rounds,
+            calls=calls,
+        )
+        print(_row("SDK: predict vs uninstrumented path", base, other, ""))
+        added = other - base
+        print(
+            f"{'SDK: modelkit added vs one span + one histogram record':<58} "
+            f"{sdk_cost / 1000:>9.2f} µs {added / 1000:>9.2f} µs {'':>11} "
+            f"{added / sdk_cost:>6.2f}x  <= 1.5x"
+        )
+        tracer_provider.shutdown()
+        meter_provider.shutdown()
+
+        path10, records10 = _bundle(Path(workdir), 10)
+        try:
+            drifting = modelkit.load(path10, drift=True)
+        except TypeError:
+            print("drift statistics: not in this build")
+            return
+        steady = modelkit.load(path10)
+        base, other = compare(
+            _cycle(steady.predict, records10),
+            _cycle(drifting.predict, records10),
+            rounds=rounds,
+            calls=calls,
+        )
+        print(_row("drift on vs off, 10-feature record", base, other, "<= +2 µs"))
+
+
+if __name__ == "__main__":
+    main()

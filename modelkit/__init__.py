@@ -10,11 +10,12 @@ one interface whatever its format::
     model.predict({"tenure": 12, "plan": "pro"})
 """
 
-from . import adapters, telemetry
+from . import adapters, monitoring, telemetry
 from ._api import digest, load, save
 from ._bundle import Artifact, Artifacts, Environment, Manifest
 from ._hooks import Hook, PredictionContext, add_hook, remove_hook
 from ._model import Model
+from ._prediction_log import PredictionLogger
 from ._predictions import ClassifierOutput, Predictions, RegressorOutput, TensorOutput
 from ._signature import ColumnSpec, Outputs, Signature, TabularInputs, TensorInputs, TensorSpec
 from ._version import __version__
@@ -48,6 +49,7 @@ __all__ = [
     "ModelkitError",
     "Outputs",
     "PredictionContext",
+    "PredictionLogger",
     "Predictions",
     "RegressorOutput",
     "Signature",
@@ -60,6 +62,7 @@ __all__ = [
     "add_hook",
     "digest",
     "load",
+    "monitoring",
     "remove_hook",
     "save",
     "telemetry",

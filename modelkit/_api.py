@@ -20,6 +20,7 @@ from . import _environment, adapters, telemetry
 from ._bundle import (
     ARTIFACTS_DIR,
     Artifact,
+    Artifacts,
     Manifest,
     digest,
     is_bundle,
@@ -38,6 +39,7 @@ from ._signature import (
     SchemaInputs,
     Signature,
     TabularInputs,
+    TabularValidator,
     Task,
     TensorInputs,
     tabular_inputs_from_model,
@@ -63,6 +65,7 @@ def save(
     signature: Signature | type[BaseModel] | None = None,
     task: Task | None = None,
     metadata: Mapping[str, Any] | None = None,
+    reference: Any = None,
     overwrite: bool = False,
 ) -> Manifest:
     """Save a fitted model as a bundle: its artifacts plus a manifest that describes and pins them.
@@ -86,6 +89,8 @@ def save(
         task: ``"classification"``, ``"regression"`` or ``"tensor"``, when inference guesses
             wrong.
         metadata: JSON-compatible facts to keep in the manifest (training data, metrics...).
+        reference: the data to profile for drift statistics (a DataFrame, 2-D array or list of
+            records, typically the training set); ``sample_input`` is profiled when absent.
         overwrite: replace an existing bundle at ``path``.
 
     Returns:
@@ -130,6 +135,10 @@ def save(
             obj, staging / ARTIFACTS_DIR, sample_input=sample_input, inputs=inputs, outputs=outputs
         )
         artifacts = list_artifacts(staging)
+        data = reference if reference is not None else sample_input
+        profile = None
+        if data is not None and isinstance(saved.signature.inputs, TabularInputs):
+            profile = _profile(adapter, staging, saved, data)
         manifest = Manifest(
             name=name,
             version=version,
@@ -143,6 +152,7 @@ def save(
             created_at=now(),
             metadata=meta,
             adapter=dict(saved.details),
+            profile=profile,
         )
         write_manifest(staging, manifest)
         publish(staging, target, overwrite=overwrite)
@@ -150,6 +160,44 @@ def save(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
+
+def _profile(
+    adapter: adapters.Adapter, staging: Path, saved: adapters.SavedModel, data: Any
+) -> dict[str, Any]:
+    """The drift profile of the reference data, outputs included when the model can run them."""
+    from ._drift import profile_reference
+
+    inputs = saved.signature.inputs
+    assert isinstance(inputs, TabularInputs)
+    table = TabularValidator(inputs).batch(data)
+    outputs = None
+    files = {
+        path.relative_to(staging / ARTIFACTS_DIR).as_posix(): path.read_bytes()
+        for path in sorted((staging / ARTIFACTS_DIR).rglob("*"))
+        if path.is_file()
+    }
+    draft = Manifest.model_construct(
+        name="draft",
+        version="0",
+        format=adapter.name,
+        task=saved.signature.outputs.task,
+        signature=saved.signature,
+        adapter=dict(saved.details),
+    )
+    try:
+        runner = adapter.load(Artifacts(files), draft, options={})
+        if isinstance(runner, adapters.Runner) and table.length:
+            outputs = dict(runner.run(table))
+    except Exception:  # noqa: BLE001 - outputs are a bonus; the inputs profile stands alone
+        outputs = None
+    return profile_reference(
+        inputs,
+        table,
+        outputs=outputs,
+        output_task=saved.signature.outputs.task,
+        classes=saved.signature.outputs.classes,
+    )
 
 
 def _check_name(what: str, value: object) -> None:
@@ -189,6 +237,7 @@ def load(
     trusted: bool = False,
     version_policy: VersionPolicy = "warn",
     adapter_options: Mapping[str, Any] | None = None,
+    drift: bool = False,
     tracer_provider: Any = None,
     meter_provider: Any = None,
 ) -> Model[Any, Any]:
@@ -205,6 +254,8 @@ def load(
             ``"ignore"``. Checked before unpickling.
         adapter_options: options for the format's runtime, such as
             ``{"intra_op_num_threads": 1}`` for onnx.
+        drift: keep streaming statistics of what the model receives and predicts, compared with
+            the reference profile saved in the bundle by :meth:`Model.drift`.
         tracer_provider: an OpenTelemetry tracer provider for this model's spans (and the
             ``load`` span); the global one by default.
         meter_provider: an OpenTelemetry meter provider for its metrics; the global one by default.
@@ -224,6 +275,8 @@ def load(
         model = _observed_load(tel, path, sha256, trusted, version_policy, adapter_options)
     if tracer_provider is not None or meter_provider is not None:
         model._telemetry = tel
+    if drift:
+        model._start_drift()
     logger.info(
         "Loaded model %r version %s (%s) from %s, digest %s",
         model.name,

@@ -127,6 +127,7 @@ class Manifest(BaseModel):
     created_at: datetime
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
     adapter: dict[str, JsonValue] = Field(default_factory=dict)
+    profile: dict[str, JsonValue] | None = None
 
     @field_validator("artifacts")
     @classmethod

@@ -35,11 +35,12 @@ from ._signature import (
     TensorInputs,
     TensorValidator,
 )
-from .errors import InvalidInputError, ModelkitError
+from .errors import BundleError, InvalidInputError, ModelkitError
 from .telemetry import Telemetry
 
 if TYPE_CHECKING:
     from ._bundle import Artifacts, Manifest
+    from ._drift import DriftMonitor, DriftReport
     from .adapters import Runner
 
 __all__ = ["Model"]
@@ -259,6 +260,30 @@ class Model(Generic[In, Out]):
             tel = self._telemetry or telemetry.DEFAULT
             return not (tel.tracer is None and tel.meter is None and _monotonic() < tel.next_check)
         return True
+
+    # -- drift -------------------------------------------------------------------------------------
+
+    def drift(self) -> DriftReport:
+        """Compare what the model received (and predicted) since loading with its reference data.
+
+        Per feature, the population stability index between the reference profile saved in the
+        bundle and the live counts: below 0.1 stable, 0.1 to 0.25 moderate, above significant.
+
+        Raises:
+            ModelkitError: the model was not loaded with ``drift=True``.
+        """
+        monitor = self._drift_monitor
+        if monitor is None:
+            raise ModelkitError(
+                f"Drift statistics are off for {self.name!r}: load it with "
+                "modelkit.load(path, drift=True)."
+            )
+        return monitor.report()
+
+    _drift_monitor: DriftMonitor | None = None
+
+    def _start_drift(self) -> None:
+        raise BundleError(f"{self.name!r} has no tabular signature, so it has no drift statistics.")
 
     def _hook_failed(self, hook: Hook, exc: BaseException) -> None:
         tel = self._telemetry or telemetry.default()
@@ -482,6 +507,22 @@ class RunnerModel(Model[Any, Any]):
         )
         self._decode_one = self._pick_decoder()
 
+    def _start_drift(self) -> None:
+        from ._drift import DriftMonitor
+
+        profile = self._manifest.profile if self._manifest is not None else None
+        if self._tabular is None or not profile:
+            raise BundleError(
+                f"Bundle {self.name!r} has no reference profile for drift statistics: save it "
+                "with sample_input= or reference= (a few hundred rows of training data)."
+            )
+        assert isinstance(self.signature.inputs, TabularInputs)
+        try:
+            self._drift_monitor = DriftMonitor(profile, self.signature.inputs)
+        except ValueError as exc:
+            raise BundleError(f"The drift profile of {self.name!r} is unusable: {exc}") from exc
+        telemetry.watch_drift(self)
+
     @property
     def runner(self) -> Runner:
         """The adapter's runner (the raw estimator or session sits behind it)."""
@@ -532,6 +573,10 @@ class RunnerModel(Model[Any, Any]):
                 fields = self._call(
                     self._runner.run, _table_from_values(self._tabular, values), None
                 )
+            monitor = self._drift_monitor
+            if monitor is not None:
+                monitor.update_record(values)
+                monitor.update_outputs(fields)
             return self._decode_one(fields)
         assert self._tensor is not None
         tensors = self._tensor.record(record)
@@ -543,6 +588,10 @@ class RunnerModel(Model[Any, Any]):
             if table.length == 0:
                 return self._empty()
             fields = self._call(self._runner.run, table, table)
+            monitor = self._drift_monitor
+            if monitor is not None:
+                monitor.update_table(table)
+                monitor.update_outputs(fields)
             return Predictions(
                 fields, length=table.length, row=self._row, classes=self._outputs.classes
             )

@@ -8,6 +8,8 @@ Splunk, Datadog and Elastic agents ingest) or to any callable taking a string::
     prediction_log = modelkit.PredictionLogger(sample_rate=0.1, max_per_second=50, redact=["email"])
     model.add_hook(prediction_log)
 
+While the logger is not enabled for ``INFO``, nothing is sampled, copied or queued.
+
 On the caller's thread the hook only decides whether to log (``sample_rate``, then
 ``max_per_second``), takes a snapshot of references and identifiers, and puts it on a bounded
 queue without waiting; a daemon thread turns it into JSON and writes it. When the queue is full
@@ -50,11 +52,11 @@ become null, dates become ISO strings, and anything else becomes its ``repr``. F
 What is copied
 --------------
 
-The writer runs after the call has returned, so the hook copies what a caller is likely to reuse:
-a ``dict`` or ``list`` record (shallowly) and the list of records of a batch. Everything else is
-held by reference and read later by the writer: the records inside a batch, DataFrames, arrays,
-pydantic instances and the outputs. Do not mutate those after the call, or log with
-``include_inputs=False``.
+The writer runs after the call has returned, so the hook copies, shallowly, what a caller is likely
+to reuse: a ``dict`` or ``list`` record, a batch's list of records and a batch's dict of arrays.
+Everything else is held by reference and read later by the writer: the records inside a batch,
+DataFrames, arrays, pydantic instances and the outputs. Do not mutate those after the call, or log
+with ``include_inputs=False``.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
 import numpy as np
+import pydantic
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 
@@ -107,6 +110,8 @@ _MAX_TEXT = 1000
 _EXIT_TIMEOUT = 5.0
 _BUILTIN_MODULE = "builtins"
 _MISSING_TYPES = frozenset({"NAType", "NaTType"})
+# Records given by position, which the signature's names turn into objects.
+_POSITIONAL = (list, tuple, np.ndarray)
 
 # The token bucket's clock; a module attribute so tests can drive time.
 _clock = time.monotonic
@@ -292,7 +297,8 @@ class PredictionLogger:
         # Runs on the caller's thread: decide, take references, hand over. No conversion here.
         if self._is_closed or self._sample_rate == 0.0:
             return
-        if self._sample_rate < 1.0 and random.random() >= self._sample_rate:  # noqa: S311 - sampling, not security
+        # random, not secrets: a sample needs speed, not unpredictability.
+        if self._sample_rate < 1.0 and random.random() >= self._sample_rate:  # noqa: S311
             return
         if self._logger is not None and not self._logger.isEnabledFor(logging.INFO):
             return
@@ -472,12 +478,14 @@ class PredictionLogger:
             yield _dumps(line)
 
     def _records(self, call: _Call) -> list[Any]:
-        naming = _Naming.of(call.model)
         if call.is_batch and call.has_index:
             records = _split(call.inputs, call.count)
         else:
             records = [call.inputs]
-        return [naming.name(record) for record in records]
+        if any(isinstance(record, _POSITIONAL) for record in records):
+            naming = _Naming.of(call.model)
+            records = [naming.name(record) for record in records]
+        return records
 
     def _emit(self, line: str) -> None:
         try:
@@ -573,7 +581,7 @@ class _Naming:
         return cls(columns, tensors[0] if len(tensors) == 1 else None)
 
     def name(self, record: Any) -> Any:
-        if self.columns and isinstance(record, list | tuple | np.ndarray):
+        if self.columns and isinstance(record, _POSITIONAL):
             if np.ndim(record) == 1 and len(record) == len(self.columns):
                 return dict(zip(self.columns, record, strict=True))
         elif self.tensor is not None and isinstance(record, np.ndarray | list):
@@ -634,13 +642,29 @@ def _dumps(line: dict[str, Any]) -> str:
 
 def _jsonable(value: Any, redact: frozenset[str], depth: int = 0) -> Any:
     """``value`` as plain JSON data; never raises (what cannot be converted becomes its repr)."""
-    if value is None or isinstance(value, str | bool | int):
+    # Exact types first: records are mostly dicts of str, int and float, and the abstract
+    # isinstance checks below cost several times more than the conversion itself.
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
         return value
-    if isinstance(value, float):
+    if kind is float:
         return value if math.isfinite(value) else None
     if depth > _MAX_DEPTH:
         return _repr(value)
     deeper = depth + 1
+    if kind is dict:
+        return {
+            key if type(key) is str else _key(key, redact, deeper): (
+                REDACTED if key in redact else _jsonable(item, redact, deeper)
+            )
+            for key, item in value.items()
+        }
+    if kind is list:
+        return [_jsonable(item, redact, deeper) for item in value]
+    if isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
     try:
         if isinstance(value, np.ndarray):
             if value.dtype.kind in "mM":
@@ -652,7 +676,7 @@ def _jsonable(value: Any, redact: frozenset[str], depth: int = 0) -> Any:
             return _jsonable(value.item(), redact, deeper)
         if isinstance(value, Mapping):
             return {
-                key if isinstance(key, str) else str(_jsonable(key, redact, deeper)): (
+                key if isinstance(key, str) else _key(key, redact, deeper): (
                     REDACTED if key in redact else _jsonable(item, redact, deeper)
                 )
                 for key, item in value.items()
@@ -675,12 +699,11 @@ def _jsonable(value: Any, redact: frozenset[str], depth: int = 0) -> Any:
             return _jsonable(
                 float(value) if isinstance(value, Decimal) else str(value), redact, depth
             )
-        model_dump = getattr(value, "model_dump", None)
-        if callable(model_dump):
+        if isinstance(value, pydantic.BaseModel):
             try:
-                dumped = model_dump(mode="json")
+                dumped = value.model_dump(mode="json", warnings=False)
             except Exception:  # noqa: BLE001 - a field pydantic cannot serialize: convert here
-                dumped = model_dump()
+                dumped = value.model_dump(warnings=False)
             return _jsonable(dumped, redact, deeper)
         to_dict = getattr(value, "to_dict", None)
         if callable(to_dict):
@@ -691,6 +714,11 @@ def _jsonable(value: Any, redact: frozenset[str], depth: int = 0) -> Any:
     except Exception:  # noqa: BLE001, S110 - fall through to the repr
         pass
     return _repr(value)
+
+
+def _key(key: Any, redact: frozenset[str], depth: int) -> str:
+    # JSON keys are strings: 3 -> "3", np.int64(3) -> "3", None -> "None".
+    return str(_jsonable(key, redact, depth))
 
 
 def _repr(value: Any) -> str:

@@ -13,6 +13,8 @@ span ``load {name}`` (INTERNAL)               ``modelkit.model.name``, ``.versio
 ``modelkit.prediction.batch.size`` {record}   model name, version, format
 ``modelkit.model.load.duration``   ``s``      model name, version, format; ``error.type``
 ``modelkit.hook.errors``           {error}    model name, ``modelkit.hook``
+``modelkit.drift.score`` (gauge)   ``1``      model name, version, format,
+                                              ``modelkit.drift.feature``
 =================================  =========  ===============================================
 
 Raw inputs, outputs and keys never go on spans or metrics.
@@ -28,7 +30,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+import weakref
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from opentelemetry import metrics, trace
@@ -143,16 +146,45 @@ class Telemetry:
             description="Duration of modelkit.load, verification included.",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
+        meter.create_observable_gauge(
+            "modelkit.drift.score",
+            callbacks=[self._observe_drift],
+            unit="1",
+            description="Population stability index of each input (and the output) against the "
+            "reference data, for models loaded with drift=True.",
+        )
         self.hook_errors = meter.create_counter(
             "modelkit.hook.errors",
             unit="{error}",
             description="Exceptions raised by prediction hooks (the predictions were unaffected).",
         )
 
+    def _observe_drift(self, options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+        for model in list(_watched):
+            if (model._telemetry or DEFAULT) is not self:
+                continue
+            report = model.drift()
+            base = model._telemetry_attributes()
+            features = [*report.features, *([report.outputs] if report.outputs else [])]
+            for feature in features:
+                if feature.score is not None:
+                    yield metrics.Observation(
+                        feature.score, {**base, "modelkit.drift.feature": feature.name}
+                    )
+
     def record_hook_error(self, attributes: Mapping[str, AttributeValue]) -> None:
         """Count one failed hook call."""
         if self.is_active and self.meter is not None:
             self.hook_errors.add(1, attributes)
+
+
+# Models with drift statistics on, observed by the drift gauge while they are alive.
+_watched: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def watch_drift(model: Any) -> None:
+    """Report ``model.drift()`` through the ``modelkit.drift.score`` gauge."""
+    _watched.add(model)
 
 
 _telemetries: dict[tuple[int, int], Telemetry] = {}

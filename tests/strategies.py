@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 from hypothesis import strategies as st
 
 from modelkit._signature import ColumnSpec, TabularInputs
@@ -95,3 +96,45 @@ def json_values() -> st.SearchStrategy[Any]:
         ),
         max_leaves=12,
     )
+
+
+# Numbers as numpy and Python give them, NaN and infinities included: the mess lines must survive.
+messy_values = st.recursive(
+    st.floats()
+    | st.integers()
+    | st.text(max_size=5)
+    | st.builds(np.float32, st.floats(width=32))
+    | st.builds(np.int64, st.integers(-(2**63), 2**63 - 1))
+    | st.builds(np.array, st.lists(st.floats(), max_size=3)),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+# -- drift statistics -----------------------------------------------------------------------------
+
+
+def _shares(size: int) -> st.SearchStrategy[list[float]]:
+    """A distribution over ``size`` bins, as counts over their total (so some bins may be empty)."""
+    return (
+        st.lists(st.integers(0, 10_000), min_size=size, max_size=size)
+        .filter(any)
+        .map(lambda counts: [count / sum(counts) for count in counts])
+    )
+
+
+@st.composite
+def paired_shares(draw: st.DrawFn) -> tuple[list[float], list[float]]:
+    """Two distributions over the same bins: a reference and a current one."""
+    size = draw(st.integers(min_value=1, max_value=25))
+    return draw(_shares(size)), draw(_shares(size))
+
+
+@st.composite
+def reference_data(draw: st.DrawFn) -> tuple[TabularInputs, list[dict[str, Any]]]:
+    """A signature and 1 to 60 valid records of it, to profile as reference data."""
+    inputs = draw(tabular_inputs())
+    rows = draw(st.lists(records(inputs), min_size=1, max_size=60))
+    return inputs, rows

@@ -166,6 +166,8 @@ class Model(Generic[In, Out]):
     _hook_list: HookList | None = None
     _telemetry: Telemetry | None = None
     _attributes: dict[str, AttributeValue] | None = None
+    _single_span_attributes: dict[str, AttributeValue]
+    _span_name: str
 
     def add_hook(self, hook: Hook) -> None:
         """Call ``hook`` around every prediction of this model.
@@ -200,6 +202,8 @@ class Model(Generic[In, Out]):
                 "modelkit.model.format": self.format,
             }
             self._attributes = attributes
+            self._single_span_attributes = {**attributes, "modelkit.prediction.batch.size": 1}
+            self._span_name = f"predict {self.name}"
         return attributes
 
     def _observe(self, function: Callable[[Any], Any], inputs: Any, *, is_batch: bool) -> Any:
@@ -214,10 +218,12 @@ class Model(Generic[In, Out]):
         span = token = None
         if tel.tracer is not None:
             span_attributes = attributes
-            if batch_size is not None:
+            if batch_size == 1:
+                span_attributes = self._single_span_attributes
+            elif batch_size is not None:
                 span_attributes = {**attributes, "modelkit.prediction.batch.size": batch_size}
             span = tel.tracer.start_span(
-                f"predict {self.name}", kind=trace.SpanKind.INTERNAL, attributes=span_attributes
+                self._span_name, kind=trace.SpanKind.INTERNAL, attributes=span_attributes
             )
             token = otel_context.attach(trace.set_span_in_context(span))
         try:

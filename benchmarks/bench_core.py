@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _report import format_time, print_environment, print_table, spread
 
 N_FEATURES = 20
 NAMES = [f"x{j}" for j in range(N_FEATURES)]
@@ -160,23 +160,7 @@ def compare(
 # -- reporting --------------------------------------------------------------------------------
 
 
-def format_time(ns: float) -> str:
-    if abs(ns) >= 1e6:
-        return f"{ns / 1e6:.2f} ms"
-    if abs(ns) >= 1e3:
-        return f"{ns / 1e3:.2f} us"
-    return f"{ns:.0f} ns"
-
-
-def spread(samples: list[float]) -> str:
-    """The interquartile range as a percentage of the median: how noisy the rounds were."""
-    if len(samples) < 4:
-        return "-"
-    q1, _, q3 = statistics.quantiles(samples, n=4)
-    return f"{100 * (q3 - q1) / statistics.median(samples):.0f}%"
-
-
-def print_table(results: list[Result]) -> None:
+def print_results(results: list[Result]) -> None:
     header = (
         "benchmark",
         "raw",
@@ -205,19 +189,10 @@ def print_table(results: list[Result]) -> None:
                 f"{spread(result.raw)}/{spread(result.wrapped)}",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    left = {0, 6, 7}
-    for index, row in enumerate(rows):
-        cells = [
-            cell.ljust(width) if i in left else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ]
-        print("  ".join(cells).rstrip())
-        if index == 0:
-            print("  ".join("-" * width for width in widths))
+    print_table(rows, left={0, 6, 7})
 
 
-def print_environment(plan: Plan, *, quick: bool) -> None:
+def print_setup(plan: Plan, *, quick: bool) -> None:
     import joblib
     import onnxruntime
     import pandas
@@ -225,28 +200,19 @@ def print_environment(plan: Plan, *, quick: bool) -> None:
 
     import modelkit
 
-    print("environment")
-    print(f"  python        {platform.python_version()} ({sys.executable})")
-    print(f"  platform      {platform.platform()}")
-    print(f"  numpy         {np.__version__}")
-    print(f"  scikit-learn  {sklearn.__version__}")
-    print(f"  onnxruntime   {onnxruntime.__version__}")
-    print(f"  pandas        {pandas.__version__}")
-    print(f"  joblib        {joblib.__version__}")
-    print(f"  modelkit      {modelkit.__version__}")
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
-    print(f"  cpus          {os.cpu_count()} (usable by this process: {affinity})")
-    if hasattr(os, "getloadavg"):
-        print(f"  load average  {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    for variable in ("OPENBLAS_CORETYPE", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        if variable in os.environ:
-            print(f"  {variable:<13} {os.environ[variable]}")
-    mode = "quick" if quick else "full"
-    print(
-        f"  mode          {mode}: {plan.load_rounds} load rounds; {plan.predict_rounds} rounds of "
-        f"{plan.predict_calls} single-record calls; {plan.batch_rounds} batch rounds"
+    versions = [
+        ("numpy", np.__version__),
+        ("scikit-learn", sklearn.__version__),
+        ("onnxruntime", onnxruntime.__version__),
+        ("pandas", pandas.__version__),
+        ("joblib", joblib.__version__),
+        ("modelkit", modelkit.__version__),
+    ]
+    print_environment(
+        versions,
+        f"{'quick' if quick else 'full'}: {plan.load_rounds} load rounds; {plan.predict_rounds} "
+        f"rounds of {plan.predict_calls} single-record calls; {plan.batch_rounds} batch rounds",
     )
-    print()
 
 
 # -- the models -------------------------------------------------------------------------------
@@ -479,13 +445,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
-    print_environment(plan, quick=args.quick)
+    print_setup(plan, quick=args.quick)
     with tempfile.TemporaryDirectory(prefix="modelkit-bench-") as directory:
         results = run(plan, Path(directory))
     print("Medians per call. ratio: modelkit median / raw median (what 'met' judges); paired:")
     print("median of the per-round ratios; IQR: spread of the rounds, as % of the median.")
     print()
-    print_table(results)
+    print_results(results)
     if hasattr(os, "getloadavg"):
         print()
         print(f"load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")

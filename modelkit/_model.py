@@ -581,8 +581,7 @@ class RunnerModel(Model[Any, Any]):
                 )
             monitor = self._drift_monitor
             if monitor is not None:
-                monitor.update_record(values)
-                monitor.update_outputs(fields)
+                monitor.update_record(values, fields)
             return self._decode_one(fields)
         assert self._tensor is not None
         tensors = self._tensor.record(record)

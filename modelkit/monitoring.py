@@ -9,23 +9,29 @@
 """
 
 from ._drift import (
+    MIN_RECORDS,
     MODERATE_THRESHOLD,
     SIGNIFICANT_THRESHOLD,
     DriftMonitor,
     DriftReport,
+    DriftStatus,
     FeatureDrift,
+    drift_status,
     population_stability_index,
     profile_reference,
 )
 from ._prediction_log import PredictionLogger
 
 __all__ = [
+    "MIN_RECORDS",
     "MODERATE_THRESHOLD",
     "SIGNIFICANT_THRESHOLD",
     "DriftMonitor",
     "DriftReport",
+    "DriftStatus",
     "FeatureDrift",
     "PredictionLogger",
+    "drift_status",
     "population_stability_index",
     "profile_reference",
 ]

@@ -11,12 +11,14 @@ import sys
 import threading
 import warnings
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from modelkit import _drift
 from modelkit._drift import (
     MIN_RECORDS,
     DriftMonitor,
@@ -264,14 +266,17 @@ def test_any_reference_fed_back_scores_zero_by_record_and_by_table(
     table = validator.batch(rows)
     profile = profile_reference(inputs, table)
     json.dumps(profile, allow_nan=False)
-    by_table = DriftMonitor(profile, inputs, min_records=1)
-    by_table.update_table(table)
     by_record = DriftMonitor(profile, inputs, min_records=1)
     for row in rows:
         by_record.update_record(validator.record(row))
-    report = by_table.report()
-    assert report == by_record.report()
+    report = by_record.report()
     assert all(feature.score == 0.0 for feature in report.features)
+    # Short columns are binned by binary search, long ones by comparisons: both must agree.
+    for compare_rows in (10**9, 0):
+        with mock.patch.object(_drift, "_COMPARE_ROWS", compare_rows):
+            by_table = DriftMonitor(profile, inputs, min_records=1)
+            by_table.update_table(table)
+            assert by_table.report() == report
 
 
 # -- counting -------------------------------------------------------------------------------------
@@ -300,6 +305,32 @@ def test_integers_beyond_float_precision_count_alike_by_record_and_by_table() ->
         monitor_b.update_record(validator.record(record))
     assert monitor_a.report() == monitor_b.report()
     assert monitor_a.report()["id"].score != 0.0
+
+
+def test_a_float32_batch_bins_as_its_records_do() -> None:
+    # float32(9.9) < 9.9: compared in float32, numpy would round the edge and put it above.
+    reference = pd.DataFrame({"x": np.arange(1000) / 10})
+    monitor_a, validator = _monitor(reference, min_records=1)
+    monitor_b, _ = _monitor(reference, min_records=1)
+    current = reference.astype(np.float32)
+    monitor_a.update_table(validator.batch(current))
+    for record in current.to_dict("records"):
+        monitor_b.update_record(validator.record(record))
+    assert monitor_a.report() == monitor_b.report()
+
+
+def test_a_record_and_its_output_count_together_as_separately() -> None:
+    inputs, table = _reference(pd.DataFrame({"x": np.arange(400.0)}))
+    profile = profile_reference(inputs, table, outputs={"value": np.arange(400.0) * 2})
+    together, apart = DriftMonitor(profile, inputs), DriftMonitor(profile, inputs)
+    for x in range(300):
+        fields = {"value": np.array([x * 3.0])}
+        together.update_record((float(x),), outputs=fields)
+        apart.update_record((float(x),))
+        apart.update_outputs(fields)
+    assert together.report() == apart.report()
+    assert together.report().outputs is not None
+    assert together.report().outputs.count == 300  # type: ignore[union-attr]
 
 
 def test_eight_threads_lose_no_count(diabetes: pd.DataFrame) -> None:
@@ -358,23 +389,54 @@ def test_a_forked_child_counts_with_a_working_lock(plans: pd.DataFrame) -> None:
     monitor, validator = _monitor(plans)
     values = validator.record(plans.iloc[0].to_dict())
     monitor.update_record(values)
+    # The fork hooks hold the lock across the fork: the child needs a fresh one to count.
+    assert _fork_and_update(monitor, values) == 0
+    monitor.update_record(values)  # and the parent's lock was released after the fork
+    assert monitor.count == 2
+
+
+def _fork_and_update(monitor: DriftMonitor, values: tuple[Any, ...]) -> int:
+    """Fork; the child updates and reports, and exits 0 if its counts hold together."""
     with warnings.catch_warnings():
-        # Python 3.12+ warns about forking a process that has threads; this test's child only
-        # touches the monitor, whose lock the fork hooks hand over.
+        # Python 3.12+ warns about forking a process that has threads; the child only touches
+        # the monitor, whose locks the fork hooks hand over.
         warnings.simplefilter("ignore", DeprecationWarning)
         pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         code = 1
         try:
             signal.alarm(10)  # a deadlock ends the child instead of the test run
+            before = monitor.count
             monitor.update_record(values)
-            code = 0 if monitor.count == 2 and monitor.report().count == 2 else 3
+            report = monitor.report()
+            counts = {feature.count for feature in report.features}
+            code = 0 if report.count == before + 1 and counts == {before + 1} else 3
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    monitor.update_record(values)  # and the parent's lock was released after the fork
-    assert monitor.count == 2
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_process_forked_while_threads_update_gets_a_consistent_monitor(
+    plans: pd.DataFrame,
+) -> None:
+    monitor, validator = _monitor(plans)
+    values = validator.record(plans.iloc[0].to_dict())
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            monitor.update_record(values)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        codes = [_fork_and_update(monitor, values) for _ in range(5)]
+    finally:
+        stop.set()
+        thread.join()
+    assert codes == [0] * 5
 
 
 # -- profiles that do not fit ---------------------------------------------------------------------

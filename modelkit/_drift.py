@@ -16,11 +16,10 @@ of zero is replaced by :data:`EPSILON` so that the logarithm stays finite. The u
 kept in :data:`MODERATE_THRESHOLD` and :data:`SIGNIFICANT_THRESHOLD`, is: below 0.1 the column is
 stable, from 0.1 to 0.25 it has moved moderately, above 0.25 significantly.
 
-Counting is built for the prediction path. A record costs one ``bisect_right`` per numeric column
-and one dict lookup per categorical column, each kind in one C-level ``map``; the bin numbers are
-appended to a byte buffer under one lock, and the buffer is folded into the counts with
-``numpy.bincount`` every thousand records and whenever a report is made. Batches are counted
-column by column in numpy, with no Python loop over rows for numbers. A monitor is safe to share
+Counting is built for the prediction path. A record is appended to a buffer under one lock; every
+thousand records, and whenever a report is made, the buffer is binned column by column in numpy,
+exactly as a batch is, with no Python loop over rows for numbers. A record's output is binned at
+once, from a cache of the labels seen. A monitor is safe to share
 between threads, and across ``os.fork()``.
 """
 
@@ -34,7 +33,6 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from operator import itemgetter
 from typing import Any, Literal
 
 import numpy as np
@@ -78,13 +76,11 @@ MIN_RECORDS = 200
 #: one ``other`` bin, as do values never seen in the reference.
 MAX_CATEGORIES = 20
 
-# A record's bin numbers go to a byte buffer: a numeric column has at most 11 bins (ten between
-# and around its deciles, then missing) and a categorical one MAX_CATEGORIES + 2, all below this
-# marker for "not a known category", which the slow path then sorts into "other" or "missing".
-_UNKNOWN = 255
-# Records buffered before their bin numbers are folded into the counts. Folding is a bincount,
-# paid by the record that fills the buffer: about 40 us for 1024 records of 10 columns, a few
-# tens of nanoseconds per record, and never a long pause for the unlucky request.
+# A profile has at most this many bins per column (a numeric column has 11, a categorical one
+# MAX_CATEGORIES + 2): more means a profile this modelkit did not write.
+_MAX_BINS = 255
+# Records buffered before they are binned, vectorized, by the record that fills the buffer:
+# about half a millisecond for 1024 records of 10 columns, never a long pause for that request.
 _FLUSH_RECORDS = 1024
 # Distinct labels whose bins a monitor remembers (a classifier has a handful).
 _KNOWN_OUTPUTS = 1024
@@ -597,8 +593,8 @@ def _compile_column(
             raise ValueError(f"unknown kind {kind!r}")
         if binner.size != len(reference):
             raise ValueError(f"{binner.size - 1} bins but {len(proportions)} proportions")
-        if binner.size >= _UNKNOWN:
-            raise ValueError(f"{binner.size} bins, more than {_UNKNOWN - 1}")
+        if binner.size >= _MAX_BINS:
+            raise ValueError(f"{binner.size} bins, more than {_MAX_BINS - 1}")
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"The drift profile of {name!r} is malformed: {exc}.") from None
     return _Column(name, reference, binner)
@@ -621,13 +617,17 @@ def _lookup(column: ColumnSpec, index: Mapping[str, int]) -> dict[Any, int]:
     return lookup
 
 
-def _picker(positions: Sequence[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
-    if len(positions) == 1:
-        (position,) = positions
-        return lambda values: (values[position],)
-    if not positions:
-        return lambda values: ()
-    return itemgetter(*positions)
+def _column_values(
+    binner: _NumericBinner | _CategoricalBinner, values: Sequence[Any]
+) -> np.ndarray:
+    """One buffered column as an array its binner counts as it would bin each value alone."""
+    if isinstance(binner, _NumericBinner):
+        array = np.asarray(values)
+        if array.dtype.kind in "fiu":
+            return array
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
 
 
 # Live monitors, so that a fork can quiesce their locks and give the child fresh ones. The
@@ -731,29 +731,16 @@ class DriftMonitor:
             raise ValueError("The drift profile's outputs have no field 'name'.")
         self._outputs = None if outputs is None else _compile_column(outputs["name"], outputs)
 
-        # A record's bins go to the buffer numeric columns first, then categorical ones, so that
-        # each kind is binned in one C-level pass (map over bisect_right, or over dict.get).
-        numeric = [j for j, c in enumerate(columns) if isinstance(c.binner, _NumericBinner)]
-        categorical = [j for j, c in enumerate(columns) if isinstance(c.binner, _CategoricalBinner)]
-        self._order = (*numeric, *categorical)
-        self._width = len(self._order)
-        self._pick_numeric = None if len(numeric) == self._width else _picker(numeric)
-        self._pick_categorical = _picker(categorical)
-        self._edges = tuple(c.binner.edges for c in columns if isinstance(c.binner, _NumericBinner))
-        self._lookups = tuple(
-            c.binner.lookup for c in columns if isinstance(c.binner, _CategoricalBinner)
-        )
-        self._unknowns = (_UNKNOWN,) * len(categorical)
+        self._width = len(columns)
         ends = np.cumsum([c.binner.size for c in columns])
         self._starts = ends - [c.binner.size for c in columns]
-        # Where each byte of a buffered record lands in the flat counts.
-        self._buffer_offsets = self._starts[list(self._order)]
-        self._flush_bytes = _FLUSH_RECORDS * self._width
 
         self._lock = threading.Lock()
         self._counts = np.zeros(int(ends[-1]), dtype=np.int64)
-        self._counted = 0  # records in self._counts; those in self._pending come on top
-        self._pending = bytearray()
+        self._counted = 0  # records in self._counts; those in self._rows come on top
+        # Records wait here and are binned a thousand at a time, vectorized: appending a
+        # record costs a fraction of binning it alone.
+        self._rows: list[Sequence[Any]] = []
         # A list: one prediction's increment costs a fraction of a numpy element's.
         self._output_counts = [0] * (0 if self._outputs is None else self._outputs.binner.size)
         self._output_name = None if self._outputs is None else self._outputs.name
@@ -764,7 +751,7 @@ class DriftMonitor:
     def count(self) -> int:
         """The records counted since creation or the last :meth:`reset`."""
         with self._lock:
-            return self._counted + len(self._pending) // self._width
+            return self._counted + len(self._rows)
 
     def update_record(
         self, values: Sequence[Any], outputs: Mapping[str, Any] | None = None
@@ -786,32 +773,16 @@ class DriftMonitor:
             raise ValueError(
                 f"Expected {self._width} values in signature order, got {len(values)}."
             )
-        numbers = values if self._pick_numeric is None else self._pick_numeric(values)
         output = None if outputs is None else self._output_bin(outputs)
-        # acquire/release rather than `with`, and bins appended straight to the buffer rather
-        # than built apart first: each saves about a twentieth of this method's cost.
+        # acquire/release rather than `with`: on this path it saves a tenth of the cost.
         lock = self._lock
         lock.acquire()
         try:
-            pending = self._pending
-            size = len(pending)
-            try:
-                pending.extend(map(bisect_right, self._edges, numbers))
-                if self._lookups:
-                    pending.extend(
-                        map(dict.get, self._lookups, self._pick_categorical(values), self._unknowns)
-                    )
-                    if pending.find(_UNKNOWN, size) != -1:
-                        del pending[size:]
-                        pending.extend(self._slow_bins(values))
-            except TypeError:
-                # None in a numeric column. Drop the partial record first: it would shift the
-                # columns of every record buffered after it.
-                del pending[size:]
-                pending.extend(self._slow_bins(values))
+            rows = self._rows
+            rows.append(values)
             if output is not None:
                 self._output_counts[output] += 1
-            if size >= self._flush_bytes:
+            if len(rows) >= _FLUSH_RECORDS:
                 self._flush()
         finally:
             lock.release()
@@ -907,26 +878,47 @@ class DriftMonitor:
     def reset(self) -> None:
         """Forget every count, to start a new window."""
         with self._lock:
-            self._pending = bytearray()
+            self._rows = []
             self._counts[:] = 0
             self._output_counts = [0] * len(self._output_counts)
             self._counted = 0
 
-    def _slow_bins(self, values: Sequence[Any]) -> list[int]:
-        columns = self._columns
-        return [columns[j].binner.index(values[j]) for j in self._order]
-
     def _flush(self) -> None:
-        # Called with the lock held: fold the buffered records' bins into the counts.
-        pending = self._pending
-        if not pending:
+        # Called with the lock held: bin the buffered records, column by column, vectorized.
+        rows = self._rows
+        if not rows:
             return
-        records = len(pending) // self._width
-        buffered = np.frombuffer(pending, dtype=np.uint8).reshape(records, self._width)
-        flat = (buffered + self._buffer_offsets).ravel()
-        self._counts += np.bincount(flat, minlength=len(self._counts))
-        self._counted += records
-        self._pending = bytearray()
+        self._rows = []
+        try:
+            by_column = list(zip(*rows, strict=True))
+            counts = np.concatenate(
+                [
+                    column.binner.count(_column_values(column.binner, values))
+                    for column, values in zip(self._columns, by_column, strict=True)
+                ]
+            )
+        except (TypeError, ValueError):
+            # A value a column cannot bin (only possible when records bypass validation):
+            # count the others one by one and leave that record out.
+            counts = np.zeros_like(self._counts)
+            kept = 0
+            for row in rows:
+                try:
+                    bins = [
+                        start + column.binner.index(value)
+                        for column, start, value in zip(
+                            self._columns, self._starts.tolist(), row, strict=True
+                        )
+                    ]
+                except (TypeError, ValueError):
+                    continue
+                np.add.at(counts, bins, 1)
+                kept += 1
+            self._counts += counts
+            self._counted += kept
+            return
+        self._counts += counts
+        self._counted += len(rows)
 
     def __repr__(self) -> str:
         return f"<DriftMonitor columns={len(self._names)} count={self.count}>"

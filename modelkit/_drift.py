@@ -25,6 +25,7 @@ between threads, and across ``os.fork()``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -82,8 +83,8 @@ _MAX_BINS = 255
 # Records buffered before they are binned, vectorized, by the record that fills the buffer:
 # about half a millisecond for 1024 records of 10 columns, never a long pause for that request.
 _FLUSH_RECORDS = 1024
-# Distinct labels whose bins a monitor remembers (a classifier has a handful).
-_KNOWN_OUTPUTS = 1024
+# Marks "no single output given" (None is a missing output, counted as such elsewhere).
+_NO_OUTPUT = object()
 
 
 # --------------------------------------------------------------------------------------------
@@ -741,10 +742,12 @@ class DriftMonitor:
         # Records wait here and are binned a thousand at a time, vectorized: appending a
         # record costs a fraction of binning it alone.
         self._rows: list[Sequence[Any]] = []
-        # A list: one prediction's increment costs a fraction of a numpy element's.
-        self._output_counts = [0] * (0 if self._outputs is None else self._outputs.binner.size)
+        self._output_counts = np.zeros(
+            0 if self._outputs is None else self._outputs.binner.size, dtype=np.int64
+        )
         self._output_name = None if self._outputs is None else self._outputs.name
-        self._known_outputs: dict[Any, int] = {}
+        # One prediction's output waits here like its record, and is binned with the others.
+        self._output_values: list[Any] = []
         _register(self)
 
     @property
@@ -767,21 +770,20 @@ class DriftMonitor:
 
         Raises:
             ValueError: ``values`` does not have one value per input column.
-            TypeError: a value cannot be binned (a string in a numeric column, say).
         """
         if len(values) != self._width:
             raise ValueError(
                 f"Expected {self._width} values in signature order, got {len(values)}."
             )
-        output = None if outputs is None else self._output_bin(outputs)
+        output = _NO_OUTPUT if outputs is None else self._output_value(outputs)
         # acquire/release rather than `with`: on this path it saves a tenth of the cost.
         lock = self._lock
         lock.acquire()
         try:
             rows = self._rows
             rows.append(values)
-            if output is not None:
-                self._output_counts[output] += 1
+            if output is not _NO_OUTPUT:
+                self._output_values.append(output)
             if len(rows) >= _FLUSH_RECORDS:
                 self._flush()
         finally:
@@ -810,10 +812,12 @@ class DriftMonitor:
 
         Does nothing when the profile has no outputs, or ``fields`` lacks the profiled one.
         """
-        one = self._output_bin(fields)
-        if one is not None:
+        one = self._output_value(fields)
+        if one is not _NO_OUTPUT:
             with self._lock:
-                self._output_counts[one] += 1
+                self._output_values.append(one)
+                if len(self._output_values) >= _FLUSH_RECORDS:
+                    self._flush()
             return
         outputs = self._outputs
         if outputs is None or outputs.name not in fields:
@@ -821,50 +825,32 @@ class DriftMonitor:
         values = np.asarray(fields[outputs.name])
         if values.ndim != 1 or len(values) == 0:
             return  # several regression targets per row are not profiled
-        counts = outputs.binner.count(values).tolist()
+        counts = outputs.binner.count(values)
         with self._lock:
-            totals = self._output_counts
-            for index, count in enumerate(counts):
-                totals[index] += count
+            self._output_counts += counts
 
-    def _output_bin(self, fields: Mapping[str, Any]) -> int | None:
-        """The bin of one prediction's output, or ``None`` when ``fields`` holds no single one."""
+    def _output_value(self, fields: Mapping[str, Any]) -> Any:
+        """One prediction's output value, or ``_NO_OUTPUT`` when ``fields`` holds no single one."""
         name = self._output_name
         if name is None:
-            return None
+            return _NO_OUTPUT
         value = fields.get(name)
         if type(value) is np.ndarray:
-            try:
-                value = value.item()
-            except ValueError:
-                return None  # a batch's outputs
+            if value.size != 1:
+                return _NO_OUTPUT  # a batch's outputs
+            value = value.item()
         elif isinstance(value, list | tuple):
             if len(value) != 1:
-                return None
+                return _NO_OUTPUT
             value = value[0]
-        try:
-            # Labels seen before skip str(label) and the lookup; numbers always miss.
-            index = self._known_outputs.get(value)
-        except TypeError:  # unhashable
-            return None
-        return index if index is not None else self._new_output_bin(value)
-
-    def _new_output_bin(self, value: Any) -> int | None:
-        outputs = self._outputs
-        if value is None or outputs is None:
-            return None
-        index = outputs.binner.index(value)
-        known = self._known_outputs
-        if isinstance(outputs.binner, _CategoricalBinner) and len(known) < _KNOWN_OUTPUTS:
-            known[value] = index
-        return index
+        return _NO_OUTPUT if value is None else value
 
     def report(self) -> DriftReport:
         """Compare what was counted with the reference, column by column."""
         with self._lock:
             self._flush()
             counts = self._counts.copy()
-            output_counts = np.array(self._output_counts, dtype=np.int64)
+            output_counts = self._output_counts.copy()
             counted = self._counted
         features = tuple(
             column.drift(counts[start : start + column.binner.size], self.min_records)
@@ -880,11 +866,18 @@ class DriftMonitor:
         with self._lock:
             self._rows = []
             self._counts[:] = 0
-            self._output_counts = [0] * len(self._output_counts)
+            self._output_counts[:] = 0
+            self._output_values = []
             self._counted = 0
 
     def _flush(self) -> None:
         # Called with the lock held: bin the buffered records, column by column, vectorized.
+        outputs, values = self._outputs, self._output_values
+        if outputs is not None and values:
+            self._output_values = []
+            # Outputs of another type than profiled are not comparable, so they are not counted.
+            with contextlib.suppress(TypeError, ValueError):
+                self._output_counts += outputs.binner.count(_column_values(outputs.binner, values))
         rows = self._rows
         if not rows:
             return

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import platform
 import re
 import shutil
 import time
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from ._bundle import (
     ARTIFACTS_DIR,
     Artifact,
     Artifacts,
+    Environment,
     Manifest,
     digest,
     is_bundle,
@@ -50,7 +53,7 @@ __all__ = ["digest", "load", "save"]
 
 logger = logging.getLogger("modelkit")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_TASKS = ("classification", "regression", "tensor", "custom")
+_TASKS = typing.get_args(Task)
 _metadata_adapter: TypeAdapter[dict[str, JsonValue]] = TypeAdapter(dict[str, JsonValue])
 
 
@@ -146,8 +149,8 @@ def save(
             task=saved.signature.outputs.task,
             signature=saved.signature,
             artifacts=tuple(artifacts),
-            environment=_environment.capture([]).model_copy(
-                update={"packages": dict(saved.packages)}
+            environment=Environment(
+                python=platform.python_version(), packages=dict(saved.packages)
             ),
             created_at=now(),
             metadata=meta,

@@ -345,8 +345,7 @@ class VerifiedBundle:
     digest: str
 
 
-def _manifest_bytes(source: _Source) -> bytes:
-    files = source.files()
+def _manifest_bytes(source: _Source, files: Mapping[str, int]) -> bytes:
     if MANIFEST_NAME not in files:
         raise BundleError(
             f"{source.label!r} is not a modelkit bundle: it has no {MANIFEST_NAME}. Save one with "
@@ -370,7 +369,11 @@ def parse_manifest(raw: bytes, label: str) -> tuple[Manifest, Any]:
         BundleError: the bytes are not a valid manifest of a supported format version.
     """
     try:
-        document = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+        document = json.loads(
+            raw.decode("utf-8"),
+            parse_constant=_refuse_constant,
+            object_pairs_hook=_refuse_duplicate_keys,
+        )
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         # ValueError covers JSONDecodeError, NaN/Infinity and integers too long to convert.
         raise BundleError(
@@ -398,6 +401,16 @@ def parse_manifest(raw: bytes, label: str) -> tuple[Manifest, Any]:
     return manifest, document
 
 
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Parsers disagree on which of two equal keys wins; a manifest must mean one thing to all.
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise ValueError(f"the key {key!r} appears twice in one object")
+        document[key] = value
+    return document
+
+
 def _refuse_constant(name: str) -> Any:
     # NaN and Infinity are not JSON; Python's parser accepts them unless told otherwise.
     raise ValueError(f"{name} is not a JSON value")
@@ -417,9 +430,9 @@ def canonical_digest(document: Any) -> str:
 
 def verify_source(source: _Source) -> VerifiedBundle:
     """Check a bundle completely and return its manifest and verified artifact bytes."""
-    manifest, document = parse_manifest(_manifest_bytes(source), source.label)
-    listed = {artifact.path: artifact for artifact in manifest.artifacts}
     present = source.files()
+    manifest, document = parse_manifest(_manifest_bytes(source, present), source.label)
+    listed = {artifact.path: artifact for artifact in manifest.artifacts}
     present.pop(MANIFEST_NAME, None)
     unlisted = sorted(set(present) - set(listed))
     if unlisted:
@@ -681,32 +694,33 @@ def publish(staging: Path, target: Path, *, overwrite: bool) -> None:
     ``os.replace`` makes each step atomic: a crash leaves the previous bundle, or (between the two
     renames of an overwrite, or of a first save) no bundle, never a partial one.
     """
-    _fsync_tree(staging)
     if target.suffix.lower() == ".zip":
         archive = staging.with_name(staging.name + ".zip")
         try:
-            write_zip(staging, archive)
+            write_zip(staging, archive)  # synced to disk before it replaces anything
             os.replace(archive, target)
         except BaseException:
             archive.unlink(missing_ok=True)
             raise
         shutil.rmtree(staging)
-    elif target.exists():
-        if not overwrite:
+    else:
+        _fsync_tree(staging)
+        if not target.exists():
+            os.replace(staging, target)
+        elif not overwrite:
             raise BundleError(
                 f"A bundle already exists at {str(target)!r}; pass overwrite=True to replace it.",
                 path=str(target),
             )
-        retired = staging.with_name(staging.name + ".old")
-        os.replace(target, retired)
-        try:
-            os.replace(staging, target)
-        except BaseException:
-            os.replace(retired, target)  # put the previous bundle back
-            raise
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.replace(staging, target)
+        else:
+            retired = staging.with_name(staging.name + ".old")
+            os.replace(target, retired)
+            try:
+                os.replace(staging, target)
+            except BaseException:
+                os.replace(retired, target)  # put the previous bundle back
+                raise
+            shutil.rmtree(retired, ignore_errors=True)
     _fsync_directory(target.parent)
 
 

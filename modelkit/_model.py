@@ -175,8 +175,9 @@ class Model(Generic[In, Out]):
         Raises:
             TypeError: the object has none of the hook methods.
         """
-        if self._hook_list is None:
-            self._hook_list = HookList()
+        with _HOOK_LIST_LOCK:
+            if self._hook_list is None:
+                self._hook_list = HookList()
         self._hook_list.add(hook)
 
     def remove_hook(self, hook: Hook) -> None:
@@ -201,9 +202,10 @@ class Model(Generic[In, Out]):
                 "modelkit.model.version": self.version,
                 "modelkit.model.format": self.format,
             }
-            self._attributes = attributes
             self._single_span_attributes = {**attributes, "modelkit.prediction.batch.size": 1}
             self._span_name = f"predict {self.name}"
+            # Published last: another thread that sees it may use the two attributes above.
+            self._attributes = attributes
         return attributes
 
     def _observe(self, function: Callable[[Any], Any], inputs: Any, *, is_batch: bool) -> Any:
@@ -235,7 +237,7 @@ class Model(Generic[In, Out]):
                 ctx.duration = time.perf_counter() - ctx.start_time
                 error_type = _error_type(exc)
                 if span is not None:
-                    _mark_failed(span, exc, error_type)
+                    _mark_failed(span, exc, error_type, self.signature.names)
                 if tel.meter is not None:
                     failed = {**attributes, "error.type": error_type}
                     tel.prediction_duration.record(ctx.duration, failed)
@@ -262,7 +264,7 @@ class Model(Generic[In, Out]):
     def _is_observed(self) -> bool:
         """The check on every call, kept to a few attribute reads: with no hook and no SDK
         (and no time yet to look for one again), nothing else runs."""
-        if self._hook_list is None and not GLOBAL_HOOKS.hooks:
+        if (self._hook_list is None or not self._hook_list.hooks) and not GLOBAL_HOOKS.hooks:
             tel = self._telemetry or telemetry.DEFAULT
             return not (tel.tracer is None and tel.meter is None and _monotonic() < tel.next_check)
         return True
@@ -285,6 +287,16 @@ class Model(Generic[In, Out]):
                 "modelkit.load(path, drift=True)."
             )
         return monitor.report()
+
+    def reset_drift(self) -> None:
+        """Forget the drift counts so far, to start a new window (in a forked worker, say).
+
+        Raises:
+            ModelkitError: the model was not loaded with ``drift=True``.
+        """
+        self.drift()  # raises the same clear error when drift statistics are off
+        assert self._drift_monitor is not None
+        self._drift_monitor.reset()
 
     _drift_monitor: DriftMonitor | None = None
 
@@ -692,6 +704,7 @@ class RunnerModel(Model[Any, Any]):
 
 
 _monotonic = time.monotonic
+_HOOK_LIST_LOCK = threading.Lock()
 
 
 def _batch_size(records: Any) -> int | None:
@@ -713,15 +726,18 @@ def _error_type(exc: BaseException) -> str:
     )
 
 
-def _mark_failed(span: trace.Span, exc: BaseException, error_type: str) -> None:
+def _mark_failed(
+    span: trace.Span, exc: BaseException, error_type: str, names: tuple[str, ...]
+) -> None:
     # Error messages can quote the offending input; spans get the error's type and, for invalid
-    # input, where it was, never the values. The stack trace is frames only, without the message.
+    # input, where it was, never the values. A field is named only when it is one of the
+    # signature's: an unknown key is the caller's data. The stack trace is frames only.
     description = error_type
     if isinstance(exc, InvalidInputError):
-        where = [
-            f"field {exc.field!r}" if exc.field else "",
-            f"record {exc.index}" if exc.index is not None else "",
-        ]
+        field = ""
+        if exc.field is not None:
+            field = f"field {exc.field!r}" if exc.field in names else "an unknown field"
+        where = [field, f"record {exc.index}" if exc.index is not None else ""]
         description = f"{error_type} ({', '.join(w for w in where if w) or 'input'})"
     span.set_attribute("error.type", error_type)
     span.set_status(trace.Status(trace.StatusCode.ERROR, description))

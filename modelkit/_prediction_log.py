@@ -88,6 +88,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 
 from ._version import __version__
+from .errors import InvalidInputError
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Counter, MeterProvider
@@ -320,15 +321,23 @@ class PredictionLogger:
             span=trace.get_current_span(),
             inputs=_snapshot(ctx.inputs, ctx.is_batch, count) if self._include_inputs else None,
             outputs=outputs,
-            error=None if exc is None else _describe(exc),
+            error=None if exc is None else _describe(exc, self._redact),
             count=count,
             has_index=has_index,
         )
         if self._worker is None and not self._start():
             return
-        try:
-            self._queue.put_nowait(call)
-        except queue.Full:
+        # Under the lock, so that nothing is queued after close() queued the writer's stop.
+        with self._lock:
+            if self._is_closed:  # closed by another thread since the check above
+                return  # type: ignore[unreachable]
+            try:
+                self._queue.put_nowait(call)
+            except queue.Full:
+                is_full = True
+            else:
+                is_full = False
+        if is_full:
             self._count_drop(call)
 
     def _start(self) -> bool:
@@ -544,13 +553,19 @@ def _snapshot(inputs: Any, is_batch: bool, count: int) -> Any:
     return inputs
 
 
-def _describe(exc: BaseException) -> dict[str, str]:
+def _describe(exc: BaseException, redact: Any) -> dict[str, str]:
     cls = type(exc)
     name = (
         cls.__qualname__
         if cls.__module__ == _BUILTIN_MODULE
         else f"{cls.__module__}.{cls.__qualname__}"
     )
+    if isinstance(exc, InvalidInputError) and redact:
+        # Validation messages quote the offending value: with fields to redact, name the
+        # fields (redacted ones as such) and leave the values out.
+        fields = sorted({str(e["field"]) for e in exc.errors if e.get("field") is not None})
+        shown = ["[REDACTED]" if field in redact else field for field in fields]
+        return {"type": name, "message": f"invalid input ({', '.join(shown) or 'record'})"}
     try:
         message = str(exc)
     except Exception:  # noqa: BLE001 - an exception whose str() fails still gets a line

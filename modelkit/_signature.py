@@ -396,21 +396,37 @@ def _number_check(column: ColumnSpec) -> Callable[[Any], Any]:
     return check
 
 
+_INT64 = np.iinfo(np.int64)
+
+
 def _integer_check(column: ColumnSpec) -> Callable[[Any], Any]:
+    nullable = column.nullable
+
     def check(value: Any) -> Any:
-        if isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_):
-            return int(value)
-        if isinstance(value, float | np.floating) and float(value).is_integer():
-            return int(value)
-        raise _BadValueError(f"expected an integer, got {_describe(value)}")
+        if (isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)) or (
+            isinstance(value, float | np.floating) and float(value).is_integer()
+        ):
+            number = int(value)
+        elif value is None and nullable:
+            return None
+        else:
+            raise _BadValueError(f"expected an integer, got {_describe(value)}")
+        # Models take 64-bit integers; a larger one would fail deep inside numpy.
+        if not _INT64.min <= number <= _INT64.max:
+            raise _BadValueError("got an integer outside the 64-bit range")
+        return number
 
     return check
 
 
 def _boolean_check(column: ColumnSpec) -> Callable[[Any], Any]:
+    nullable = column.nullable
+
     def check(value: Any) -> Any:
         if isinstance(value, bool | np.bool_):
             return bool(value)
+        if value is None and nullable:
+            return None
         raise _BadValueError(f"expected true or false, got {_describe(value)}")
 
     return check
@@ -493,6 +509,7 @@ class TabularValidator:
         self.names = tuple(column.name for column in inputs.columns)
         self._name_set = frozenset(self.names)
         self._checks = tuple((c.name, _column_check(c)) for c in self.columns)
+        self._check_by_name = dict(self._checks)
         self._getter = operator.itemgetter(*self.names)
         self._is_numeric = all(
             c.type == "number" and c.categories is None and not c.nullable for c in self.columns
@@ -562,7 +579,7 @@ class TabularValidator:
     def _values(self, pairs: Iterable[tuple[str, Any]], index: int | None) -> tuple[Any, ...]:
         values = []
         problems = []
-        checks = dict(self._checks)
+        checks = self._check_by_name
         for name, value in pairs:
             try:
                 values.append(checks[name](value))
@@ -619,7 +636,8 @@ class TabularValidator:
 
     def _frame(self, frame: Any) -> Table:
         present = [str(c) for c in frame.columns]
-        missing = [name for name in self.names if name not in set(present)]
+        present_set = set(present)
+        missing = [name for name in self.names if name not in present_set]
         extra = [name for name in present if name not in self._name_set]
         problems: list[tuple[str | None, int | None, str]] = [
             (n, None, f"column {n!r} is missing") for n in missing
@@ -696,7 +714,9 @@ class TabularValidator:
                 if bad.any():
                     self._raise_first_bad(column, values, np.flatnonzero(bad))
                 return as_float
-            if column.type == "integer" and kind in "iu":
+            if column.type == "integer" and (
+                kind == "i" or (kind == "u" and (not values.size or values.max() <= _INT64.max))
+            ):
                 return values
             if column.type == "boolean" and kind == "b":
                 return values
@@ -845,7 +865,7 @@ def _preview(names: Sequence[str], limit: int = 8) -> str:
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
-def _where(field: str | None, index: int | None) -> str:
+def _where(index: int | None) -> str:
     return "" if index is None else f"Record {index}: "
 
 
@@ -859,7 +879,7 @@ def _invalid_many(problems: Sequence[tuple[str | None, int | None, str]]) -> Inv
 
 def _error_from(problems: list[dict[str, Any]]) -> InvalidInputError:
     first = problems[0]
-    text = _where(first["field"], first["index"]) + first["message"]
+    text = _where(first["index"]) + first["message"]
     if len(problems) > 1:
         text += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
     text += "."

@@ -1216,3 +1216,15 @@ def test_loaded_manifest_is_the_one_save_returned_and_wrote(tmp_path: Path, esti
     assert modelkit.load(tmp_path / "m").manifest == manifest
     assert json.loads((tmp_path / "m" / MANIFEST).read_text())["metadata"] == {"trained_on": "iris"}
     assert modelkit.load(tmp_path / "m").predict(first_record()).label == 0
+
+
+def test_manifest_with_a_duplicated_key_is_rejected(tmp_path: Path) -> None:
+    bundle = save_bundle(fit_logistic(), tmp_path / "dup")
+    raw = (bundle / MANIFEST).read_text()
+    (bundle / MANIFEST).write_text(
+        raw.replace(
+            '{\n  "format_version": 1,', '{\n  "format_version": 1,\n  "format_version": 1,', 1
+        )
+    )
+    with pytest.raises(modelkit.BundleError, match="appears twice"):
+        modelkit.load(bundle)

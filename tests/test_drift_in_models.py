@@ -90,3 +90,11 @@ def test_drift_scores_are_exported_as_a_gauge(diabetes: tuple[Path, Any]) -> Non
     assert set(X.columns) <= features
     assert all(p.attributes["modelkit.model.name"] == "diabetes" for p in points)
     assert all(np.isfinite(p.value) for p in points)
+
+
+def test_reset_drift_starts_a_new_window(diabetes: tuple[Path, Any]) -> None:
+    path, X = diabetes
+    model = modelkit.load(path, drift=True)
+    model.predict_batch(X)
+    model.reset_drift()
+    assert model.drift().count == 0

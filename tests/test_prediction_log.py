@@ -965,3 +965,21 @@ def test_a_raising_sink_never_changes_a_prediction(make_logger: MakeLogger) -> N
     assert model.predict({"text": "good"}) == Sentiment(positive=True)
     assert logger.flush(WAIT)
     assert logger.sink_errors == 1
+
+
+def test_redacted_fields_do_not_leak_through_validation_errors() -> None:
+    lines: list[str] = []
+    logger = PredictionLogger(lines.append, redact=["email"])
+    try:
+        error = modelkit.InvalidInputError(
+            "field 'email' expected a number, got str 'jane@example.com'.",
+            field="email",
+            index=None,
+        )
+        logger.on_error(context({"email": "jane@example.com"}), error)
+        logger.flush(timeout=WAIT)
+    finally:
+        logger.close(timeout=WAIT)
+    (line,) = lines
+    assert "jane@example.com" not in line
+    assert json.loads(line)["error"]["message"] == "invalid input ([REDACTED])"

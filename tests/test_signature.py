@@ -359,3 +359,24 @@ def test_batch_axis_is_only_what_the_graph_declares() -> None:
     assert not TensorValidator(
         TensorInputs(tensors=(TensorSpec(name="x", dtype="float32", shape=(1, 3)),))
     ).has_batch_axis
+
+
+def test_integers_beyond_64_bits_are_refused() -> None:
+    inputs = TabularInputs(columns=(ColumnSpec(name="n", type="integer", dtype="int64"),))
+    with pytest.raises(modelkit.InvalidInputError, match="64-bit") as info:
+        TabularValidator(inputs).record({"n": 2**70})
+    assert info.value.field == "n"
+    with pytest.raises(modelkit.InvalidInputError, match="64-bit"):
+        TabularValidator(inputs).batch([{"n": 1}, {"n": -(2**64)}])
+
+
+def test_nullable_integer_and_boolean_columns_take_none() -> None:
+    class Form(pydantic.BaseModel):
+        count: int | None
+        agreed: bool | None
+
+    validator = TabularValidator(tabular_inputs_from_model(Form))
+    assert validator.record({"count": None, "agreed": None}) == (None, None)
+    assert (
+        validator.batch([{"count": 3, "agreed": True}, {"count": None, "agreed": None}]).length == 2
+    )

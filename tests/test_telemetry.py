@@ -356,3 +356,12 @@ def test_load_logs_what_from_where_with_which_digest(
     assert str(iris_bundle) in message
     assert modelkit.digest(iris_bundle) in message
     assert str(record["sepal length (cm)"]) not in message
+
+
+def test_an_unknown_key_never_reaches_the_span(otel: Otel, iris_bundle: Path, record: Any) -> None:
+    model = otel.load(iris_bundle)
+    with pytest.raises(modelkit.InvalidInputError):
+        model.predict({**record, "jane.doe@example.com": 1.0})
+    (span,) = otel.spans("predict iris")
+    assert "jane.doe" not in repr(span.to_json())
+    assert "an unknown field" in span.status.description

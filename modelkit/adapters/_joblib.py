@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -254,15 +254,18 @@ class JoblibRunner:
     def run(self, inputs: Table | Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(inputs, Table):
             raise TypeError("The joblib format runs tabular inputs only.")
-        return self._predict(self._encode(inputs))
+        return self._predict(self._encode, inputs)
 
     def run_record(self, values: tuple[Any, ...]) -> dict[str, Any]:
         if self._layout == "array":
-            return self._predict(np.array([values], dtype=self._dtype))
+            return self._predict(self._encode_record, values)
         table = Table(
             tuple(self._names), 1, {n: _single(v) for n, v in zip(self._names, values, strict=True)}
         )
-        return self._predict(self._encode(table))
+        return self._predict(self._encode, table)
+
+    def _encode_record(self, values: tuple[Any, ...]) -> np.ndarray:
+        return np.array([values], dtype=self._dtype)
 
     def _encode(self, table: Table) -> Any:
         if self._layout == "array":
@@ -281,8 +284,10 @@ class JoblibRunner:
                 dtypes[column.name] = column.dtype
         return frame.astype(dtypes) if dtypes else frame
 
-    def _predict(self, inputs: Any) -> dict[str, Any]:
+    def _predict(self, encode: Callable[[Any], Any], raw: Any) -> dict[str, Any]:
+        # Encoding is inside the try: a value the trained dtype cannot hold is the input's fault.
         try:
+            inputs = encode(raw)
             if self._argmax_classes is not None:
                 # predict() would compute these same probabilities again and take their argmax.
                 probabilities = np.asarray(self.estimator.predict_proba(inputs))
@@ -295,7 +300,7 @@ class JoblibRunner:
             if self._has_probabilities:
                 fields["probabilities"] = np.asarray(self.estimator.predict_proba(inputs))
             return fields
-        except _INPUT_ERRORS as exc:
+        except (*_INPUT_ERRORS, OverflowError) as exc:
             raise rejected(exc) from exc
 
     def check_sample(self, sample: Any) -> bool:

@@ -367,6 +367,13 @@ class OnnxRunner:
             raise BundleError(f"Unknown onnx input layout {layout!r} in the manifest.")
 
     def run(self, inputs: Table | Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            feed = self._feed(inputs)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise rejected(exc) from exc  # a value the graph's dtype cannot hold
+        return self._fields(self._session_run(feed))
+
+    def _feed(self, inputs: Table | Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(inputs, Table):
             if self._layout == "matrix":
                 feed = {self._input_name: inputs.matrix(self._dtype)}
@@ -380,16 +387,19 @@ class OnnxRunner:
                 }
         else:
             feed = dict(inputs)
-        return self._fields(self._session_run(feed))
+        return feed
 
     def run_record(self, values: tuple[Any, ...]) -> dict[str, Any]:
-        if self._layout == "matrix":
-            feed = {self._input_name: np.array([values], dtype=self._dtype)}
-        else:
-            feed = {
-                name: np.array([[value]], dtype=self._dtypes[name])
-                for name, value in zip(self._column_names, values, strict=True)
-            }
+        try:
+            if self._layout == "matrix":
+                feed = {self._input_name: np.array([values], dtype=self._dtype)}
+            else:
+                feed = {
+                    name: np.array([[value]], dtype=self._dtypes[name])
+                    for name, value in zip(self._column_names, values, strict=True)
+                }
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise rejected(exc) from exc  # a value the graph's dtype cannot hold
         return self._fields(self._session_run(feed))
 
     def _session_run(self, feed: dict[str, Any]) -> list[Any]:

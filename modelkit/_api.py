@@ -307,7 +307,7 @@ def _observed_load(tel: telemetry.Telemetry, path: Any, *args: Any) -> Model[Any
     try:
         model = _load(path, *args)
     except Exception as exc:
-        error_type = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        error_type = telemetry.error_type(exc)
         if span is not None:
             span.set_attribute("error.type", error_type)
             span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))

@@ -34,6 +34,7 @@ from ._signature import (
     TabularValidator,
     TensorInputs,
     TensorValidator,
+    is_dataframe,
 )
 from .errors import BundleError, InvalidInputError, ModelkitError
 from .telemetry import Telemetry
@@ -235,7 +236,7 @@ class Model(Generic[In, Out]):
                 result = function(inputs)
             except Exception as exc:
                 ctx.duration = time.perf_counter() - ctx.start_time
-                error_type = _error_type(exc)
+                error_type = telemetry.error_type(exc)
                 if span is not None:
                     _mark_failed(span, exc, error_type, self.signature.names)
                 if tel.meter is not None:
@@ -392,7 +393,7 @@ class Model(Generic[In, Out]):
 
     def _validate_custom(self, records: Any, *, single: bool) -> list[In]:
         adapter = _input_adapter(type(self))
-        if _is_dataframe(records):
+        if is_dataframe(records):
             records = records.to_dict(orient="records")
         if isinstance(records, Mapping | str | bytes) or not isinstance(
             records, Sequence | np.ndarray
@@ -486,10 +487,6 @@ def _custom_signature(cls: type[Model[Any, Any]]) -> Signature:
         inputs=SchemaInputs(json_schema=schema(cls._input_type)),
         outputs=Outputs(task="custom", json_schema=schema(cls._output_type)),
     )
-
-
-def _is_dataframe(obj: object) -> bool:
-    return type(obj).__name__ == "DataFrame" and hasattr(obj, "to_dict")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -717,13 +714,6 @@ def _batch_size(records: Any) -> int | None:
         return len(records)
     except TypeError:
         return None
-
-
-def _error_type(exc: BaseException) -> str:
-    cls = type(exc)
-    return (
-        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-    )
 
 
 def _mark_failed(

@@ -87,8 +87,10 @@ import pydantic
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 
+from ._signature import is_dataframe
 from ._version import __version__
 from .errors import InvalidInputError
+from .telemetry import error_type
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Counter, MeterProvider
@@ -109,7 +111,6 @@ _MAX_DEPTH = 32
 _MAX_TEXT = 1000
 # Total time the interpreter's exit waits for queued lines before giving up on a stuck sink.
 _EXIT_TIMEOUT = 5.0
-_BUILTIN_MODULE = "builtins"
 _MISSING_TYPES = frozenset({"NAType", "NaTType"})
 # Records given by position, which the signature's names turn into objects.
 _POSITIONAL = (list, tuple, np.ndarray)
@@ -554,12 +555,7 @@ def _snapshot(inputs: Any, is_batch: bool, count: int) -> Any:
 
 
 def _describe(exc: BaseException, redact: Any) -> dict[str, str]:
-    cls = type(exc)
-    name = (
-        cls.__qualname__
-        if cls.__module__ == _BUILTIN_MODULE
-        else f"{cls.__module__}.{cls.__qualname__}"
-    )
+    name = error_type(exc)
     if isinstance(exc, InvalidInputError) and redact:
         # Validation messages quote the offending value: with fields to redact, name the
         # fields (redacted ones as such) and leave the values out.
@@ -607,7 +603,7 @@ class _Naming:
 def _split(inputs: Any, count: int) -> list[Any]:
     """The first ``count`` records of a batch (``None`` for any that cannot be read)."""
     try:
-        if _is_dataframe(inputs):
+        if is_dataframe(inputs):
             rows: list[Any] = inputs.iloc[:count].to_dict(orient="records")
         elif isinstance(inputs, Mapping):
             rows = [{name: _at(values, i) for name, values in inputs.items()} for i in range(count)]
@@ -637,10 +633,6 @@ def _output_rows(call: _Call) -> list[Any]:
         except Exception:  # noqa: BLE001 - one unreadable output is logged as null
             rows.append(None)
     return rows
-
-
-def _is_dataframe(obj: object) -> bool:
-    return type(obj).__name__ == "DataFrame" and hasattr(obj, "iloc")
 
 
 def _iso_utc(timestamp: float) -> str:

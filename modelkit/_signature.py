@@ -190,7 +190,7 @@ def _tensor_label(tensor: TensorSpec) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _is_dataframe(obj: object) -> bool:
+def is_dataframe(obj: object) -> bool:
     # Duck-typed so that checking for a DataFrame never imports pandas.
     return type(obj).__name__ == "DataFrame" and hasattr(obj, "columns") and hasattr(obj, "dtypes")
 
@@ -208,7 +208,7 @@ def infer_tabular_signature(sample: Any) -> tuple[TabularInputs, str]:
     Raises:
         InvalidInputError: the sample is empty, ragged, or has a column type signatures cannot hold.
     """
-    if _is_dataframe(sample):
+    if is_dataframe(sample):
         return TabularInputs(columns=tuple(_infer_frame_columns(sample))), "dataframe"
     if isinstance(sample, Mapping):
         sample = [sample]
@@ -601,7 +601,7 @@ class TabularValidator:
         Raises:
             InvalidInputError: naming each bad field and record index (up to a cap).
         """
-        if _is_dataframe(batch):
+        if is_dataframe(batch):
             return self._frame(batch)
         if isinstance(batch, np.ndarray):
             return self._array(batch)

@@ -74,6 +74,14 @@ BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 
 _RECHECK_SECONDS = 0.5
 
 
+def error_type(exc: BaseException) -> str:
+    """The ``error.type`` of an exception: its class, qualified by its module unless built in."""
+    cls = type(exc)
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+
+
 def _is_placeholder_tracer_provider(provider: Any) -> bool:
     return isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
 

@@ -35,7 +35,7 @@ REFERENCE_ROWS = 10_000
 BATCH_ROWS = 10_000
 # Records are cycled from a small pool so that each call gets different values, as in a service.
 RECORD_POOL = 64
-# The budget for drift statistics on one 10-feature record.
+# The target for drift statistics on one 10-feature record (docs/performance.md).
 RECORD_TARGET_NS = 2_000
 
 

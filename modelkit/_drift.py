@@ -39,7 +39,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ._deps import require
-from ._signature import ColumnSpec, Table, TabularInputs
+from ._signature import ColumnSpec, Table, TabularInputs, is_missing
 
 __all__ = [
     "EPSILON",
@@ -265,7 +265,7 @@ def _present_numbers(values: np.ndarray) -> np.ndarray:
     present = [
         v
         for v in values.tolist()
-        if not _is_missing(v) and (not isinstance(v, float) or math.isfinite(v))
+        if not is_missing(v) and (not isinstance(v, float) or math.isfinite(v))
     ]
     # Integers past 64 bits stay Python ints in an object array, and still sort exactly.
     return np.asarray(present) if present else np.empty(0)
@@ -297,7 +297,7 @@ def _categorical_profile(
     missing = 0
     shares: Counter[str] = Counter()
     for value, n in Counter(values).items():
-        if _is_missing(value):
+        if is_missing(value):
             missing += n
         else:
             shares[key(value)] += n
@@ -348,10 +348,6 @@ def _json_number(value: Any) -> int | float | None:
         return value
     number = float(value)
     return number if math.isfinite(number) else None
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or value != value  # noqa: PLR0124 - NaN is the value unequal to itself
 
 
 # --------------------------------------------------------------------------------------------
@@ -523,7 +519,7 @@ class _CategoricalBinner:
         found = self.lookup.get(str(value) if self._by_str else value)
         if found is not None:
             return found
-        return self.size - 1 if _is_missing(value) else self.size - 2
+        return self.size - 1 if is_missing(value) else self.size - 2
 
     def count(self, values: np.ndarray) -> np.ndarray:
         return _count_each(self, values)

@@ -34,7 +34,9 @@ from ._signature import (
     TabularValidator,
     TensorInputs,
     TensorValidator,
+    error_from,
     is_dataframe,
+    single_value_column,
 )
 from .errors import BundleError, InvalidInputError, ModelkitError
 from .telemetry import Telemetry
@@ -410,24 +412,16 @@ class Model(Generic[In, Out]):
             except ValidationError as exc:
                 for error in exc.errors()[:5]:
                     field = ".".join(str(p) for p in error["loc"]) or None
+                    what = f"field {field!r}: " if field else ""
                     problems.append(
                         {
                             "field": field,
                             "index": None if single else index,
-                            "message": error["msg"],
+                            "message": f"{what}{error['msg']}",
                         }
                     )
         if problems:
-            first = problems[0]
-            where = "" if first["index"] is None else f"Record {first['index']}: "
-            what = f"field {first['field']!r}: " if first["field"] else ""
-            more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
-            raise InvalidInputError(
-                f"{where}{what}{first['message']}{more}.",
-                field=first["field"],
-                index=first["index"],
-                errors=problems,
-            )
+            raise error_from(problems)
         return validated
 
     def _coerce_output(self, output: Any) -> Any:
@@ -520,7 +514,6 @@ class RunnerModel(Model[Any, Any]):
         self._run_record: Callable[[tuple[Any, ...]], Mapping[str, Any]] | None = getattr(
             runner, "run_record", None
         )
-        self._decode_one = self._pick_decoder()
 
     def _start_drift(self) -> None:
         from ._drift import DriftMonitor
@@ -543,34 +536,17 @@ class RunnerModel(Model[Any, Any]):
         """The adapter's runner (the raw estimator or session sits behind it)."""
         return self._runner
 
-    def _pick_decoder(self) -> Callable[[Mapping[str, Any]], Any]:
-        if self._task == "classification":
-            classes = self._classes
-
-            def classification(fields: Mapping[str, Any]) -> ClassifierOutput:
-                probabilities = fields.get("probabilities")
-                return ClassifierOutput(
-                    _first(fields["label"]),
-                    None
-                    if probabilities is None
-                    else dict(zip(classes, probabilities[0].tolist(), strict=True)),
-                )
-
-            return classification
-        if self._task == "regression":
-
-            def regression(fields: Mapping[str, Any]) -> RegressorOutput:
-                return RegressorOutput(_scalar_or_list(fields["value"][0]))
-
-            return regression
-        return TensorOutput
+    def _decode_one(self, fields: Mapping[str, Any]) -> Any:
+        """One record's output from the runner's fields."""
+        if self._task == "tensor":
+            return TensorOutput(fields)
+        return self._row(fields, 0)
 
     def _row(self, fields: Mapping[str, Any], index: int) -> Any:
         if self._task == "classification":
             probabilities = fields.get("probabilities")
-            label = fields["label"][index]
             return ClassifierOutput(
-                label.item() if isinstance(label, np.generic) else label,
+                _item(fields["label"], index),
                 None
                 if probabilities is None
                 else dict(zip(self._classes, probabilities[index].tolist(), strict=True)),
@@ -646,12 +622,7 @@ class RunnerModel(Model[Any, Any]):
             except InvalidInputError as exc:
                 problems.extend(exc.errors)
         if problems:
-            raise InvalidInputError(
-                f"Record {problems[0]['index']}: {problems[0]['message']}.",
-                field=problems[0]["field"],
-                index=problems[0]["index"],
-                errors=problems,
-            )
+            raise error_from(problems)
         rows = []
         for index, tensors in enumerate(validated):
             rows.append(TensorOutput(self._call(self._runner.run, tensors, None, index=index)))
@@ -683,7 +654,7 @@ class RunnerModel(Model[Any, Any]):
                 index = self._first_rejected_row(table)
             where = "" if index is None else f"Record {index}: "
             raise InvalidInputError(
-                f"{where}the model rejected the input: {_short(cause)}", index=index
+                f"{where}the model rejected the input: {first_line(cause)}", index=index
             ) from cause
 
     def _first_rejected_row(self, table: Table) -> int | None:
@@ -742,23 +713,18 @@ def _mark_failed(
 
 def _table_from_values(validator: TabularValidator, values: tuple[Any, ...]) -> Table:
     data = {
-        column.name: _one(value) for column, value in zip(validator.columns, values, strict=True)
+        column.name: single_value_column(value)
+        for column, value in zip(validator.columns, values, strict=True)
     }
     return Table(validator.names, 1, data)
 
 
-def _one(value: Any) -> np.ndarray:
-    array = np.empty(1, dtype=object if isinstance(value, str) or value is None else type(value))
-    array[0] = value
-    return array
-
-
-def _first(values: Any) -> Any:
-    """The first element as a Python value (``ndarray.item`` is the cheapest way there)."""
+def _item(values: Any, index: int) -> Any:
+    """One element as a Python value (``ndarray.item`` is the cheapest way there)."""
     if isinstance(values, np.ndarray):
-        return values.item(0)
-    first = values[0]
-    return first.item() if isinstance(first, np.generic) else first
+        return values.item(index)
+    value = values[index]
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _scalar_or_list(value: Any) -> Any:
@@ -767,7 +733,8 @@ def _scalar_or_list(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _short(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (or its type), at most 300 characters, for a one-line message."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
 

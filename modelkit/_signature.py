@@ -250,7 +250,7 @@ def _infer_frame_columns(frame: Any) -> Iterable[ColumnSpec]:
         dtype = series.dtype
         nullable = bool(series.isna().any())
         if str(dtype) == "category":
-            categories = tuple(_python_scalar(c) for c in dtype.categories)
+            categories = tuple(python_scalar(c) for c in dtype.categories)
             kind = _scalar_type(categories[0]) if categories else "string"
             yield ColumnSpec(
                 name=name, type=kind, dtype="category", categories=categories, nullable=nullable
@@ -263,7 +263,7 @@ def _infer_frame_columns(frame: Any) -> Iterable[ColumnSpec]:
                 kind = "number"  # a nullable extension integer behaves as a float with NaN
             yield ColumnSpec(name=name, type=kind, dtype=str(dtype), nullable=nullable)
         elif np_kind in "OSU" or str(dtype) in ("str", "string"):
-            values = [v for v in series.tolist() if not _is_missing(v)]
+            values = [v for v in series.tolist() if not is_missing(v)]
             kind = _common_type(name, values)
             yield ColumnSpec(name=name, type=kind, dtype=str(dtype), nullable=nullable)
         else:
@@ -281,7 +281,7 @@ def _infer_array_column(name: str, values: np.ndarray, dtype: str) -> ColumnSpec
         nullable = bool(kind == "f" and np.isnan(values).any())
         return ColumnSpec(name=name, type=mapped, dtype=dtype, nullable=nullable)
     if kind in "OSU":
-        present = [v for v in values.tolist() if not _is_missing(v)]
+        present = [v for v in values.tolist() if not is_missing(v)]
         nullable = len(present) != len(values)
         return ColumnSpec(
             name=name, type=_common_type(name, present), dtype=dtype, nullable=nullable
@@ -300,7 +300,7 @@ def _infer_record_columns(records: Sequence[Mapping[str, Any]]) -> Iterable[Colu
             names.setdefault(key)
     for name in names:
         values = [record.get(name) for record in records]
-        present = [v for v in values if not _is_missing(v)]
+        present = [v for v in values if not is_missing(v)]
         kind = _common_type(name, present)
         dtype = {"number": "float64", "integer": "int64", "boolean": "bool", "string": "object"}[
             kind
@@ -337,11 +337,18 @@ def _scalar_type(value: Any) -> ColumnType:
     )
 
 
-def _python_scalar(value: Any) -> Any:
+def single_value_column(value: Any) -> np.ndarray:
+    """A one-element column holding ``value``, typed by it (strings and ``None`` as objects)."""
+    array = np.empty(1, dtype=object if isinstance(value, str) or value is None else type(value))
+    array[0] = value
+    return array
+
+
+def python_scalar(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _is_missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
     if value is None:
         return True
     try:
@@ -460,7 +467,7 @@ def _column_check(column: ColumnSpec) -> Callable[[Any], Any]:
 
     def check_category(value: Any) -> Any:
         value = check(value)
-        if value in allowed or (column.nullable and _is_missing(value)):
+        if value in allowed or (column.nullable and is_missing(value)):
             return value
         raise _BadValueError(f"got {_describe(value)}; expected one of {shown}")
 
@@ -620,7 +627,7 @@ class TabularValidator:
                 if len(problems) >= _MAX_REPORTED_ERRORS:
                     break
         if problems:
-            raise _error_from(problems)
+            raise error_from(problems)
         return self._from_rows(rows)
 
     def _from_rows(self, rows: list[tuple[Any, ...]]) -> Table:
@@ -725,7 +732,7 @@ class TabularValidator:
         out = []
         problems = []
         for index, value in enumerate(values.tolist()):
-            if column.nullable and _is_missing(value):
+            if column.nullable and is_missing(value):
                 out.append(None if column.type == "string" else math.nan)
                 continue
             try:
@@ -874,10 +881,10 @@ def _invalid(field: str | None, index: int | None, message: str) -> InvalidInput
 
 
 def _invalid_many(problems: Sequence[tuple[str | None, int | None, str]]) -> InvalidInputError:
-    return _error_from([{"field": f, "index": i, "message": m} for f, i, m in problems])
+    return error_from([{"field": f, "index": i, "message": m} for f, i, m in problems])
 
 
-def _error_from(problems: list[dict[str, Any]]) -> InvalidInputError:
+def error_from(problems: list[dict[str, Any]]) -> InvalidInputError:
     first = problems[0]
     text = _where(first["index"]) + first["message"]
     if len(problems) > 1:

@@ -24,6 +24,8 @@ from .._signature import (
     Task,
     TensorInputs,
     infer_tabular_signature,
+    python_scalar,
+    single_value_column,
 )
 from ..errors import BundleError, InvalidInputError
 from . import SavedModel
@@ -76,7 +78,7 @@ class JoblibAdapter:
         if task == "classification":
             raw_classes = getattr(obj, "classes_", None)
             if raw_classes is not None and np.ndim(raw_classes) == 1:
-                classes = tuple(_python(c) for c in np.asarray(raw_classes).tolist())
+                classes = tuple(python_scalar(c) for c in np.asarray(raw_classes).tolist())
             has_probabilities = classes is not None and callable(
                 getattr(obj, "predict_proba", None)
             )
@@ -137,7 +139,7 @@ class JoblibAdapter:
         task = _task_of(estimator)
         classes = None
         if task == "classification" and getattr(estimator, "classes_", None) is not None:
-            classes = tuple(_python(c) for c in np.asarray(estimator.classes_).tolist())
+            classes = tuple(python_scalar(c) for c in np.asarray(estimator.classes_).tolist())
         outputs = Outputs(
             task=task,
             classes=classes,
@@ -160,10 +162,6 @@ def _ignore_sklearn_version_warning() -> None:
     except ImportError:  # scikit-learn absent, or too old to have the warning
         return
     warnings.simplefilter("ignore", InconsistentVersionWarning)
-
-
-def _python(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _task_of(obj: Any) -> Task:
@@ -260,7 +258,9 @@ class JoblibRunner:
         if self._layout == "array":
             return self._predict(self._encode_record, values)
         table = Table(
-            tuple(self._names), 1, {n: _single(v) for n, v in zip(self._names, values, strict=True)}
+            tuple(self._names),
+            1,
+            {n: single_value_column(v) for n, v in zip(self._names, values, strict=True)},
         )
         return self._predict(self._encode, table)
 
@@ -347,9 +347,3 @@ def _argmax_classes(estimator: Any) -> np.ndarray | None:
     ):
         return np.asarray(final.classes_)
     return None
-
-
-def _single(value: Any) -> np.ndarray:
-    array = np.empty(1, dtype=object)
-    array[0] = value
-    return array

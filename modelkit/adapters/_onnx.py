@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._environment import installed_version
-from .._model import rejected
+from .._model import first_line, rejected
 from .._signature import (
     Outputs,
     Signature,
@@ -122,7 +122,7 @@ def make_session(data: bytes, options: Mapping[str, Any] | None = None, *, label
     except Exception as exc:
         raise BundleError(
             f"onnxruntime {installed_version('onnxruntime')} cannot load {label!r}: "
-            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
+            f"{first_line(exc)}",
             path=label,
         ) from exc
 

@@ -11,7 +11,7 @@ one interface whatever its format::
 """
 
 from . import adapters, monitoring, telemetry
-from ._api import digest, load, save
+from ._api import convert, digest, load, save
 from ._bundle import Artifact, Artifacts, Environment, Manifest
 from ._hooks import Hook, PredictionContext, add_hook, remove_hook
 from ._model import Model
@@ -60,6 +60,7 @@ __all__ = [
     "__version__",
     "adapters",
     "add_hook",
+    "convert",
     "digest",
     "load",
     "monitoring",

@@ -10,7 +10,7 @@ import re
 import shutil
 import time
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +47,9 @@ from ._signature import (
     TensorInputs,
     tabular_inputs_from_model,
 )
-from .errors import BundleError, IntegrityError, ModelkitError
+from .errors import BundleError, ConversionError, IntegrityError, ModelkitError
 
-__all__ = ["digest", "load", "save"]
+__all__ = ["convert", "digest", "load", "save"]
 
 logger = logging.getLogger("modelkit")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -107,6 +107,117 @@ def save(
     _check_name("version", version)
     if task is not None and task not in _TASKS:
         raise ValueError(f"task must be one of {_TASKS}, got {task!r}")
+    target = _target(path, overwrite=overwrite)
+    meta = _metadata(metadata)
+    inputs, outputs = _declared(signature, task)
+    adapter = adapters.for_object(obj) if format == "auto" else adapters.get(format)
+
+    def write(directory: Path) -> adapters.SavedModel:
+        return adapter.save(
+            obj, directory, sample_input=sample_input, inputs=inputs, outputs=outputs
+        )
+
+    return _write_bundle(
+        target,
+        adapter,
+        write,
+        name=name,
+        version=version,
+        metadata=meta,
+        reference=reference if reference is not None else sample_input,
+        overwrite=overwrite,
+    )
+
+
+def convert(
+    source: Any,
+    path: str | os.PathLike[str],
+    *,
+    to: str = "onnx",
+    sample_input: Any = None,
+    name: str | None = None,
+    version: str | None = None,
+    sha256: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Manifest:
+    """Convert a saved scikit-learn bundle to an ONNX bundle, checked for parity first.
+
+    The ONNX bundle answers like the original (labels identical, probabilities and values within
+    the documented tolerance) on the sample rows and on rows generated from the signature;
+    otherwise nothing is written. Its manifest records the parity report and the source's
+    digest, and keeps the source's drift profile. To convert an estimator in memory, use
+    ``modelkit.save(estimator, path, format="onnx", sample_input=...)``.
+
+    Args:
+        source: the joblib bundle (directory, ``.zip`` or Traversable), verified before loading.
+        path: the ONNX bundle to create.
+        to: the target format; ``"onnx"``.
+        sample_input: training rows to check parity on; rows are generated from the source's
+            reference profile when absent.
+        name: the new bundle's name (the source's by default).
+        version: the new bundle's version (the source's by default).
+        sha256: the digest the source must have.
+        metadata: merged into the source's metadata.
+        overwrite: replace an existing bundle at ``path``.
+
+    Returns:
+        The new bundle's manifest.
+
+    Raises:
+        ConversionError: the source is not a scikit-learn bundle, skl2onnx cannot convert it,
+            or the converted model misses parity (the message shows the worst rows).
+        BundleError: the source is not a valid bundle, or ``path`` exists.
+    """
+    from ._convert import convert_estimator
+    from .adapters._onnx import ARTIFACT
+
+    if to != "onnx":
+        raise ValueError(f"modelkit converts to 'onnx' only, got to={to!r}")
+    model = _load(source, sha256, False, "warn", None)
+    manifest = model.manifest
+    assert manifest is not None
+    if manifest.format != "joblib" or not isinstance(model, RunnerModel):
+        raise ConversionError(
+            f"{_label(source)!r} is a {manifest.format} bundle; conversion to ONNX takes a "
+            "scikit-learn model saved in the joblib format."
+        )
+    estimator = getattr(model.runner, "estimator", None)
+    name = manifest.name if name is None else name
+    version = manifest.version if version is None else version
+    _check_name("name", name)
+    _check_name("version", version)
+    target = _target(path, overwrite=overwrite)
+    origin = {"digest": model.digest, "format": manifest.format, "version": manifest.version}
+    meta = _metadata({**manifest.metadata, **(metadata or {}), "converted_from": origin})
+    signature = manifest.signature
+
+    def write(directory: Path) -> adapters.SavedModel:
+        converted = convert_estimator(
+            estimator,
+            sample_input=sample_input,
+            inputs=signature.inputs if isinstance(signature.inputs, TabularInputs) else None,
+            outputs=signature.outputs,
+            profile=manifest.profile,
+        )
+        (directory / ARTIFACT).write_bytes(converted.data)
+        return converted.saved
+
+    return _write_bundle(
+        target,
+        adapters.get("onnx"),
+        write,
+        name=name,
+        version=version,
+        metadata=meta,
+        reference=sample_input,
+        profile=manifest.profile if sample_input is None else None,
+        overwrite=overwrite,
+    )
+
+
+def _target(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
+    """Where a bundle will be written, refusing to replace anything that is not a bundle."""
     target = Path(os.fspath(path))
     if target.exists() or target.is_symlink():
         if not overwrite:
@@ -121,27 +232,43 @@ def save(
             )
     if not target.parent.is_dir():
         raise BundleError(f"The directory {str(target.parent)!r} does not exist.", path=str(target))
+    return target
+
+
+def _metadata(metadata: Mapping[str, Any] | None) -> dict[str, JsonValue]:
     try:
-        meta = _metadata_adapter.validate_python(dict(metadata or {}))
+        return _metadata_adapter.validate_python(dict(metadata or {}))
     except ValidationError as exc:
         where = ".".join(str(p) for p in exc.errors()[0]["loc"])
         raise BundleError(
             f"metadata must hold JSON values only; {where}: {exc.errors()[0]['msg']}."
         ) from None
-    inputs, outputs = _declared(signature, task)
-    adapter = adapters.for_object(obj) if format == "auto" else adapters.get(format)
 
+
+def _write_bundle(
+    target: Path,
+    adapter: adapters.Adapter,
+    write: Callable[[Path], adapters.SavedModel],
+    *,
+    name: str,
+    version: str,
+    metadata: dict[str, JsonValue],
+    reference: Any,
+    profile: dict[str, Any] | None = None,
+    overwrite: bool,
+) -> Manifest:
+    """Build a bundle in a staging sibling of ``target`` and rename it into place."""
     staging = staging_directory(target)
     try:
         (staging / ARTIFACTS_DIR).mkdir()
-        saved = adapter.save(
-            obj, staging / ARTIFACTS_DIR, sample_input=sample_input, inputs=inputs, outputs=outputs
-        )
+        saved = write(staging / ARTIFACTS_DIR)
         artifacts = list_artifacts(staging)
-        data = reference if reference is not None else sample_input
-        profile = None
-        if data is not None and isinstance(saved.signature.inputs, TabularInputs):
-            profile = _profile(adapter, staging, saved, data)
+        if (
+            profile is None
+            and reference is not None
+            and isinstance(saved.signature.inputs, TabularInputs)
+        ):
+            profile = _profile(adapter, staging, saved, reference)
         manifest = Manifest(
             name=name,
             version=version,
@@ -153,7 +280,7 @@ def save(
                 python=platform.python_version(), packages=dict(saved.packages)
             ),
             created_at=now(),
-            metadata=meta,
+            metadata=metadata,
             adapter=dict(saved.details),
             profile=profile,
         )

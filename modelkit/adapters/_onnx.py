@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import operator
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,8 +83,8 @@ def _model_bytes(obj: Any) -> bytes:
         return bytes(serialize())
     raise BundleError(
         f"Cannot save a {type(obj).__qualname__} in the onnx format: expected an ONNX model "
-        "(onnx.ModelProto, its bytes, or a path to an .onnx file). Convert scikit-learn models "
-        "with skl2onnx first, or save them with format='joblib'."
+        "(onnx.ModelProto, its bytes, or a path to an .onnx file), or a scikit-learn estimator "
+        "to convert."
     )
 
 
@@ -159,9 +160,14 @@ def describe(
     sample_input: Any = None,
     inputs: TabularInputs | TensorInputs | None = None,
     outputs: Outputs | None = None,
+    groups: Mapping[str, Sequence[str]] | None = None,
     label: str,
 ) -> SavedModel:
-    """Inspect an ONNX model and decide its signature, input layout and task."""
+    """Inspect an ONNX model and decide its signature, input layout and task.
+
+    ``groups`` (graph input name to the columns it stacks) selects the ``groups`` layout, which
+    conversion from scikit-learn writes; otherwise the layout is read from the graph.
+    """
     if session is None:
         session = make_session(data, label=label)
     graph_inputs = [_tensor_spec(node) for node in session.get_inputs()]
@@ -180,7 +186,11 @@ def describe(
             inputs, _ = infer_tabular_signature(sample_input)
         else:
             inputs = TensorInputs(tensors=tuple(graph_inputs))
-    details["layout"] = _layout(inputs, graph_inputs)
+    if groups is not None:
+        details["layout"] = "groups"
+        details["groups"] = [{"input": k, "columns": list(v)} for k, v in groups.items()]
+    else:
+        details["layout"] = _layout(inputs, graph_inputs)
     classes = outputs.classes if outputs is not None and outputs.classes else None
     decided = _outputs(
         graph_outputs,
@@ -190,11 +200,17 @@ def describe(
     )
     signature = Signature(inputs=inputs, outputs=decided)
     if sample_input is not None and isinstance(inputs, TabularInputs):
-        _check_sample(session, signature, str(details["layout"]), sample_input)
+        _check_sample(session, signature, str(details["layout"]), groups, sample_input)
     return SavedModel(signature=signature, details=details)
 
 
-def _check_sample(session: Any, signature: Signature, layout: str, sample: Any) -> None:
+def _check_sample(
+    session: Any,
+    signature: Signature,
+    layout: str,
+    groups: Mapping[str, Sequence[str]] | None,
+    sample: Any,
+) -> None:
     """Run the sample through the graph before anything is written."""
     from .._signature import TabularValidator
 
@@ -204,7 +220,7 @@ def _check_sample(session: Any, signature: Signature, layout: str, sample: Any) 
     except InvalidInputError as exc:
         raise BundleError(f"The sample input does not fit the signature: {exc}") from exc
     try:
-        OnnxRunner(session, signature, layout=layout).run(table)
+        OnnxRunner(session, signature, layout=layout, groups=groups).run(table)
     except Exception as exc:  # whatever the graph raises, nothing is saved
         cause = exc.__cause__ or exc
         raise BundleError(
@@ -300,6 +316,18 @@ def _declared_classes(data: bytes) -> list[Any] | None:
     return None
 
 
+def _identity(values: Any) -> Any:
+    return values
+
+
+def _picker(indices: Sequence[int]) -> Callable[[Any], tuple[Any, ...]]:
+    """A function giving a record's values at ``indices``, as a tuple (even for one index)."""
+    if len(indices) == 1:
+        (index,) = indices
+        return lambda values: (values[index],)
+    return operator.itemgetter(*indices)
+
+
 def _flat(values: Any) -> np.ndarray:
     array = np.asarray(values)
     return array if array.ndim == 1 else array.reshape(-1)
@@ -329,6 +357,15 @@ class OnnxAdapter:
         inputs: TabularInputs | TensorInputs | None,
         outputs: Outputs | None,
     ) -> SavedModel:
+        if not self.accepts(obj) and callable(getattr(obj, "predict", None)):
+            # A scikit-learn estimator: converted, and checked against itself, before writing.
+            from .._convert import convert_estimator
+
+            converted = convert_estimator(
+                obj, sample_input=sample_input, inputs=inputs, outputs=outputs
+            )
+            (directory / ARTIFACT).write_bytes(converted.data)
+            return converted.saved
         data = _model_bytes(obj)
         saved = describe(
             data, sample_input=sample_input, inputs=inputs, outputs=outputs, label="the ONNX model"
@@ -342,14 +379,46 @@ class OnnxAdapter:
         name = str(manifest.adapter.get("artifact", ARTIFACT))
         session = make_session(artifacts[name], options, label=manifest.name)
         return OnnxRunner(
-            session, manifest.signature, layout=str(manifest.adapter.get("layout", "tensors"))
+            session,
+            manifest.signature,
+            layout=str(manifest.adapter.get("layout", "tensors")),
+            groups=_groups_of(manifest.adapter.get("groups")),
         )
 
 
-class OnnxRunner:
-    """Feeds validated inputs to one shared InferenceSession (``run`` is thread-safe)."""
+def _groups_of(value: Any) -> dict[str, tuple[str, ...]] | None:
+    """The ``groups`` of a manifest's adapter section: graph input name to its columns."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(
+        isinstance(g, dict)
+        and isinstance(g.get("input"), str)
+        and isinstance(g.get("columns"), list)
+        and all(isinstance(c, str) for c in g["columns"])
+        for g in value
+    ):
+        raise BundleError("The manifest's onnx input groups are malformed.")
+    return {g["input"]: tuple(g["columns"]) for g in value}
 
-    def __init__(self, session: Any, signature: Signature, *, layout: str) -> None:
+
+class OnnxRunner:
+    """Feeds validated inputs to one shared InferenceSession (``run`` is thread-safe).
+
+    Layouts: ``matrix`` (one 2-D input, one column per field), ``columns`` (one ``[N, 1]`` input
+    per field, named like it), ``groups`` (one 2-D input per group of fields, as conversion
+    writes: one for the numbers, one for the strings), ``tensors`` (named tensors as given).
+    """
+
+    def __init__(
+        self,
+        session: Any,
+        signature: Signature,
+        *,
+        layout: str,
+        groups: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        if layout not in ("matrix", "columns", "groups", "tensors"):
+            raise BundleError(f"Unknown onnx input layout {layout!r} in the manifest.")
         self.session = session
         self._layout = layout
         self._task = signature.outputs.task
@@ -361,10 +430,32 @@ class OnnxRunner:
         self._dtype = self._dtypes[self._input_name]
         self._output_names = [node.name for node in session.get_outputs()]
         self._classes = list(signature.outputs.classes or ())
+        self._has_probabilities = signature.outputs.has_probabilities
         self._column_names = [c.name for c in signature.columns]
+        # For "groups": (graph input, its columns, their positions in a record, dtype).
+        self._groups: list[tuple[str, tuple[str, ...], Callable[[Any], Any], np.dtype[Any]]] = []
+        if layout == "groups":
+            if not groups or set(groups) != set(self._dtypes):
+                raise BundleError(
+                    "The manifest's onnx input groups do not match the graph's inputs "
+                    f"{sorted(self._dtypes)}."
+                )
+            position = {name: j for j, name in enumerate(self._column_names)}
+            unknown = [c for cs in groups.values() for c in cs if c not in position]
+            if unknown or sorted(c for cs in groups.values() for c in cs) != sorted(position):
+                raise BundleError(
+                    "The manifest's onnx input groups do not cover the signature's columns "
+                    "exactly once."
+                )
+            for name, columns in groups.items():
+                indices = [position[c] for c in columns]
+                pick = (
+                    _identity
+                    if indices == list(range(len(self._column_names)))
+                    else _picker(indices)
+                )
+                self._groups.append((name, tuple(columns), pick, self._dtypes[name]))
         self._run = session.run
-        if layout not in ("matrix", "columns", "tensors"):
-            raise BundleError(f"Unknown onnx input layout {layout!r} in the manifest.")
 
     def run(self, inputs: Table | Mapping[str, Any]) -> dict[str, Any]:
         try:
@@ -377,6 +468,16 @@ class OnnxRunner:
         if isinstance(inputs, Table):
             if self._layout == "matrix":
                 feed = {self._input_name: inputs.matrix(self._dtype)}
+            elif self._layout == "groups":
+                feed = {}
+                for name, names, pick, dtype in self._groups:
+                    if pick is _identity:
+                        feed[name] = inputs.matrix(dtype)
+                    else:
+                        columns = inputs.columns()
+                        feed[name] = np.column_stack([columns[n] for n in names]).astype(
+                            dtype, copy=False
+                        )
             else:
                 columns = inputs.columns()
                 feed = {
@@ -393,6 +494,11 @@ class OnnxRunner:
         try:
             if self._layout == "matrix":
                 feed = {self._input_name: np.array([values], dtype=self._dtype)}
+            elif self._layout == "groups":
+                feed = {
+                    name: np.array([pick(values)], dtype=dtype)
+                    for name, _, pick, dtype in self._groups
+                }
             else:
                 feed = {
                     name: np.array([[value]], dtype=self._dtypes[name])
@@ -411,6 +517,8 @@ class OnnxRunner:
 
     def _fields(self, outputs: list[Any]) -> dict[str, Any]:
         if self._task == "classification":
+            if not self._has_probabilities:
+                return {"label": _flat(outputs[0])}
             probabilities = outputs[1]
             if isinstance(probabilities, list):  # a ZipMap: one dict per row
                 probabilities = np.array(

@@ -310,8 +310,13 @@ def test_single_input_tensor_model_takes_an_array_batch(tmp_path: Path) -> None:
     np.testing.assert_array_equal(predictions["y"], [[-1.0, -2.0], [-3.0, -4.0]])
 
 
-def test_sklearn_object_with_onnx_format_explains_what_to_do(
+def test_sklearn_object_with_onnx_format_and_no_sample_explains_what_to_do(
     tmp_path: Path, iris_classifier: Any
 ) -> None:
-    with pytest.raises(modelkit.BundleError, match="format='joblib'"):
+    with pytest.raises(modelkit.ConversionError, match="needs sample_input="):
         modelkit.save(iris_classifier, tmp_path / "m", name="m", version="1", format="onnx")
+
+
+def test_object_that_is_neither_onnx_nor_an_estimator_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(modelkit.BundleError, match="expected an ONNX model"):
+        modelkit.save(object(), tmp_path / "m", name="m", version="1", format="onnx")

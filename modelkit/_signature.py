@@ -404,6 +404,8 @@ def _number_check(column: ColumnSpec) -> Callable[[Any], Any]:
 
 
 _INT64 = np.iinfo(np.int64)
+_INT64_MIN = int(_INT64.min)
+_INT64_MAX = int(_INT64.max)
 
 
 def _integer_check(column: ColumnSpec) -> Callable[[Any], Any]:
@@ -517,10 +519,13 @@ class TabularValidator:
         self._name_set = frozenset(self.names)
         self._checks = tuple((c.name, _column_check(c)) for c in self.columns)
         self._check_by_name = dict(self._checks)
-        self._getter = operator.itemgetter(*self.names)
+        self._getter = _tuple_getter(self.names)
         self._is_numeric = all(
             c.type == "number" and c.categories is None and not c.nullable for c in self.columns
         )
+        # Plans for the fast path, by the exact types of a record's values; see _plan.
+        self._plans: dict[tuple[type, ...], _Plan | None] = {}
+        self._model_routes: dict[type, _ModelRoute | None] = {}
 
     # -- single records ----------------------------------------------------------------------
 
@@ -530,24 +535,103 @@ class TabularValidator:
         Raises:
             InvalidInputError: naming the field and, inside a batch, the record's index.
         """
-        if type(record) is dict and self._is_numeric and len(record) == len(self.names):
-            # The fast path: all-numeric signatures, the common case of a request's dict.
-            try:
-                values = self._getter(record)
-            except KeyError:
-                pass
+        # The fast path takes well-formed dicts, lists, tuples, 1-D arrays and pydantic records
+        # with plain values, and returns exactly what the slow path would. Anything unusual goes
+        # to the slow path, which alone decides what is wrong and says so.
+        kind = type(record)
+        width = len(self.names)
+        values: tuple[Any, ...] | None = None
+        route: _ModelRoute | None = None
+        if kind is dict:
+            if len(record) == width:
+                try:
+                    values = self._getter(record)
+                except KeyError:
+                    values = None
+        elif kind is list or kind is tuple:
+            if len(record) == width:
+                values = tuple(record)
+        elif kind is np.ndarray:
+            if record.ndim == 1 and len(record) == width:
+                values = tuple(record.tolist())  # as the slow path reads an array
+        elif isinstance(record, BaseModel):
+            route = self._model_route(kind)
+            fields = record.__dict__
+            if route is not None and len(fields) == width:
+                try:
+                    values = route.getter(fields)
+                except KeyError:
+                    values = None
+        if values is not None:
+            if route is None and self._is_numeric and _FLOATS.issuperset(map(type, values)):
+                # All floats: one finite sum means no NaN or infinity among them.
+                if math.isfinite(sum(values)):
+                    return values
             else:
-                if len(self.names) == 1:
-                    values = (values,)
-                # One finite sum means no NaN or infinity among the values; a sum that
-                # overflows only sends the record down the slow path, which decides exactly.
-                if _NUMBERS.issuperset(map(type, values)):
-                    try:
-                        if math.isfinite(sum(values)):
-                            return values  # type: ignore[no-any-return]
-                    except OverflowError:
-                        pass
+                plans = self._plans if route is None else route.plans
+                types = tuple(map(type, values))
+                try:
+                    plan = plans[types]
+                except KeyError:
+                    plan = self._plan(types, plans, route)
+                if plan is not None:
+                    checked = plan.apply(values)
+                    if checked is not None:
+                        return checked
         return self._record_slow(record, index)
+
+    def _plan(
+        self,
+        types: tuple[type, ...],
+        plans: dict[tuple[type, ...], _Plan | None],
+        route: _ModelRoute | None,
+    ) -> _Plan | None:
+        """The checks left for values of these exact types, or None to take the slow path."""
+        floats: list[int] = []
+        to_float: list[int] = []
+        to_nan: list[int] = []
+        int64: list[int] = []
+        categories: list[tuple[int, frozenset[Any]]] = []
+        plan: _Plan | None = None
+        for position, (column, kind) in enumerate(zip(self.columns, types, strict=True)):
+            if route is not None and kind not in route.field_types[position]:
+                break  # model_dump might not give this value back as it is
+            if kind is type(None):
+                if not column.nullable:
+                    break
+                if column.type == "number":
+                    to_nan.append(position)
+                continue  # a missing value skips the category check, as in the slow path
+            if kind not in _PLAIN_TYPES[column.type]:
+                break
+            if column.type == "number":
+                (floats if kind is float else to_float).append(position)
+            elif column.type == "integer":
+                int64.append(position)
+            if column.categories is not None:
+                categories.append((position, frozenset(column.categories)))
+        else:
+            plan = _Plan(
+                _tuple_getter(floats) if floats else None,
+                tuple(to_float),
+                tuple(to_nan),
+                tuple(int64),
+                tuple(categories),
+            )
+        # Bounded: hostile callers could send endless mixes of types.
+        if len(plans) < _MAX_PLANS:
+            plans[types] = plan
+        return plan
+
+    def _model_route(self, cls: type) -> _ModelRoute | None:
+        try:
+            return self._model_routes[cls]
+        except KeyError:
+            pass
+        route = _ModelRoute.of(cls, self.columns)
+        if len(self._model_routes) < _MAX_PLANS:
+            self._model_routes[cls] = route
+        return route
 
     def _record_slow(self, record: Any, index: int | None) -> tuple[Any, ...]:
         if isinstance(record, BaseModel):
@@ -754,6 +838,147 @@ class TabularValidator:
             except _BadValueError as exc:
                 problems.append((column.name, index, f"field {column.name!r} {exc}"))
         raise _invalid_many(problems)
+
+
+# -- the single-record fast path ---------------------------------------------------------------
+
+_FLOATS = frozenset({float})
+# The exact types a well-formed value of each column type has; their slow-path checks return them
+# unchanged, except an int in a number column, which becomes a float. Anything else (a bool in a
+# number column, numpy scalars, str subclasses) takes the slow path.
+_PLAIN_TYPES: dict[str, frozenset[type]] = {
+    "number": _NUMBERS,
+    "integer": frozenset({int}),
+    "boolean": frozenset({bool}),
+    "string": frozenset({str}),
+}
+_MAX_PLANS = 64
+
+
+def _tuple_getter(keys: Sequence[Any]) -> Callable[[Any], tuple[Any, ...]]:
+    """``operator.itemgetter`` that gives a tuple even for one key."""
+    if len(keys) == 1:
+        key = keys[0]
+        return lambda container: (container[key],)
+    return operator.itemgetter(*keys)
+
+
+class _Plan(typing.NamedTuple):
+    """What is left to check once every value has a type its column takes as it is."""
+
+    floats: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None  # must all be finite
+    to_float: tuple[int, ...]  # ints in number columns
+    to_nan: tuple[int, ...]  # None in nullable number columns
+    int64: tuple[int, ...]  # ints in integer columns
+    categories: tuple[tuple[int, frozenset[Any]], ...]
+
+    def apply(self, values: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """The values as the slow path returns them, or None if it must decide."""
+        # A NaN (even in a nullable column) or an infinity makes the sum non-finite.
+        if self.floats is not None and not math.isfinite(sum(self.floats(values))):
+            return None
+        for position in self.int64:
+            if not _INT64_MIN <= values[position] <= _INT64_MAX:
+                return None
+        if self.to_float or self.to_nan:
+            converted = list(values)
+            try:
+                for position in self.to_float:
+                    converted[position] = float(converted[position])
+            except OverflowError:
+                return None
+            for position in self.to_nan:
+                converted[position] = math.nan
+            values = tuple(converted)
+        # After conversion, as the slow path compares the checked value: float(2**60 + 1) is in
+        # {2.0**60} while 2**60 + 1 is not.
+        for position, allowed in self.categories:
+            if values[position] not in allowed:
+                return None
+        return values
+
+
+_FIELD_TYPES: dict[str, type] = {"float": float, "int": int, "bool": bool, "str": str}
+_PLAIN_FIELD_KEYS = frozenset(
+    {"type", "schema", "metadata", "serialization_alias", "validation_alias"}
+)
+
+
+@dataclass(frozen=True)
+class _ModelRoute:
+    """How to read a pydantic record's values without ``model_dump``.
+
+    Only for models whose fields are plain scalars serialized as they are (no serializers,
+    computed or excluded fields, extra fields or nested models), so that
+    ``model_dump(by_alias=True)`` holds the same objects as the instance's ``__dict__``.
+    """
+
+    getter: Callable[[dict[str, Any]], tuple[Any, ...]]
+    field_types: tuple[frozenset[type], ...]  # types each field dumps unchanged, by position
+    plans: dict[tuple[type, ...], _Plan | None]
+
+    @classmethod
+    def of(cls, model: type, columns: Sequence[ColumnSpec]) -> _ModelRoute | None:
+        try:
+            schema = model.__pydantic_core_schema__  # type: ignore[attr-defined]
+            if schema.get("type") != "model" or "serialization" in schema:
+                return None
+            if schema.get("root_model") or schema.get("config", {}).get(
+                "extra_fields_behavior"
+            ) not in (None, "forbid", "ignore"):
+                return None
+            fields_schema = schema["schema"]
+            if (
+                fields_schema.get("type") != "model-fields"
+                or fields_schema.get("computed_fields")
+                or "serialization" in fields_schema
+                or fields_schema.get("extra_behavior") not in (None, "forbid", "ignore")
+            ):
+                return None
+            position = {column.name: j for j, column in enumerate(columns)}
+            attributes: list[str | None] = [None] * len(columns)
+            field_types: list[frozenset[type]] = [frozenset()] * len(columns)
+            fields = fields_schema["fields"]
+            if len(fields) != len(columns):
+                return None
+            for attribute, field in fields.items():
+                if not _PLAIN_FIELD_KEYS.issuperset(field):
+                    return None
+                j = position.get(field.get("serialization_alias", attribute))
+                types = None if j is None else _dumped_as_is(field["schema"], columns[j])
+                if j is None or types is None or attributes[j] is not None:
+                    return None
+                attributes[j] = attribute
+                field_types[j] = types
+        except (AttributeError, KeyError, TypeError):
+            return None  # a schema shaped otherwise than expected: use model_dump
+        return cls(_tuple_getter(attributes), tuple(field_types), {})
+
+
+def _dumped_as_is(schema: dict[str, Any], column: ColumnSpec) -> frozenset[type] | None:
+    """The value types a field's schema dumps unchanged, or None if unsure."""
+    nullable = False
+    while schema.get("type") in ("default", "nullable"):
+        if "serialization" in schema:
+            return None
+        nullable = nullable or schema["type"] == "nullable"
+        schema = schema["schema"]
+    if "serialization" in schema:
+        return None
+    kind = schema.get("type")
+    plain = _FIELD_TYPES.get(kind)  # type: ignore[arg-type]
+    if plain is None and kind == "literal":
+        # String literals matching the column's categories; others take model_dump.
+        expected = schema.get("expected", ())
+        if (
+            column.categories is not None
+            and all(type(v) is str for v in expected)
+            and frozenset(expected) == frozenset(column.categories)
+        ):
+            plain = str
+    if plain is None:
+        return None
+    return frozenset({plain, type(None)} if nullable else {plain})
 
 
 def _column_array(column: ColumnSpec, values: Sequence[Any]) -> np.ndarray:

@@ -138,3 +138,172 @@ def reference_data(draw: st.DrawFn) -> tuple[TabularInputs, list[dict[str, Any]]
     inputs = draw(tabular_inputs())
     rows = draw(st.lists(records(inputs), min_size=1, max_size=60))
     return inputs, rows
+
+
+# -- single-record fast path ----------------------------------------------------------------------
+
+
+class TextSubclass(str):
+    """A str subclass: the slow path accepts it as a string, the fast path must not decide."""
+
+    __slots__ = ()
+
+
+class FloatSubclass(float):
+    """A float subclass, taken by the number check but not by an exact-type test."""
+
+
+_CATEGORY_POOLS: dict[str, st.SearchStrategy[Any]] = {
+    # Mixes ints, floats and booleans on purpose: 1 == 1.0 == True hash alike in a frozenset.
+    "number": st.one_of(
+        st.integers(-3, 3),
+        st.floats(-3, 3, allow_nan=False),
+        st.sampled_from([2**60, 2.0**60, 1e308, True]),
+    ),
+    "integer": st.one_of(st.integers(-3, 3), st.sampled_from([2**62, True])),
+    "boolean": st.booleans(),
+    "string": st.one_of(st.text(max_size=3), st.sampled_from(["1", "True"])),
+}
+
+
+@st.composite
+def any_columns(draw: st.DrawFn) -> ColumnSpec:
+    """A column of any type, with or without declared categories, nullable or not."""
+    kind = draw(st.sampled_from(["number", "integer", "boolean", "string"]))
+    categories = None
+    if draw(st.booleans()):
+        categories = tuple(
+            draw(st.lists(_CATEGORY_POOLS[kind], min_size=1, max_size=4, unique_by=repr))
+        )
+    dtype = {"number": "float64", "integer": "int64", "boolean": "bool", "string": "object"}[kind]
+    return ColumnSpec(
+        name=draw(column_names),
+        type=kind,
+        dtype=dtype,
+        categories=categories,
+        nullable=draw(st.booleans()),
+    )
+
+
+@st.composite
+def mixed_tabular_inputs(draw: st.DrawFn) -> TabularInputs:
+    """Signatures mixing every column type, categories and nullable columns."""
+    specs = draw(st.lists(any_columns(), min_size=1, max_size=6, unique_by=lambda c: c.name))
+    return TabularInputs(columns=tuple(specs))
+
+
+hostile_values: st.SearchStrategy[Any] = st.one_of(
+    st.sampled_from(
+        [
+            None,
+            True,
+            False,
+            0,
+            1,
+            1.0,
+            -0.0,
+            math.nan,
+            math.inf,
+            -math.inf,
+            10**400,
+            -(10**400),
+            2**63,
+            2**63 - 1,
+            -(2**63) - 1,
+            2**60 + 1,
+            2.0**60,
+            1e308,
+            "1",
+            "True",
+        ]
+    ),
+    st.floats(),
+    st.integers(),
+    st.text(max_size=3),
+    st.builds(np.float64, st.floats()),
+    st.builds(np.float32, st.floats(width=32)),
+    st.builds(np.int64, st.integers(-(2**63), 2**63 - 1)),
+    st.builds(np.bool_, st.booleans()),
+    st.builds(TextSubclass, st.text(max_size=3)),
+    st.builds(FloatSubclass, st.floats()),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+    st.binary(max_size=2),
+)
+"""Values a column may or may not take: each one's verdict is the slow path's to give."""
+
+
+class DictSubclass(dict[str, Any]):
+    """A dict subclass, which the slow path reads as any mapping."""
+
+
+RECORD_SHAPES = (
+    "dict",
+    "dict-missing-key",
+    "dict-extra-key",
+    "dict-subclass",
+    "list",
+    "tuple",
+    "list-too-short",
+    "list-too-long",
+    "array",
+    "2-d-array",
+    "pydantic",
+    "pydantic-constructed",
+    "string",
+)
+
+
+@st.composite
+def any_records(draw: st.DrawFn, inputs: TabularInputs, model: Any) -> Any:
+    """A record for ``inputs`` in any shape, well formed or hostile.
+
+    ``model`` is the signature's input model, for pydantic records.
+    """
+    is_well_formed = draw(st.booleans())
+    values = [
+        draw(
+            valid_value(c)
+            if is_well_formed or draw(st.booleans())
+            else st.one_of(valid_value(c), hostile_values)
+        )
+        for c in inputs.columns
+    ]
+    names = [c.name for c in inputs.columns]
+    shape = draw(st.sampled_from(RECORD_SHAPES))
+    if shape == "dict":
+        return dict(zip(names, values, strict=True))
+    if shape == "dict-missing-key":
+        return dict(zip(names[1:], values[1:], strict=True))
+    if shape == "dict-extra-key":
+        extra = draw(column_names.filter(lambda n: n not in names))
+        return {**dict(zip(names, values, strict=True)), extra: values[0]}
+    if shape == "dict-subclass":
+        return DictSubclass(zip(names, values, strict=True))
+    if shape == "list":
+        return values
+    if shape == "tuple":
+        return tuple(values)
+    if shape == "list-too-short":
+        return values[1:]
+    if shape == "list-too-long":
+        return [*values, values[0]]
+    if shape == "array":
+        try:
+            return np.array(values)
+        except ValueError:
+            array = np.empty(len(values), dtype=object)
+            for position, value in enumerate(values):
+                array[position] = value
+            return array
+    if shape == "2-d-array":
+        return np.zeros((2, len(values)))
+    fields = {f"field_{position}": value for position, value in enumerate(values)}
+    if shape == "pydantic":
+        try:
+            return model.model_validate(fields)
+        except ValueError:
+            return model.model_construct(**fields)
+    if shape == "pydantic-constructed":
+        return model.model_construct(**fields)
+    return "not a record"

@@ -1,12 +1,18 @@
-"""What every benchmark script prints: the machine it ran on, and tables of timings."""
+"""What every benchmark script shares: alternating measurement rounds, targets, and the
+printed report (the machine it ran on, and tables of timings)."""
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 import statistics
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 
 def format_time(ns: float) -> str:
@@ -55,3 +61,132 @@ def print_environment(versions: Sequence[tuple[str, str]], mode: str) -> None:
             print(f"  {variable:<13} {os.environ[variable]}")
     print(f"  mode          {mode}")
     print()
+
+
+@dataclass(frozen=True)
+class Target:
+    """What modelkit should stay within: a ratio of medians, or a difference in microseconds."""
+
+    max_ratio: float | None = None
+    max_extra_us: float | None = None
+
+    def describe(self) -> str:
+        if self.max_ratio is not None:
+            return f"<= {self.max_ratio:g}x"
+        if self.max_extra_us is not None:
+            return f"<= +{self.max_extra_us:g} us"
+        return "(context)"
+
+    def is_met(self, raw_ns: float, wrapped_ns: float) -> str:
+        if self.max_ratio is not None:
+            return "yes" if wrapped_ns / raw_ns <= self.max_ratio else "NO"
+        if self.max_extra_us is not None:
+            return "yes" if (wrapped_ns - raw_ns) / 1000 <= self.max_extra_us else "NO"
+        return ""
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    raw: list[float]
+    wrapped: list[float]
+    target: Target
+
+    @property
+    def raw_median(self) -> float:
+        return statistics.median(self.raw)
+
+    @property
+    def wrapped_median(self) -> float:
+        return statistics.median(self.wrapped)
+
+    @property
+    def paired_ratio(self) -> float:
+        """The median of each round's ratio: the two sides of a round ran back to back, so a
+        slow stretch of the machine cancels out of their ratio."""
+        return statistics.median(w / r for r, w in zip(self.raw, self.wrapped, strict=True))
+
+
+def raw_session(model: Path | bytes, *, threads: int | None = None) -> Any:
+    """An onnxruntime session on the CPU, as hand-written code creates one."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    return onnxruntime.InferenceSession(
+        model if isinstance(model, bytes) else str(model),
+        sess_options=options,
+        providers=["CPUExecutionProvider"],
+    )
+
+
+# -- measuring --------------------------------------------------------------------------------
+
+
+def time_per_call(function: Callable[[Any], Any], inputs: Sequence[Any]) -> float:
+    """Nanoseconds per call of ``function`` over ``inputs``, garbage collected beforehand."""
+    # Collect outside the timed loop so neither side pays for the other's garbage; the collector
+    # stays enabled inside it, because a real caller pays for the garbage its own calls make.
+    gc.collect()
+    start = time.perf_counter_ns()
+    for item in inputs:
+        function(item)
+    return (time.perf_counter_ns() - start) / len(inputs)
+
+
+def compare(
+    name: str,
+    raw: Callable[[Any], Any],
+    wrapped: Callable[[Any], Any],
+    inputs: Sequence[Any],
+    *,
+    rounds: int,
+    warmup: Sequence[Any],
+    target: Target,
+) -> Result:
+    """Alternate rounds of ``raw`` and ``wrapped`` on the same inputs, swapping who goes first."""
+    for item in warmup:
+        raw(item)
+        wrapped(item)
+    raw_times: list[float] = []
+    wrapped_times: list[float] = []
+    for round_ in range(rounds):
+        pair = [(raw, raw_times), (wrapped, wrapped_times)]
+        if round_ % 2:
+            pair.reverse()
+        for function, times in pair:
+            times.append(time_per_call(function, inputs))
+    return Result(name, raw_times, wrapped_times, target)
+
+
+def print_results(results: list[Result]) -> None:
+    header = (
+        "benchmark",
+        "raw",
+        "modelkit",
+        "diff",
+        "ratio",
+        "paired",
+        "target",
+        "met",
+        "IQR raw/mk",
+    )
+    rows = [header]
+    for result in results:
+        raw, wrapped = result.raw_median, result.wrapped_median
+        diff = wrapped - raw
+        rows.append(
+            (
+                result.name,
+                format_time(raw),
+                format_time(wrapped),
+                ("+" if diff >= 0 else "-") + format_time(abs(diff)),
+                f"{wrapped / raw:.3f}x",
+                f"{result.paired_ratio:.3f}x",
+                result.target.describe(),
+                result.target.is_met(raw, wrapped),
+                f"{spread(result.raw)}/{spread(result.wrapped)}",
+            )
+        )
+    print_table(rows, left={0, 6, 7})

@@ -12,9 +12,7 @@ Run it with ``python benchmarks/bench_core.py`` (``--quick`` for a smoke run, ~5
 from __future__ import annotations
 
 import argparse
-import gc
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -24,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _report import format_time, print_environment, print_table, spread
+from _report import Result, Target, compare, print_environment, print_results, raw_session
 
 N_FEATURES = 20
 NAMES = [f"x{j}" for j in range(N_FEATURES)]
@@ -72,124 +70,6 @@ QUICK = Plan(
     sklearn_calls=10,
     warmup_calls=50,
 )
-
-
-@dataclass(frozen=True)
-class Target:
-    """What modelkit should stay within: a ratio of medians, or a difference in microseconds."""
-
-    max_ratio: float | None = None
-    max_extra_us: float | None = None
-
-    def describe(self) -> str:
-        if self.max_ratio is not None:
-            return f"<= {self.max_ratio:g}x"
-        if self.max_extra_us is not None:
-            return f"<= +{self.max_extra_us:g} us"
-        return "(context)"
-
-    def is_met(self, raw_ns: float, wrapped_ns: float) -> str:
-        if self.max_ratio is not None:
-            return "yes" if wrapped_ns / raw_ns <= self.max_ratio else "NO"
-        if self.max_extra_us is not None:
-            return "yes" if (wrapped_ns - raw_ns) / 1000 <= self.max_extra_us else "NO"
-        return ""
-
-
-@dataclass(frozen=True)
-class Result:
-    name: str
-    raw: list[float]
-    wrapped: list[float]
-    target: Target
-
-    @property
-    def raw_median(self) -> float:
-        return statistics.median(self.raw)
-
-    @property
-    def wrapped_median(self) -> float:
-        return statistics.median(self.wrapped)
-
-    @property
-    def paired_ratio(self) -> float:
-        """The median of each round's ratio: the two sides of a round ran back to back, so a
-        slow stretch of the machine cancels out of their ratio."""
-        return statistics.median(w / r for r, w in zip(self.raw, self.wrapped, strict=True))
-
-
-# -- measuring --------------------------------------------------------------------------------
-
-
-def time_per_call(function: Callable[[Any], Any], inputs: Sequence[Any]) -> float:
-    """Nanoseconds per call of ``function`` over ``inputs``, garbage collected beforehand."""
-    # Collect outside the timed loop so neither side pays for the other's garbage; the collector
-    # stays enabled inside it, because a real caller pays for the garbage its own calls make.
-    gc.collect()
-    start = time.perf_counter_ns()
-    for item in inputs:
-        function(item)
-    return (time.perf_counter_ns() - start) / len(inputs)
-
-
-def compare(
-    name: str,
-    raw: Callable[[Any], Any],
-    wrapped: Callable[[Any], Any],
-    inputs: Sequence[Any],
-    *,
-    rounds: int,
-    warmup: Sequence[Any],
-    target: Target,
-) -> Result:
-    """Alternate rounds of ``raw`` and ``wrapped`` on the same inputs, swapping who goes first."""
-    for item in warmup:
-        raw(item)
-        wrapped(item)
-    raw_times: list[float] = []
-    wrapped_times: list[float] = []
-    for round_ in range(rounds):
-        pair = [(raw, raw_times), (wrapped, wrapped_times)]
-        if round_ % 2:
-            pair.reverse()
-        for function, times in pair:
-            times.append(time_per_call(function, inputs))
-    return Result(name, raw_times, wrapped_times, target)
-
-
-# -- reporting --------------------------------------------------------------------------------
-
-
-def print_results(results: list[Result]) -> None:
-    header = (
-        "benchmark",
-        "raw",
-        "modelkit",
-        "diff",
-        "ratio",
-        "paired",
-        "target",
-        "met",
-        "IQR raw/mk",
-    )
-    rows = [header]
-    for result in results:
-        raw, wrapped = result.raw_median, result.wrapped_median
-        diff = wrapped - raw
-        rows.append(
-            (
-                result.name,
-                format_time(raw),
-                format_time(wrapped),
-                ("+" if diff >= 0 else "-") + format_time(abs(diff)),
-                f"{wrapped / raw:.3f}x",
-                f"{result.paired_ratio:.3f}x",
-                result.target.describe(),
-                result.target.is_met(raw, wrapped),
-                f"{spread(result.raw)}/{spread(result.wrapped)}",
-            )
-        )
-    print_table(rows, left={0, 6, 7})
 
 
 def print_setup(plan: Plan, *, quick: bool) -> None:
@@ -263,17 +143,6 @@ def build_fixture(directory: Path) -> Fixture:
         joblib_file=joblib_bundle / "artifacts" / "model.joblib",
         onnx_bundle=onnx_bundle,
         onnx_file=onnx_bundle / "artifacts" / "model.onnx",
-    )
-
-
-def raw_session(path: Path, *, threads: int | None = None) -> Any:
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads = threads
-    return onnxruntime.InferenceSession(
-        str(path), sess_options=options, providers=["CPUExecutionProvider"]
     )
 
 

@@ -811,6 +811,14 @@ class TabularValidator:
                 return values
             if column.type == "boolean" and kind == "b":
                 return values
+        if column.type == "string" and kind in "OU":
+            # All plain str (and declared categories): one pass at C speed, the common case of
+            # a DataFrame's text column. Anything else is checked value by value below.
+            listed = values.tolist()
+            if _STRINGS.issuperset(map(type, listed)) and (
+                column.categories is None or frozenset(column.categories).issuperset(listed)
+            ):
+                return values if kind == "O" else values.astype(object)
         # Object, string or categorical data: check each value, as records are checked.
         check = _column_check(column)
         out = []
@@ -843,6 +851,7 @@ class TabularValidator:
 # -- the single-record fast path ---------------------------------------------------------------
 
 _FLOATS = frozenset({float})
+_STRINGS = frozenset({str})
 # The exact types a well-formed value of each column type has; their slow-path checks return them
 # unchanged, except an int in a number column, which becomes a float. Anything else (a bool in a
 # number column, numpy scalars, str subclasses) takes the slow path.

@@ -176,7 +176,10 @@ def mlflow_predictor(pipeline: Any, directory: Path) -> Callable[[Any], Any] | N
     import mlflow.sklearn
 
     path = directory / "mlflow-model"
-    mlflow.sklearn.save_model(pipeline, str(path))
+    # Pickled as MLflow has always done (newer MLflow defaults to skops, which refuses trees).
+    mlflow.sklearn.save_model(
+        pipeline, str(path), serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE
+    )
     model = mlflow.pyfunc.load_model(str(path))
     return model.predict  # type: ignore[no-any-return]
 

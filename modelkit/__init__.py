@@ -12,11 +12,13 @@ one interface whatever its format::
 
 from . import adapters, monitoring, telemetry
 from ._api import convert, digest, load, save
+from ._batching import Batching
 from ._bundle import Artifact, Artifacts, Environment, Manifest
 from ._hooks import Hook, PredictionContext, add_hook, remove_hook
 from ._model import Model
 from ._prediction_log import PredictionLogger
 from ._predictions import ClassifierOutput, Predictions, RegressorOutput, TensorOutput
+from ._registry import Registry, Route
 from ._signature import ColumnSpec, Outputs, Signature, TabularInputs, TensorInputs, TensorSpec
 from ._version import __version__
 from .errors import (
@@ -33,6 +35,7 @@ from .errors import (
 __all__ = [
     "Artifact",
     "Artifacts",
+    "Batching",
     "BundleError",
     "ClassifierOutput",
     "ColumnSpec",
@@ -51,7 +54,9 @@ __all__ = [
     "PredictionContext",
     "PredictionLogger",
     "Predictions",
+    "Registry",
     "RegressorOutput",
+    "Route",
     "Signature",
     "TabularInputs",
     "TensorInputs",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -19,6 +20,7 @@ from opentelemetry import trace
 from pydantic import BaseModel, JsonValue, TypeAdapter, ValidationError
 
 from . import _environment, adapters, telemetry
+from ._batching import Batching
 from ._bundle import (
     ARTIFACTS_DIR,
     Artifact,
@@ -368,6 +370,7 @@ def load(
     version_policy: VersionPolicy = "warn",
     adapter_options: Mapping[str, Any] | None = None,
     drift: bool = False,
+    batching: bool | Batching = False,
     tracer_provider: Any = None,
     meter_provider: Any = None,
 ) -> Model[Any, Any]:
@@ -386,6 +389,10 @@ def load(
             ``{"intra_op_num_threads": 1}`` for onnx.
         drift: keep streaming statistics of what the model receives and predicts, compared with
             the reference profile saved in the bundle by :meth:`Model.drift`.
+        batching: coalesce concurrent single-record ``predict``/``apredict`` calls (from many
+            threads or tasks) into one vectorized call: ``True`` for :class:`Batching`'s
+            defaults, or a :class:`Batching` with the maximum batch size and wait. Call
+            :meth:`Model.close` (or use the model as a context manager) to stop its worker.
         tracer_provider: an OpenTelemetry tracer provider for this model's spans (and the
             ``load`` span); the global one by default.
         meter_provider: an OpenTelemetry meter provider for its metrics; the global one by default.
@@ -397,7 +404,13 @@ def load(
         BundleError: the path is missing or not a bundle, or a bare pickle without ``trusted``.
         IntegrityError: a file, size or the digest does not match.
         EnvironmentMismatchError: the library versions differ beyond ``version_policy``.
+        ModelkitError: ``batching`` was asked of a model without a tabular signature.
+        TypeError: ``batching`` is neither a bool nor a :class:`Batching`.
     """
+    if not isinstance(batching, bool | Batching):
+        raise TypeError(
+            f"batching must be True, False or a modelkit.Batching, got {type(batching).__name__}."
+        )
     tel = telemetry.for_providers(tracer_provider, meter_provider)
     if not tel.is_active:
         model = _load(path, sha256, trusted, version_policy, adapter_options)
@@ -407,6 +420,8 @@ def load(
         model._telemetry = tel
     if drift:
         model._start_drift()
+    if batching is not False:
+        model._start_batching(Batching() if batching is True else batching)
     logger.info(
         "Loaded model %r version %s (%s) from %s, digest %s",
         model.name,
@@ -482,7 +497,12 @@ def _load(
     bundle = opened.bundle
     _check_pin(opened.label, bundle.digest, pinned)
     manifest = bundle.manifest
-    _environment.check(manifest.environment, version_policy, label=opened.label)
+    _environment.check(
+        manifest.environment,
+        version_policy,
+        label=opened.label,
+        compare_python=_environment.depends_on_python(manifest.format),
+    )
     adapter = adapters.get(manifest.format)
     adapters.check_options(adapter, options)
     try:
@@ -526,7 +546,12 @@ def _load_bare(
         session = make_session(data, options, label=label)
         saved = describe(data, session=session, label=label)
         signature, details = saved.signature, dict(saved.details)
-        runner = OnnxRunner(session, signature, layout=str(details["layout"]))
+        runner = OnnxRunner(
+            session,
+            signature,
+            layout=str(details["layout"]),
+            rebuild=functools.partial(make_session, data, options, label=label),
+        )
         fmt, artifact_name = "onnx", "model.onnx"
     else:
         from .adapters._joblib import JoblibAdapter, JoblibRunner

@@ -52,12 +52,24 @@ def _release(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in match.group(1).split(".")) if match else ()
 
 
-def check(recorded: Environment, policy: VersionPolicy, *, label: str) -> None:
+# Formats whose artifacts load the same on any Python (a pickle may not).
+_PYTHON_INDEPENDENT_FORMATS = frozenset({"onnx"})
+
+
+def depends_on_python(format: str) -> bool:
+    """Whether a bundle format's artifacts may need the Python version they were saved with."""
+    return format not in _PYTHON_INDEPENDENT_FORMATS
+
+
+def check(
+    recorded: Environment, policy: VersionPolicy, *, label: str, compare_python: bool = True
+) -> None:
     """Compare a bundle's recorded environment with this process.
 
     With ``policy="warn"`` (the default of :func:`modelkit.load`), a different minor or patch
     version warns and a different major version or a missing package raises; ``"error"`` raises on
-    any difference; ``"ignore"`` checks nothing.
+    any difference; ``"ignore"`` checks nothing. ``compare_python=False`` leaves the Python
+    version out, for formats whose artifacts do not depend on it (ONNX graphs).
 
     Raises:
         EnvironmentMismatchError: as the policy says.
@@ -77,7 +89,7 @@ def check(recorded: Environment, policy: VersionPolicy, *, label: str) -> None:
             same_major = _release(current)[:1] == _release(saved)[:1]
             (mild if same_major else severe)[name] = (saved, current)
     python_now = platform.python_version()
-    if _release(python_now)[:2] != _release(recorded.python)[:2]:
+    if compare_python and _release(python_now)[:2] != _release(recorded.python)[:2]:
         mild["python"] = (recorded.python, python_now)
     if policy == "error":
         severe.update(mild)

@@ -11,6 +11,7 @@ import threading
 import time
 import traceback
 import typing
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +24,7 @@ from opentelemetry.util.types import AttributeValue
 from pydantic import TypeAdapter, ValidationError
 
 from . import telemetry
+from ._batching import Batcher, Batching, Call
 from ._hooks import GLOBAL_HOOKS, Hook, HookList, PredictionContext, call_hooks, report_hook_failure
 from ._predictions import ClassifierOutput, Predictions, RegressorOutput, TensorOutput
 from ._signature import (
@@ -50,6 +52,8 @@ __all__ = ["Model"]
 
 In = TypeVar("In")
 Out = TypeVar("Out")
+_T = TypeVar("_T")
+_M = TypeVar("_M", bound="Model[Any, Any]")
 
 # Batches larger than this are not re-run row by row to find which record the model rejected.
 _MAX_BISECT_ROWS = 10_000
@@ -197,6 +201,13 @@ class Model(Generic[In, Out]):
         """Report this model's spans and metrics to these providers instead of the global ones."""
         self._telemetry = telemetry.for_providers(tracer_provider, meter_provider)
 
+    _variant: str | None = None
+
+    def _set_variant(self, variant: str) -> None:
+        """Say which variant of a registry route this model serves as (on spans and metrics)."""
+        self._variant = variant
+        self._attributes = None  # rebuilt with the variant on the next call
+
     def _telemetry_attributes(self) -> dict[str, AttributeValue]:
         attributes = self._attributes
         if attributes is None:
@@ -205,6 +216,8 @@ class Model(Generic[In, Out]):
                 "modelkit.model.version": self.version,
                 "modelkit.model.format": self.format,
             }
+            if self._variant is not None:
+                attributes["modelkit.model.variant"] = self._variant
             self._single_span_attributes = {**attributes, "modelkit.prediction.batch.size": 1}
             self._span_name = f"predict {self.name}"
             # Published last: another thread that sees it may use the two attributes above.
@@ -213,56 +226,19 @@ class Model(Generic[In, Out]):
 
     def _observe(self, function: Callable[[Any], Any], inputs: Any, *, is_batch: bool) -> Any:
         """Run one call with hooks, a span and metrics around it."""
+        observation = self._observation(inputs, is_batch=is_batch)
+        if observation is None:
+            return function(inputs)
+        with observation:
+            return observation.succeeded(function(inputs))
+
+    def _observation(self, inputs: Any, *, is_batch: bool) -> _Observation | None:
+        """The hooks, span and metrics of one call, or ``None`` when nothing observes it."""
         tel = self._telemetry or telemetry.default()
         hooks = (self._hook_list.hooks if self._hook_list else ()) + GLOBAL_HOOKS.hooks
         if not tel.is_active and not hooks:  # is_active also picks up a newly configured SDK
-            return function(inputs)
-        batch_size = _batch_size(inputs) if is_batch else 1
-        attributes = self._telemetry_attributes()
-        ctx = PredictionContext(self, inputs, batch_size, is_batch, time.perf_counter())
-        span = token = None
-        if tel.tracer is not None:
-            span_attributes = attributes
-            if batch_size == 1:
-                span_attributes = self._single_span_attributes
-            elif batch_size is not None:
-                span_attributes = {**attributes, "modelkit.prediction.batch.size": batch_size}
-            span = tel.tracer.start_span(
-                self._span_name, kind=trace.SpanKind.INTERNAL, attributes=span_attributes
-            )
-            token = otel_context.attach(trace.set_span_in_context(span))
-        try:
-            if hooks:
-                call_hooks(hooks, "before_predict", (ctx,), self._hook_failed)
-            try:
-                result = function(inputs)
-            except Exception as exc:
-                ctx.duration = time.perf_counter() - ctx.start_time
-                error_type = telemetry.error_type(exc)
-                if span is not None:
-                    _mark_failed(span, exc, error_type, self.signature.names)
-                if tel.meter is not None:
-                    failed = {**attributes, "error.type": error_type}
-                    tel.prediction_duration.record(ctx.duration, failed)
-                if hooks:
-                    call_hooks(hooks, "on_error", (ctx, exc), self._hook_failed)
-                raise
-            ctx.duration = time.perf_counter() - ctx.start_time
-            if batch_size is None:
-                ctx.batch_size = batch_size = len(result)
-                if span is not None:
-                    span.set_attribute("modelkit.prediction.batch.size", batch_size)
-            if tel.meter is not None:
-                tel.prediction_duration.record(ctx.duration, attributes)
-                tel.batch_size.record(batch_size, attributes)
-            if hooks:
-                call_hooks(hooks, "after_predict", (ctx, result), self._hook_failed)
-            return result
-        finally:
-            if token is not None:
-                otel_context.detach(token)
-            if span is not None:
-                span.end()
+            return None
+        return _Observation(self, tel, hooks, inputs, is_batch=is_batch)
 
     def _is_observed(self) -> bool:
         """The check on every call, kept to a few attribute reads: with no hook and no SDK
@@ -305,6 +281,27 @@ class Model(Generic[In, Out]):
 
     def _start_drift(self) -> None:
         raise BundleError(f"{self.name!r} has no tabular signature, so it has no drift statistics.")
+
+    # -- micro-batching and closing ----------------------------------------------------------------
+
+    _batcher: Batcher | None = None
+
+    def _start_batching(self, config: Batching) -> None:
+        raise _cannot_batch(self.name, "it is a custom Python model")
+
+    def close(self) -> None:
+        """Stop what the model runs in the background: its micro-batching worker, if any.
+
+        The worker first answers every call already queued. Idempotent, and the model stays
+        usable: calls made afterwards run directly, unbatched (an old reference a registry has
+        swapped out keeps working).
+        """
+
+    def __enter__(self: _M) -> _M:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        self.close()
 
     def _hook_failed(self, hook: Hook, exc: BaseException) -> None:
         tel = self._telemetry or telemetry.default()
@@ -531,14 +528,114 @@ class RunnerModel(Model[Any, Any]):
             raise BundleError(f"The drift profile of {self.name!r} is unusable: {exc}") from exc
         telemetry.watch_drift(self)
 
+    # -- micro-batching ----------------------------------------------------------------------------
+
+    def _start_batching(self, config: Batching) -> None:
+        if self._tabular is None:
+            raise _cannot_batch(self.name, "its signature is a tensor signature")
+        if self._task not in ("classification", "regression"):
+            # A tensor output need not have a row per record, so it cannot be split among callers.
+            raise _cannot_batch(self.name, f"its task is {self._task!r}")
+        batcher = Batcher(self._run_rows, config, name=self.name)
+        self._batcher = batcher
+        # Stop the worker once nobody references the model (the worker holds it only weakly).
+        weakref.finalize(self, batcher.close)
+
+    def close(self) -> None:
+        batcher, self._batcher = self._batcher, None
+        if batcher is not None:
+            batcher.close()
+
+    def predict(self, record: Any) -> Any:
+        batcher = self._batcher
+        if batcher is None:
+            return super().predict(record)
+        observation = self._observation(record, is_batch=False) if self._is_observed() else None
+        if observation is None:
+            return self._predict_queued(batcher, record, None)
+        with observation:
+            return observation.succeeded(self._predict_queued(batcher, record, observation))
+
+    async def apredict(self, record: Any) -> Any:
+        batcher = self._batcher
+        if batcher is None:
+            return await super().apredict(record)
+        observation = self._observation(record, is_batch=False) if self._is_observed() else None
+        if observation is None:
+            return await self._apredict_queued(batcher, record, None)
+        with observation:
+            return observation.succeeded(await self._apredict_queued(batcher, record, observation))
+
+    def _predict_queued(
+        self, batcher: Batcher, record: Any, observation: _Observation | None
+    ) -> Any:
+        values = self._enter_queue(batcher, record)
+        call = batcher.submit(values)
+        if call is None or call.fields is None:  # closed meanwhile, or the batch failed
+            return self._predict_values(values)
+        return self._coalesced_output(call, observation)
+
+    async def _apredict_queued(
+        self, batcher: Batcher, record: Any, observation: _Observation | None
+    ) -> Any:
+        values = self._enter_queue(batcher, record)
+        call = await batcher.asubmit(values)
+        if call is None or call.fields is None:  # closed meanwhile, or the batch failed
+            return await _run_off_loop(self._predict_values, values)
+        return self._coalesced_output(call, observation)
+
+    def _enter_queue(self, batcher: Batcher, record: Any) -> tuple[Any, ...]:
+        """Validate a record in the caller's thread; a bad one never reaches the queue."""
+        assert self._tabular is not None
+        batcher.enter()
+        try:
+            return self._tabular.record(record)
+        except BaseException:
+            batcher.leave()
+            raise
+
+    def _coalesced_output(self, call: Call, observation: _Observation | None) -> Any:
+        assert call.fields is not None
+        if observation is not None:
+            observation.coalesced = call.size
+        return self._row(call.fields, call.index)
+
+    def _run_rows(self, rows: list[tuple[Any, ...]]) -> Mapping[str, Any]:
+        """Run the records the batching worker coalesced as one call, on the worker's thread."""
+        assert self._tabular is not None
+        monitor = self._drift_monitor
+        if len(rows) == 1 and self._run_record is not None:
+            fields = self._run_record(rows[0])
+            if monitor is not None:
+                monitor.update_record(rows[0], fields)
+        else:
+            table = self._tabular._from_rows(rows)
+            fields = self._runner.run(table)
+            if monitor is not None:
+                monitor.update_table(table)
+                monitor.update_outputs(fields)
+        tel = self._telemetry or telemetry.default()
+        if tel.is_active and tel.meter is not None:
+            tel.batch_size.record(len(rows), self._telemetry_attributes())
+        return fields
+
     @property
     def runner(self) -> Runner:
         """The adapter's runner (the raw estimator or session sits behind it)."""
         return self._runner
 
     def _decode_one(self, fields: Mapping[str, Any]) -> Any:
-        """One record's output from the runner's fields."""
-        if self._task == "tensor":
+        """One record's output from the runner's fields (the single-record hot path)."""
+        task = self._task
+        if task == "classification":
+            labels = fields["label"]
+            label = labels.item(0) if type(labels) is np.ndarray else _item(labels, 0)
+            probabilities = fields.get("probabilities")
+            if probabilities is None:
+                return ClassifierOutput(label, None)
+            row = probabilities[0] if probabilities.ndim == 2 else probabilities
+            return ClassifierOutput(label, dict(zip(self._classes, row.tolist(), strict=True)))
+        if task == "tensor":
             return TensorOutput(fields)
         return self._row(fields, 0)
 
@@ -557,20 +654,22 @@ class RunnerModel(Model[Any, Any]):
 
     def _predict_one(self, record: Any) -> Any:
         if self._tabular is not None:
-            values = self._tabular.record(record)
-            if self._run_record is not None:
-                fields = self._call(self._run_record, values, None)
-            else:
-                fields = self._call(
-                    self._runner.run, _table_from_values(self._tabular, values), None
-                )
-            monitor = self._drift_monitor
-            if monitor is not None:
-                monitor.update_record(values, fields)
-            return self._decode_one(fields)
+            return self._predict_values(self._tabular.record(record))
         assert self._tensor is not None
         tensors = self._tensor.record(record)
         return TensorOutput(self._call(self._runner.run, tensors, None))
+
+    def _predict_values(self, values: tuple[Any, ...]) -> Any:
+        """One validated tabular record, run alone."""
+        assert self._tabular is not None
+        if self._run_record is not None:
+            fields = self._call(self._run_record, values, None)
+        else:
+            fields = self._call(self._runner.run, _table_from_values(self._tabular, values), None)
+        monitor = self._drift_monitor
+        if monitor is not None:
+            monitor.update_record(values, fields)
+        return self._decode_one(fields)
 
     def _predict_many(self, records: Any) -> Predictions[Any]:
         if self._tabular is not None:
@@ -685,6 +784,122 @@ def _batch_size(records: Any) -> int | None:
         return len(records)
     except TypeError:
         return None
+
+
+class _Observation:
+    """The hooks, span and metrics around one call, shared by the sync and async paths.
+
+    Entering it starts the span and calls ``before_predict``; :meth:`succeeded` records the
+    result (and passes it through); leaving it records a failure and ends the span.
+    """
+
+    __slots__ = (
+        "_attributes",
+        "_context",
+        "_hooks",
+        "_inputs",
+        "_is_batch",
+        "_model",
+        "_span",
+        "_telemetry",
+        "_token",
+        "coalesced",
+    )
+
+    def __init__(
+        self,
+        model: Model[Any, Any],
+        tel: Telemetry,
+        hooks: tuple[Hook, ...],
+        inputs: Any,
+        *,
+        is_batch: bool,
+    ) -> None:
+        self._model = model
+        self._telemetry = tel
+        self._hooks = hooks
+        self._inputs = inputs
+        self._is_batch = is_batch
+        self._span: trace.Span | None = None
+        self._token: contextvars.Token[Any] | None = None
+        #: The size of the coalesced call that answered a micro-batched record: the batching
+        #: worker records it in the batch size histogram, once for all its callers.
+        self.coalesced: int | None = None
+
+    def __enter__(self) -> _Observation:
+        model = self._model
+        batch_size = _batch_size(self._inputs) if self._is_batch else 1
+        attributes = self._attributes = model._telemetry_attributes()
+        self._context = PredictionContext(
+            model, self._inputs, batch_size, self._is_batch, time.perf_counter()
+        )
+        tracer = self._telemetry.tracer
+        if tracer is not None:
+            span_attributes = attributes
+            if batch_size == 1:
+                span_attributes = model._single_span_attributes
+            elif batch_size is not None:
+                span_attributes = {**attributes, "modelkit.prediction.batch.size": batch_size}
+            span = self._span = tracer.start_span(
+                model._span_name, kind=trace.SpanKind.INTERNAL, attributes=span_attributes
+            )
+            self._token = otel_context.attach(trace.set_span_in_context(span))
+        if self._hooks:
+            call_hooks(self._hooks, "before_predict", (self._context,), model._hook_failed)
+        return self
+
+    def succeeded(self, result: _T) -> _T:
+        """Record a successful call's duration, batch size and hooks; return ``result``."""
+        ctx = self._context
+        ctx.duration = time.perf_counter() - ctx.start_time
+        span = self._span
+        batch_size = ctx.batch_size
+        if batch_size is None:
+            ctx.batch_size = batch_size = len(result)  # type: ignore[arg-type]
+            if span is not None:
+                span.set_attribute("modelkit.prediction.batch.size", batch_size)
+        if self.coalesced is not None and span is not None:
+            span.set_attribute("modelkit.prediction.batch.size", self.coalesced)
+        tel = self._telemetry
+        if tel.meter is not None:
+            tel.prediction_duration.record(ctx.duration, self._attributes)
+            if self.coalesced is None:
+                tel.batch_size.record(batch_size, self._attributes)
+        if self._hooks:
+            call_hooks(self._hooks, "after_predict", (ctx, result), self._model._hook_failed)
+        return result
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, traceback: object) -> None:
+        try:
+            if isinstance(exc, Exception):
+                self._failed(exc)
+        finally:
+            if self._token is not None:
+                otel_context.detach(self._token)
+            if self._span is not None:
+                self._span.end()
+
+    def _failed(self, exc: Exception) -> None:
+        ctx = self._context
+        ctx.duration = time.perf_counter() - ctx.start_time
+        error_type = telemetry.error_type(exc)
+        model = self._model
+        if self._span is not None:
+            _mark_failed(self._span, exc, error_type, model.signature.names)
+        tel = self._telemetry
+        if tel.meter is not None:
+            failed = {**self._attributes, "error.type": error_type}
+            tel.prediction_duration.record(ctx.duration, failed)
+        if self._hooks:
+            call_hooks(self._hooks, "on_error", (ctx, exc), model._hook_failed)
+
+
+def _cannot_batch(name: str, reason: str) -> ModelkitError:
+    return ModelkitError(
+        f"Cannot batch {name!r}: micro-batching needs a classifier or regressor with a tabular "
+        f"signature, loaded by a format adapter (joblib, onnx), and {reason}. Load it without "
+        "batching=, and pass many records to predict_batch() instead."
+    )
 
 
 def _mark_failed(

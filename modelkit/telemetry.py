@@ -7,17 +7,22 @@ every prediction and load reports to it. The names follow the semantic-conventio
 instrument or span                 unit       attributes
 =================================  =========  ===============================================
 span ``predict {name}`` (INTERNAL)            ``modelkit.model.name``, ``.version``, ``.format``,
-                                              ``modelkit.prediction.batch.size``, ``error.type``
+                                              ``modelkit.prediction.batch.size``, ``error.type``;
+                                              in a registry, ``modelkit.model.variant``
 span ``load {name}`` (INTERNAL)               ``modelkit.model.name``, ``.version``, ``.format``
 ``modelkit.prediction.duration``   ``s``      model name, version, format; ``error.type``
 ``modelkit.prediction.batch.size`` {record}   model name, version, format
 ``modelkit.model.load.duration``   ``s``      model name, version, format; ``error.type``
 ``modelkit.hook.errors``           {error}    model name, ``modelkit.hook``
+``modelkit.shadow.comparisons``    {compar.}  model name, version, ``modelkit.model.variant``,
+                                              ``modelkit.shadow.outcome``
 ``modelkit.drift.score`` (gauge)   ``1``      model name, version, format,
                                               ``modelkit.drift.feature``
 =================================  =========  ===============================================
 
-Raw inputs, outputs and keys never go on spans or metrics.
+Models served by a :class:`modelkit.Registry` add ``modelkit.model.variant`` (``primary``,
+``canary`` or ``shadow``) to their spans and metrics. Raw inputs, outputs and routing keys never
+go on spans or metrics.
 
 With no SDK configured, the global providers are OpenTelemetry's proxies, and modelkit skips the
 whole instrumentation (a check that costs well under a microsecond); it looks again at most
@@ -160,6 +165,12 @@ class Telemetry:
             unit="1",
             description="Population stability index of each input (and the output) against the "
             "reference data, for models loaded with drift=True.",
+        )
+        self.shadow_comparisons = meter.create_counter(
+            "modelkit.shadow.comparisons",
+            unit="{comparison}",
+            description="Shadow models' answers compared with the primary's, by outcome "
+            "(match, mismatch, error, dropped).",
         )
         self.hook_errors = meter.create_counter(
             "modelkit.hook.errors",

@@ -1228,3 +1228,21 @@ def test_manifest_with_a_duplicated_key_is_rejected(tmp_path: Path) -> None:
     )
     with pytest.raises(modelkit.BundleError, match="appears twice"):
         modelkit.load(bundle)
+
+
+def _other_python(document: dict[str, Any]) -> None:
+    document["environment"]["python"] = "3.2.0"
+
+
+def test_another_python_warns_for_a_pickled_bundle(bundle: Path) -> None:
+    edit_manifest(bundle, _other_python)
+    with pytest.warns(modelkit.EnvironmentMismatchWarning, match="python 3.2.0"):
+        modelkit.load(bundle)
+
+
+def test_another_python_does_not_matter_to_an_onnx_bundle(
+    tmp_path: Path, onnx_bundle: Path
+) -> None:
+    copy = Path(shutil.copytree(onnx_bundle, tmp_path / "copy"))
+    edit_manifest(copy, _other_python)
+    modelkit.load(copy, version_policy="error")  # no warning, no error

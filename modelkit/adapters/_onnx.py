@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import operator
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -316,6 +319,17 @@ def _declared_classes(data: bytes) -> list[Any] | None:
     return None
 
 
+def _abandon(session: Any) -> None:
+    """Keep a session inherited through fork alive for good: its destructor would join thread-pool
+    threads that exist only in the parent, and wait forever."""
+    _ABANDONED.append(session)
+    # Held by the interpreter itself, so not even the module teardown at exit releases it.
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(session))
+
+
+_ABANDONED: list[Any] = []
+
+
 def _identity(values: Any) -> Any:
     return values
 
@@ -377,12 +391,14 @@ class OnnxAdapter:
         self, artifacts: Artifacts, manifest: Manifest, *, options: Mapping[str, Any]
     ) -> OnnxRunner:
         name = str(manifest.adapter.get("artifact", ARTIFACT))
-        session = make_session(artifacts[name], options, label=manifest.name)
+        data = artifacts[name]
+        session = make_session(data, options, label=manifest.name)
         return OnnxRunner(
             session,
             manifest.signature,
             layout=str(manifest.adapter.get("layout", "tensors")),
             groups=_groups_of(manifest.adapter.get("groups")),
+            rebuild=functools.partial(make_session, data, options, label=manifest.name),
         )
 
 
@@ -416,6 +432,7 @@ class OnnxRunner:
         *,
         layout: str,
         groups: Mapping[str, Sequence[str]] | None = None,
+        rebuild: Callable[[], Any] | None = None,
     ) -> None:
         if layout not in ("matrix", "columns", "groups", "tensors"):
             raise BundleError(f"Unknown onnx input layout {layout!r} in the manifest.")
@@ -456,6 +473,11 @@ class OnnxRunner:
                 )
                 self._groups.append((name, tuple(columns), pick, self._dtypes[name]))
         self._run = session.run
+        # A session's thread pool does not survive fork (gunicorn --preload): a child process
+        # builds its own session from the same bytes before its first call.
+        self._rebuild = rebuild
+        self._pid = os.getpid()
+        self._fork_lock = threading.Lock()
 
     def run(self, inputs: Table | Mapping[str, Any]) -> dict[str, Any]:
         try:
@@ -509,11 +531,23 @@ class OnnxRunner:
         return self._fields(self._session_run(feed))
 
     def _session_run(self, feed: dict[str, Any]) -> list[Any]:
+        if self._pid != os.getpid():
+            self._after_fork()
         try:
             outputs: list[Any] = self._run(self._output_names, feed)
         except Exception as exc:
             raise rejected(exc) from exc
         return outputs
+
+    def _after_fork(self) -> None:
+        with self._fork_lock:
+            if self._pid == os.getpid():
+                return
+            if self._rebuild is not None:
+                _abandon(self.session)
+                self.session = self._rebuild()
+                self._run = self.session.run
+            self._pid = os.getpid()
 
     def _fields(self, outputs: list[Any]) -> dict[str, Any]:
         if self._task == "classification":

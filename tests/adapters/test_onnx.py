@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -320,3 +321,36 @@ def test_sklearn_object_with_onnx_format_and_no_sample_explains_what_to_do(
 def test_object_that_is_neither_onnx_nor_an_estimator_is_refused(tmp_path: Path) -> None:
     with pytest.raises(modelkit.BundleError, match="expected an ONNX model"):
         modelkit.save(object(), tmp_path / "m", name="m", version="1", format="onnx")
+
+
+def _predict_in_forked_child(model: Any, record: Any, original_session: Any, pipe: Any) -> None:
+    output = model.predict(record)
+    pipe.send((output.label, model.runner.session is not original_session))
+    pipe.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_session_is_rebuilt_in_a_forked_child(
+    onnx_bundle: Path, numeric_data: tuple[Any, Any]
+) -> None:
+    import multiprocessing
+    import warnings
+
+    model = modelkit.load(onnx_bundle)  # onnxruntime's default thread pool
+    record = numeric_data[0][0].tolist()
+    expected = model.predict(record).label
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, Python 3.12+
+        child = context.Process(
+            target=_predict_in_forked_child, args=(model, record, model.runner.session, sender)
+        )
+        child.start()
+    assert receiver.poll(60), "the forked child did not answer"
+    label, rebuilt = receiver.recv()
+    child.join(10)
+    assert child.exitcode == 0
+    assert label == expected
+    assert rebuilt
+    assert model.predict(record).label == expected  # the parent's session is untouched

@@ -1,0 +1,1 @@
+"""A small Django project that serves an iris classifier with modelkit."""

@@ -1,0 +1,133 @@
+"""The JSON endpoints as async views, with the bodies and statuses of :mod:`modelkit._serving`.
+
+Async, because under ASGI Django runs a sync view on asgiref's one thread-sensitive thread,
+which would serialise every prediction of the process; an async view awaits ``apredict``, which
+runs the model on modelkit's thread pool. Under WSGI, Django runs each async view in its own
+short-lived event loop, so requests on different server threads still predict in parallel.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from django.core.exceptions import (  # type: ignore[import-untyped]  # Django ships no types
+    ImproperlyConfigured,
+    RequestDataTooBig,
+)
+from django.http import HttpRequest, HttpResponse  # type: ignore[import-untyped]
+from django.urls import reverse  # type: ignore[import-untyped]
+
+from .._serving import ROUTING_KEY_HEADER, Reply, Service, error
+from . import conf
+from ._loading import aload_models
+
+__all__ = ["describe", "index", "not_found", "predict"]
+
+logger = logging.getLogger("modelkit")
+
+_Handler = Callable[..., Awaitable[Reply]]
+
+
+def _endpoint(*allowed: str) -> Callable[[_Handler], Callable[..., Awaitable[Any]]]:
+    """An async view around ``handle``: the method check, and every failure as a JSON reply."""
+    allow = ", ".join((*allowed, "OPTIONS"))
+
+    def decorate(handle: _Handler) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(handle)
+        async def view(request: HttpRequest, **arguments: Any) -> Any:
+            if request.method not in allowed:
+                if request.method == "OPTIONS":
+                    return HttpResponse(status=204, headers={"Allow": allow})
+                reply = error(
+                    405,
+                    "method_not_allowed",
+                    f"{request.path} takes {', '.join(allowed)}, not {request.method}.",
+                )
+                return _respond(reply, {"Allow": allow})
+            try:
+                reply = await handle(request, **arguments)
+            except Exception:  # an endpoint answers in JSON whatever happens
+                # The details stay in the server's log, never in the response.
+                logger.exception("modelkit: %s %s failed", request.method, request.path)
+                reply = error(500, "internal_error", "The request failed; see the server log.")
+            return _respond(reply)
+
+        # A JSON API for programs: no browser session authenticates it and nothing it does
+        # changes state, so Django's CSRF check does not apply. (An attribute, because
+        # csrf_exempt wraps async views only since Django 5.0.)
+        view.csrf_exempt = True  # type: ignore[attr-defined]
+        return view
+
+    return decorate
+
+
+@_endpoint("GET", "HEAD")
+async def index(request: HttpRequest) -> Reply:
+    """``GET models/``: every model, with its version, digest and URL."""
+    service = await _service(request)
+    return service.index() if isinstance(service, Service) else service
+
+
+@_endpoint("GET", "HEAD")
+async def describe(request: HttpRequest, name: str) -> Reply:
+    """``GET models/<name>``: name, version, digest and the input and output JSON Schemas."""
+    service = await _service(request)
+    return service.describe(name) if isinstance(service, Service) else service
+
+
+@_endpoint("POST")
+async def predict(request: HttpRequest, name: str) -> Reply:
+    """``POST models/<name>/predict``: one record, or ``{"instances": [...]}``."""
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        return error(
+            413,
+            "request_too_large",
+            "The request body is larger than the size this server accepts "
+            "(DATA_UPLOAD_MAX_MEMORY_SIZE); send fewer records per request.",
+        )
+    service = await _service(request)
+    if not isinstance(service, Service):
+        return service
+    return await service.apredict(name, body, key=request.headers.get(ROUTING_KEY_HEADER))
+
+
+@_endpoint("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+async def not_found(request: HttpRequest, path: str) -> Reply:
+    """Any other URL under the prefix: a JSON 404 naming the endpoints."""
+    prefix = str(reverse(f"{_namespace(request)}:index"))
+    return error(
+        404,
+        "not_found",
+        f"No endpoint at {request.path}: the endpoints are GET {prefix}, "
+        f"GET {prefix}<name> and POST {prefix}<name>/predict.",
+    )
+
+
+async def _service(request: HttpRequest) -> Service | Reply:
+    try:
+        registry = await aload_models()
+    except ImproperlyConfigured:
+        logger.exception("modelkit: the models could not be loaded")
+        return error(500, "internal_error", "The models could not be loaded; see the server log.")
+    namespace = _namespace(request)
+
+    def url_for(name: str) -> str:
+        return str(reverse(f"{namespace}:model", kwargs={"name": name}))
+
+    return Service(registry, max_batch_size=conf.get_settings().max_batch_size, url_for=url_for)
+
+
+def _namespace(request: HttpRequest) -> str:
+    match = request.resolver_match
+    return str(match.namespace) if match is not None and match.namespace else "modelkit"
+
+
+def _respond(reply: Reply, headers: dict[str, str] | None = None) -> Any:
+    return HttpResponse(
+        reply.to_json(), status=reply.status, headers=headers, content_type="application/json"
+    )

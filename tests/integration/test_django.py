@@ -1,0 +1,613 @@
+"""modelkit.django: the example project's real settings, Django's test clients, and uvicorn.
+
+Django's settings are process-wide and cannot be unset, so this module configures them once
+(the example's ``scoring.settings``, without a database) in a module fixture that restores the
+environment variable and ``sys.path`` it changed; the other test modules never import Django.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import modelkit
+from tests.custom_models import Review, Sentiment
+
+django = pytest.importorskip("django")
+uvicorn = pytest.importorskip("uvicorn")
+
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402 - after the skip
+from django.test import AsyncClient, Client, override_settings  # noqa: E402
+
+from modelkit.django import _loading, load_models, models  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "django_project"
+BUNDLE = EXAMPLE_DIR / "bundles" / "iris"
+RECORD = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
+PREDICT = "/models/iris/predict"
+#: The example's MAX_BATCH_SIZE.
+LIMIT = 100
+
+
+# -- the project --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def project() -> Iterator[None]:
+    """Django set up with the example project's settings, as ``manage.py`` would."""
+    from django.conf import settings
+    from django.test.utils import setup_test_environment, teardown_test_environment
+
+    saved_environment = os.environ.get("DJANGO_SETTINGS_MODULE")
+    sys.path.insert(0, str(EXAMPLE_DIR))
+    os.environ["DJANGO_SETTINGS_MODULE"] = "scoring.settings"
+    before = set(threading.enumerate())
+    try:
+        django.setup()
+        assert settings.SETTINGS_MODULE == "scoring.settings"
+        setup_test_environment()  # the test client's host, and nothing else that matters here
+        yield
+        teardown_test_environment()
+        _loading.reset()
+    finally:
+        sys.path.remove(str(EXAMPLE_DIR))
+        if saved_environment is None:
+            os.environ.pop("DJANGO_SETTINGS_MODULE", None)
+        else:
+            os.environ["DJANGO_SETTINGS_MODULE"] = saved_environment
+    # Servers and registries are stopped. Process-wide pools stay: modelkit's apredict pool, and
+    # the one thread asgiref runs thread-sensitive code on.
+    from asgiref.sync import SyncToAsync
+
+    shared = set(SyncToAsync.single_thread_executor._threads)
+    left = [
+        thread
+        for thread in set(threading.enumerate()) - before - shared
+        if not thread.name.startswith("modelkit")
+    ]
+    assert not left, sorted(thread.name for thread in left)
+
+
+@pytest.fixture
+def client() -> Client:
+    return Client()
+
+
+def _error(response: Any) -> dict[str, Any]:
+    assert response["Content-Type"] == "application/json"
+    body: dict[str, Any] = json.loads(response.content)
+    return body["error"]  # type: ignore[no-any-return]
+
+
+def _copy_bundle(tmp_path: Path) -> Path:
+    copy = tmp_path / "iris"
+    shutil.copytree(BUNDLE, copy)
+    return copy
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+def test_importing_modelkit_django_needs_no_settings() -> None:
+    environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    code = "from modelkit.django import models; print(repr(models))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=environment, check=True
+    )
+    assert result.stdout.strip() == "<modelkit.django.models (not loaded)>"
+
+
+def test_ready_is_idempotent_and_loads_nothing() -> None:
+    from django.apps import apps
+    from django.core.checks.registry import registry as check_registry
+
+    from modelkit.django.checks import check_models
+
+    _loading.reset()
+    config = apps.get_app_config("modelkit")
+    assert config.name == "modelkit.django"
+    config.ready()
+    config.ready()
+    assert _loading._registry is None
+    assert [c for c in check_registry.get_checks() if c is check_models] == [check_models]
+    assert "modelkit" in check_registry.tags_available()
+
+
+def test_check_command_verifies_bundles_without_loading_them() -> None:
+    from django.core.management import call_command
+
+    _loading.reset()
+    call_command("check", tags=["modelkit"], fail_level="WARNING")
+    assert _loading._registry is None
+
+
+def test_models_load_lazily_once_and_follow_override_settings(iris_bundle: Path) -> None:
+    _loading.reset()
+    assert models.names() == ["iris"]
+    registry = models.registry
+    assert models.registry is registry  # built once
+    closed: list[bool] = []
+    registry.close = lambda: closed.append(True)  # type: ignore[method-assign]
+    with override_settings(MODELKIT={"MODELS": {"flowers": str(iris_bundle)}}):
+        assert closed == [True]  # the old registry is closed
+        assert list(models) == ["flowers"]
+        assert models["flowers"].version == "1.0.0"
+        assert "iris" not in models
+    assert models.names() == ["iris"]  # rebuilt from the project's settings again
+
+
+def test_load_models_loads_before_the_first_request() -> None:
+    _loading.reset()
+    registry = load_models()
+    assert _loading._registry is registry
+    assert load_models() is registry
+
+
+def test_eager_loading_loads_at_the_first_request(client: Client) -> None:
+    _loading.reset()
+    client.get("/favicon.ico")  # any URL, even one without models
+    assert _loading._registry is not None
+
+
+def test_lazy_loading_waits_for_first_use(client: Client) -> None:
+    with override_settings(MODELKIT={"MODELS": {"iris": str(BUNDLE)}, "LOADING": "lazy"}):
+        client.get("/favicon.ico")
+        assert _loading._registry is None
+        assert models["iris"].name == "iris"
+
+
+def test_relative_paths_start_from_base_dir(tmp_path: Path) -> None:
+    (tmp_path / "bundles").mkdir()
+    shutil.copytree(BUNDLE, tmp_path / "bundles" / "iris")
+    with override_settings(BASE_DIR=tmp_path, MODELKIT={"MODELS": {"iris": "bundles/iris"}}):
+        assert models["iris"].digest == modelkit.digest(BUNDLE)
+        assert _loading._registry is not None
+        assert _loading._registry.lock()["models"]["iris"]["path"] == str(
+            tmp_path / "bundles" / "iris"
+        )
+
+
+def test_a_registry_config_file_and_its_lock(tmp_path: Path) -> None:
+    shutil.copytree(BUNDLE, tmp_path / "iris")
+    (tmp_path / "models.toml").write_text('[models.iris]\npath = "iris"\n')
+    lock = tmp_path / "models.lock"
+    lock.write_text(
+        f'lock_version = 1\n[models.iris]\npath = "iris"\nsha256 = "{modelkit.digest(BUNDLE)}"\n'
+    )
+    with override_settings(MODELKIT={"CONFIG": str(tmp_path / "models.toml"), "LOCK": str(lock)}):
+        assert models["iris"].digest == modelkit.digest(BUNDLE)
+
+
+# -- the example's own views --------------------------------------------------------------------
+
+
+def test_the_scoring_page_shows_the_species(client: Client) -> None:
+    response = client.get("/", {**RECORD, "petal_length": 6.0, "petal_width": 2.3})
+    assert response.status_code == 200
+    assert b'<h2 id="species">virginica</h2>' in response.content
+
+
+def test_the_async_scoring_view(client: Client) -> None:
+    response = client.get("/score", RECORD)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["species"] == "virginica"
+    assert body["model"]["digest"] == modelkit.digest(BUNDLE)
+    assert client.get("/score", {"sepal_length": "long"}).status_code == 422
+
+
+# -- the endpoints ------------------------------------------------------------------------------
+
+
+def test_index_lists_the_models(client: Client) -> None:
+    response = client.get("/models/")
+    assert response.status_code == 200
+    assert response.json() == {
+        "models": [
+            {
+                "name": "iris",
+                "version": "1.0.0",
+                "digest": modelkit.digest(BUNDLE),
+                "task": "classification",
+                "url": "/models/iris",
+            }
+        ]
+    }
+
+
+def test_describe_gives_the_json_schemas(client: Client) -> None:
+    body = client.get("/models/iris").json()
+    assert (body["name"], body["version"], body["format"]) == ("iris", "1.0.0", "onnx")
+    assert body["digest"] == modelkit.digest(BUNDLE)
+    assert set(body["input_schema"]["properties"]) == set(RECORD)
+    assert "label" in body["output_schema"]["properties"]
+
+
+def test_predict_one_record_and_a_batch(client: Client) -> None:
+    one = client.post(PREDICT, RECORD, content_type="application/json")
+    assert one.status_code == 200
+    assert one.json()["label"] == "virginica"
+    batch = client.post(PREDICT, {"instances": [RECORD] * 3}, content_type="application/json")
+    assert [p["label"] for p in batch.json()["predictions"]] == ["virginica"] * 3
+
+
+def test_the_routing_key_header_reaches_the_registry(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys: list[object] = []
+    route_type = type(models["iris"])
+    original = route_type.apredict
+
+    async def spy(self: Any, record: Any, *, key: object = None) -> Any:
+        keys.append(key)
+        return await original(self, record, key=key)
+
+    monkeypatch.setattr(route_type, "apredict", spy)
+    client.post(PREDICT, RECORD, content_type="application/json", headers={"X-Modelkit-Key": "u7"})
+    assert keys == ["u7"]
+
+
+BAD_REQUESTS = [
+    pytest.param("post", PREDICT, b"{not json", (400, "malformed_request"), id="json"),
+    pytest.param("post", PREDICT, b"\xff\xfe\x00", (400, "malformed_request"), id="utf8"),
+    pytest.param("post", PREDICT, b"[1, 2]", (400, "malformed_request"), id="array"),
+    pytest.param("post", PREDICT, b"", (400, "malformed_request"), id="empty"),
+    pytest.param("post", PREDICT, b'{"instances": 3}', (400, "malformed_request"), id="batch"),
+    pytest.param("post", "/models/nope/predict", b"{}", (404, "unknown_model"), id="model"),
+    pytest.param("get", "/models/nope", None, (404, "unknown_model"), id="description"),
+    pytest.param("get", "/models/iris/nothing/here", None, (404, "not_found"), id="path"),
+    pytest.param(
+        "post",
+        PREDICT,
+        json.dumps({"instances": [RECORD] * (LIMIT + 1)}).encode(),
+        (413, "batch_too_large"),
+        id="batch-over-limit",
+    ),
+    pytest.param(
+        "post",
+        PREDICT,
+        b" " * (64 * 1024 + 1),
+        (413, "request_too_large"),
+        id="body-over-data-upload-max-memory-size",
+    ),
+    pytest.param("get", PREDICT, None, (405, "method_not_allowed"), id="get-predict"),
+    pytest.param("delete", "/models/", None, (405, "method_not_allowed"), id="delete-index"),
+    pytest.param("put", "/models/iris", b"{}", (405, "method_not_allowed"), id="put-model"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "expected"), BAD_REQUESTS)
+@override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=64 * 1024)
+def test_bad_requests_get_the_documented_status_and_body(
+    client: Client, method: str, path: str, body: bytes | None, expected: tuple[int, str]
+) -> None:
+    send = getattr(client, method)
+    response = send(path) if body is None else send(path, body, content_type="application/json")
+    assert (response.status_code, _error(response)["type"]) == expected
+    if expected[0] == 405:
+        assert "OPTIONS" in response["Allow"]
+    # and the server keeps serving
+    assert client.post(PREDICT, RECORD, content_type="application/json").status_code == 200
+
+
+def test_invalid_input_is_422_with_field_and_index_per_problem(client: Client) -> None:
+    bad = {**RECORD, "petal_width": "wide"}
+    response = client.post(
+        PREDICT, {"instances": [RECORD, bad, {}]}, content_type="application/json"
+    )
+    assert response.status_code == 422
+    error = _error(response)
+    assert error["type"] == "invalid_input"
+    problems = {(d["field"], d["index"]) for d in error["details"]}
+    assert ("petal_width", 1) in problems
+    assert {("sepal_length", 2), ("petal_width", 2)} <= problems
+
+
+def test_options_lists_the_allowed_methods(client: Client) -> None:
+    response = client.options(PREDICT)
+    assert response.status_code == 204
+    assert response["Allow"] == "POST, OPTIONS"
+
+
+def test_an_unexpected_failure_is_500_without_internals(
+    client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = models["iris"].model
+
+    def broken(record: Any) -> Any:
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(model, "predict", broken)
+    response = client.post(PREDICT, RECORD, content_type="application/json")
+    assert response.status_code == 500
+    assert _error(response)["type"] == "internal_error"
+    assert b"secret" not in response.content
+    assert "secret internal detail" in caplog.text
+    monkeypatch.undo()
+    assert client.post(PREDICT, RECORD, content_type="application/json").status_code == 200
+
+
+def test_models_that_cannot_load_give_a_json_500(
+    client: Client, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with override_settings(MODELKIT={"MODELS": {"iris": str(tmp_path / "missing")}}):
+        for response in (client.get("/models/"), client.post(PREDICT, RECORD)):
+            assert response.status_code == 500
+            assert _error(response)["type"] == "internal_error"
+            assert str(tmp_path) not in response.content.decode()
+        assert "modelkit.E002" in caplog.text
+
+
+def test_async_client_gets_the_same_answers() -> None:
+    async def scenario() -> list[Any]:
+        client = AsyncClient()
+        return [
+            await client.post(PREDICT, RECORD, content_type="application/json"),
+            await client.post(PREDICT, b"{", content_type="application/json"),
+            await client.get("/models/nope"),
+        ]
+
+    sync = Client()
+    expected = [
+        sync.post(PREDICT, RECORD, content_type="application/json"),
+        sync.post(PREDICT, b"{", content_type="application/json"),
+        sync.get("/models/nope"),
+    ]
+    for got, want in zip(asyncio.run(scenario()), expected, strict=True):
+        assert (got.status_code, got.content) == (want.status_code, want.content)
+
+
+# -- system checks, and the same validation at load time ----------------------------------------
+
+
+def _check_ids() -> list[str]:
+    from django.core.checks import run_checks
+
+    return [message.id for message in run_checks(tags=["modelkit"])]
+
+
+def _edit_manifest(bundle: Path, key: str, value: Any) -> None:
+    manifest_path = bundle / "modelkit.json"
+    manifest = json.loads(manifest_path.read_text())
+    section, _, field = key.partition(".")
+    manifest[section][field] = value
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def test_the_example_passes_its_checks() -> None:
+    assert _check_ids() == []
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        pytest.param({"MODLES": {"iris": str(BUNDLE)}}, id="unknown-setting"),
+        pytest.param({"MODELS": {"iris": {"paht": str(BUNDLE)}}}, id="unknown-model-key"),
+        pytest.param({"MODELS": {"iris": str(BUNDLE)}, "LOADING": "soon"}, id="loading-mode"),
+        pytest.param({"MODELS": {"iris": str(BUNDLE)}, "LOCK": "/no/such.lock"}, id="no-lock"),
+        pytest.param({"MODELS": {"iris": {"path": str(BUNDLE), "sha256": "x"}}}, id="sha256"),
+    ],
+)
+def test_e001_invalid_config(setting: dict[str, Any]) -> None:
+    with override_settings(MODELKIT=setting):
+        assert _check_ids() == ["modelkit.E001"]
+        with pytest.raises(ImproperlyConfigured, match=r"^modelkit\.E001: "):
+            load_models()
+
+
+def test_e001_relative_path_without_base_dir() -> None:
+    with override_settings(BASE_DIR=None, MODELKIT={"MODELS": {"iris": "bundles/iris"}}):
+        assert _check_ids() == ["modelkit.E001"]
+        with pytest.raises(ImproperlyConfigured, match=r"^modelkit\.E001: .*BASE_DIR"):
+            load_models()
+
+
+def test_e001_names_the_near_miss() -> None:
+    from django.core.checks import run_checks
+
+    with override_settings(MODELKIT={"MODELS": {"iris": {"path": str(BUNDLE), "wieght": 1}}}):
+        (message,) = run_checks(tags=["modelkit"])
+        assert "models.iris.wieght" in message.msg
+
+
+def test_e002_missing_bundle(tmp_path: Path) -> None:
+    with override_settings(MODELKIT={"MODELS": {"iris": str(tmp_path / "gone")}}):
+        assert _check_ids() == ["modelkit.E002"]
+        with pytest.raises(ImproperlyConfigured, match=r"^modelkit\.E002: .*models\.iris"):
+            load_models()
+
+
+def test_e003_tampered_artifact(tmp_path: Path) -> None:
+    copy = _copy_bundle(tmp_path)
+    artifact = copy / "artifacts" / "model.onnx"
+    data = bytearray(artifact.read_bytes())
+    data[-1] ^= 0xFF
+    artifact.write_bytes(bytes(data))
+    with override_settings(MODELKIT={"MODELS": {"iris": str(copy)}}):
+        assert _check_ids() == ["modelkit.E003"]
+        with pytest.raises(ImproperlyConfigured, match=r"^modelkit\.E003: "):
+            load_models()
+
+
+def test_e003_digest_differs_from_the_config() -> None:
+    wrong = "sha256:" + "0" * 64
+    with override_settings(MODELKIT={"MODELS": {"iris": {"path": str(BUNDLE), "sha256": wrong}}}):
+        assert _check_ids() == ["modelkit.E003"]
+        with pytest.raises(ImproperlyConfigured, match=r"^modelkit\.E003: "):
+            load_models()
+
+
+def test_e003_digest_differs_from_the_lock_file(tmp_path: Path) -> None:
+    copy = _copy_bundle(tmp_path)
+    _edit_manifest(copy, "metadata.note", "rebuilt")  # another manifest: another digest
+    setting = {"MODELS": {"iris": str(copy)}, "LOCK": str(EXAMPLE_DIR / "models.lock")}
+    with override_settings(MODELKIT=setting):
+        assert _check_ids() == ["modelkit.E003"]
+        with pytest.raises(ImproperlyConfigured, match=r"^modelkit\.E003: "):
+            load_models()
+
+
+def test_e003_model_missing_from_the_lock_file() -> None:
+    setting = {
+        "MODELS": {"iris": str(BUNDLE), "other": str(BUNDLE)},
+        "LOCK": str(EXAMPLE_DIR / "models.lock"),
+    }
+    with override_settings(MODELKIT=setting):
+        assert _check_ids() == ["modelkit.E003"]
+
+
+def test_e004_environment_the_policy_refuses(tmp_path: Path) -> None:
+    copy = _copy_bundle(tmp_path)
+    _edit_manifest(copy, "environment.packages", {"numpy": "0.1.0"})  # another major version
+    with override_settings(MODELKIT={"MODELS": {"iris": str(copy)}}):
+        assert _check_ids() == ["modelkit.E004"]
+        with pytest.raises(ImproperlyConfigured, match=r"^modelkit\.E004: "):
+            load_models()
+
+
+def test_w001_environment_that_loads_with_a_warning(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    major = version("numpy").split(".")[0]
+    copy = _copy_bundle(tmp_path)
+    _edit_manifest(copy, "environment.packages", {"numpy": f"{major}.0.0.dev0"})
+    with override_settings(MODELKIT={"MODELS": {"iris": str(copy)}}):
+        assert _check_ids() == ["modelkit.W001"]
+        with pytest.warns(modelkit.EnvironmentMismatchWarning):
+            load_models()
+    with override_settings(
+        MODELKIT={"MODELS": {"iris": {"path": str(copy), "version_policy": "error"}}}
+    ):
+        assert _check_ids() == ["modelkit.E004"]
+
+
+# -- concurrency: predictions never serialise on one thread -------------------------------------
+
+#: The number of predictions that must run at once for the gate to open.
+PARTIES = 4
+_gate = threading.Barrier(PARTIES)
+
+
+class Gate(modelkit.Model[Review, Sentiment]):
+    """Answers only when PARTIES predictions wait at once: serialised calls break the barrier."""
+
+    def run_batch(self, inputs: list[Review]) -> list[Sentiment]:
+        _gate.wait(timeout=10)
+        return [Sentiment(positive=True) for _ in inputs]
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Iterator[str]:
+    """MODELKIT with the example's iris and the gate model; the barrier reset for each test."""
+    modelkit.save(Gate(), tmp_path / "gate", name="gate", version="1.0.0")
+    _gate.reset()
+    setting = {
+        "MODELS": {"iris": str(BUNDLE), "gate": str(tmp_path / "gate")},
+        "MAX_BATCH_SIZE": LIMIT,
+    }
+    with override_settings(MODELKIT=setting):
+        load_models()
+        yield "/models/gate/predict"
+
+
+def test_async_views_under_asgi_predict_concurrently(gate: str) -> None:
+    async def scenario() -> list[int]:
+        client = AsyncClient()
+        responses = await asyncio.gather(
+            *(
+                client.post(gate, {"text": "hi"}, content_type="application/json")
+                for _ in range(PARTIES)
+            )
+        )
+        return [response.status_code for response in responses]
+
+    assert asyncio.run(scenario()) == [200] * PARTIES
+
+
+def test_async_views_under_wsgi_threads_predict_concurrently(gate: str) -> None:
+    def call(_: int) -> int:
+        return int(Client().post(gate, {"text": "hi"}, content_type="application/json").status_code)
+
+    with concurrent.futures.ThreadPoolExecutor(PARTIES) as pool:
+        assert list(pool.map(call, range(PARTIES))) == [200] * PARTIES
+
+
+# -- a real server ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def server(gate: str) -> Iterator[int]:
+    """The example's ASGI application on uvicorn, on a free port of 127.0.0.1."""
+    from scoring.asgi import application
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        application, lifespan="off", ws="none", http="h11", loop="asyncio", log_level="error"
+    )
+    instance = uvicorn.Server(config)
+    thread = threading.Thread(target=instance.run, kwargs={"sockets": [sock]}, name="uvicorn")
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not instance.started:
+        assert thread.is_alive(), "uvicorn stopped while starting"
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        instance.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def _request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    try:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"null")
+    finally:
+        connection.close()
+
+
+def test_a_real_asgi_server_predicts_concurrently_and_survives_bad_requests(
+    server: int, gate: str
+) -> None:
+    record = json.dumps(RECORD).encode()
+    bad = [
+        ("POST", PREDICT, b"{not json", 400),
+        ("POST", PREDICT, json.dumps({**RECORD, "sepal_length": "x"}).encode(), 422),
+        ("POST", "/models/nope/predict", record, 404),
+        ("POST", PREDICT, json.dumps({"instances": [RECORD] * (LIMIT + 1)}).encode(), 413),
+        ("GET", PREDICT, None, 405),
+    ]
+    with concurrent.futures.ThreadPoolExecutor(PARTIES + len(bad)) as pool:
+        gated = [
+            pool.submit(_request, server, "POST", gate, b'{"text": "hi"}') for _ in range(PARTIES)
+        ]
+        refused = [pool.submit(_request, server, m, p, b) for m, p, b, _ in bad]
+        assert [future.result()[0] for future in gated] == [200] * PARTIES
+        for future, (_, _, _, status) in zip(refused, bad, strict=True):
+            answer_status, answer = future.result()
+            assert answer_status == status
+            assert set(answer["error"]) >= {"type", "message"}
+    status, answer = _request(server, "POST", PREDICT, record)
+    assert (status, answer["label"]) == (200, "virginica")

@@ -1,0 +1,430 @@
+"""Flask integration: the application's models by name in every view, and JSON endpoints.
+
+``ModelKit`` builds a :class:`modelkit.Registry` for each Flask application from its
+``MODELKIT_*`` configuration; ``models`` is the current application's registry::
+
+    from flask import Flask, request
+    from modelkit.flask import ModelKit, models
+
+    kit = ModelKit(url_prefix="/models")   # optional JSON endpoints under /models
+
+    def create_app() -> Flask:
+        app = Flask(__name__)
+        app.config["MODELKIT_MODELS"] = {"churn": "bundles/churn"}
+        kit.init_app(app)
+
+        @app.post("/score")
+        def score():
+            return models["churn"].predict(request.get_json()).to_dict()
+
+        return app
+
+The endpoints are those of :mod:`modelkit._serving` (the Django integration serves the same
+bodies and statuses); this module maps Flask requests and responses onto them, and turns Flask's
+own errors on those URLs (405, 413 from ``MAX_CONTENT_LENGTH``, unknown paths) into the same
+JSON error shape.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+try:
+    import flask
+    from werkzeug.exceptions import HTTPException
+    from werkzeug.local import LocalProxy
+except ImportError:  # pragma: no cover - exercised only where Flask is not installed
+    from ._deps import require
+
+    require("flask", extra="flask", feature="The Flask integration (modelkit.flask)")
+    raise
+
+from ._registry import Registry, _Config, _expand_shorthand, _read_lock, _read_toml, _validated
+from ._serving import ROUTING_KEY_HEADER, Reply, Service, error
+from .errors import BundleError
+
+__all__ = ["ModelKit", "ModelKitState", "models"]
+
+logger = logging.getLogger("modelkit")
+
+#: Where ``init_app`` keeps an application's :class:`ModelKitState`.
+EXTENSION_KEY = "modelkit"
+DEFAULT_MAX_BATCH_SIZE = 1000
+_SETTINGS = (
+    "MODELKIT_MODELS",
+    "MODELKIT_CONFIG",
+    "MODELKIT_LOCK",
+    "MODELKIT_LAZY",
+    "MODELKIT_MAX_BATCH_SIZE",
+)
+# Every endpoint URL accepts these, so that a wrong method gets the JSON 405 (with ``Allow``)
+# rather than Flask's HTML page, which routing would raise before any view or blueprint runs.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+# -- configuration ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What ``init_app`` read and checked: enough to build the registry now or on first use."""
+
+    document: dict[str, Any]
+    lock: Path | Mapping[str, Any] | None
+    base: Path
+    is_lazy: bool
+    max_batch_size: int | None
+
+    def build(self) -> Registry:
+        return Registry.from_config(self.document, lock=self.lock, base_dir=self.base)
+
+
+def _plan(config: Mapping[str, Any], root: Path) -> _Plan:
+    """Read and check an application's ``MODELKIT_*`` keys, without loading any bundle.
+
+    Raises:
+        ValueError: an unknown ``MODELKIT_*`` key, a value of the wrong type, a malformed model
+            entry (the message names the key: ``models.churn.canary.weight``), or a model
+            named both in ``MODELKIT_MODELS`` and in the ``MODELKIT_CONFIG`` file.
+        BundleError: the config or lock file is missing or unreadable.
+    """
+    for key in config:
+        if isinstance(key, str) and key.startswith("MODELKIT_") and key not in _SETTINGS:
+            near = difflib.get_close_matches(key, _SETTINGS, n=1)
+            hint = f" Did you mean {near[0]!r}?" if near else ""
+            raise ValueError(
+                f"Unknown Flask config key {key!r}; modelkit reads {list(_SETTINGS)}.{hint}"
+            )
+
+    sources: list[tuple[str, Any, Path]] = []
+    models = config.get("MODELKIT_MODELS")
+    if models is not None:
+        if not isinstance(models, Mapping):
+            raise ValueError(
+                "MODELKIT_MODELS must map model names to a bundle path or a table of options "
+                f"({{'churn': 'bundles/churn'}}), got {type(models).__name__}."
+            )
+        sources.append(("MODELKIT_MODELS", {"models": models}, root))
+    config_file = config.get("MODELKIT_CONFIG")
+    if config_file is not None:
+        path = _resolve(_path_setting("MODELKIT_CONFIG", config_file), root)
+        try:
+            document = _read_toml(path, "registry config")
+        except BundleError as exc:
+            raise BundleError(f"MODELKIT_CONFIG: {exc}", path=exc.path) from exc
+        sources.append((f"MODELKIT_CONFIG {str(path)!r}", document, path.parent))
+
+    merged: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for label, document, base in sources:
+        parsed: _Config = _validated(_Config, _expand_shorthand(document), label)
+        for name, entry in parsed.models.items():
+            if name in merged:
+                raise ValueError(
+                    f"models.{name} is configured twice, in {origins[name]} and in {label}; "
+                    "keep one of them."
+                )
+            merged[name] = _absolute(entry.model_dump(exclude_none=True), base)
+            origins[name] = label
+
+    lock = config.get("MODELKIT_LOCK")
+    if lock is not None and not isinstance(lock, Mapping):
+        lock = _resolve(_path_setting("MODELKIT_LOCK", lock), root)
+    if lock is not None:
+        _read_lock(lock)  # a missing or malformed lock file fails now, even with lazy loading
+
+    is_lazy = config.get("MODELKIT_LAZY", False)
+    if not isinstance(is_lazy, bool):
+        raise ValueError(f"MODELKIT_LAZY must be True or False, got {is_lazy!r}.")
+    limit = config.get("MODELKIT_MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(
+            f"MODELKIT_MAX_BATCH_SIZE must be a positive integer or None (no limit), got {limit!r}."
+        )
+    return _Plan({"models": merged}, lock, root, is_lazy, limit)
+
+
+def _path_setting(key: str, value: Any) -> str | os.PathLike[str]:
+    if not isinstance(value, str | os.PathLike) or not os.fspath(value):
+        raise ValueError(f"{key} must be a file path, got {value!r}.")
+    return value
+
+
+def _resolve(path: str | os.PathLike[str], base: Path) -> Path:
+    resolved = Path(os.fspath(path)).expanduser()
+    return resolved if resolved.is_absolute() else base / resolved
+
+
+def _absolute(entry: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A model's config table with its bundle paths (and its canary's and shadow's) made
+    absolute, so that tables from files in different directories can share one registry."""
+    for table in (entry, entry.get("canary"), entry.get("shadow")):
+        if table is not None:
+            table["path"] = os.fspath(_resolve(table["path"], base))
+    return entry
+
+
+# -- the state of one application ---------------------------------------------------------------
+
+
+class ModelKitState:
+    """The models of one Flask application, kept in ``app.extensions["modelkit"]``.
+
+    The registry is loaded by :meth:`ModelKit.init_app`, or on first use with
+    ``MODELKIT_LAZY = True``, and closed when the interpreter exits (or by :meth:`close`).
+
+    Args:
+        app_name: the application's name, for messages.
+        build: loads the registry.
+        is_lazy: whether the registry waits for its first use.
+        max_batch_size: the most records one request to the predict endpoint may hold.
+    """
+
+    def __init__(
+        self,
+        app_name: str,
+        build: Callable[[], Registry],
+        *,
+        is_lazy: bool = False,
+        max_batch_size: int | None = DEFAULT_MAX_BATCH_SIZE,
+    ) -> None:
+        self.app_name = app_name
+        self.is_lazy = is_lazy
+        self.max_batch_size = max_batch_size
+        self._build = build
+        self._registry: Registry | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._is_closed = False
+        self._loading = threading.Lock()
+
+    @property
+    def registry(self) -> Registry:
+        """The application's registry, loaded now if it is not yet (once, whatever the number
+        of threads asking).
+
+        Raises:
+            RuntimeError: the state was closed.
+        """
+        registry = self._registry
+        if registry is not None:
+            return registry
+        with self._loading:
+            if self._registry is None:
+                if self._is_closed:
+                    raise RuntimeError(f"The models of Flask app {self.app_name!r} are closed.")
+                started = time.perf_counter()
+                registry = self._build()
+                # Closed at exit, or with the state, whichever comes first.
+                self._finalizer = weakref.finalize(self, registry.close)
+                self._registry = registry
+                logger.info(
+                    "modelkit: loaded %d model(s) for Flask app %r in %.0f ms (pid %d)",
+                    len(registry),
+                    self.app_name,
+                    1000 * (time.perf_counter() - started),
+                    os.getpid(),
+                )
+            return self._registry
+
+    @property
+    def is_loaded(self) -> bool:
+        """Whether the registry has been loaded."""
+        return self._registry is not None
+
+    def close(self) -> None:
+        """Stop the registry's background work (shadow and micro-batching workers).
+
+        For tests and shutdown hooks; the registry is closed at interpreter exit anyway. The
+        models cannot be used afterwards.
+        """
+        with self._loading:
+            self._is_closed = True
+            self._registry = None
+            finalizer, self._finalizer = self._finalizer, None
+        if finalizer is not None:
+            finalizer()
+
+    def __repr__(self) -> str:
+        if self._is_closed:
+            status = "closed"
+        elif self._registry is not None:
+            status = f"models={self._registry.names()}"
+        else:
+            status = "not loaded"
+        return f"<ModelKitState {self.app_name!r} {status}>"
+
+
+def _state_of(app: flask.Flask) -> ModelKitState:
+    state = app.extensions.get(EXTENSION_KEY)
+    if not isinstance(state, ModelKitState):
+        raise RuntimeError(
+            f"ModelKit is not initialised on Flask app {app.name!r}: call "
+            "ModelKit(app), or kit.init_app(app) in the application factory."
+        )
+    return state
+
+
+def _current_registry() -> Registry:
+    if not flask.has_app_context():
+        raise RuntimeError(
+            "modelkit.flask.models was used outside of a Flask application context. Use it in "
+            "a view, or inside `with app.app_context():`."
+        )
+    return _state_of(flask.current_app).registry
+
+
+#: The current application's :class:`modelkit.Registry`: ``models["churn"].predict(record)``
+#: in a view, or anywhere inside an application context.
+models: Registry = LocalProxy(_current_registry)  # type: ignore[assignment]
+
+
+# -- the extension ------------------------------------------------------------------------------
+
+
+class ModelKit:
+    """The Flask extension: a registry of models for each application it is initialised on.
+
+    It keeps no application of its own, so one instance serves any number of applications
+    (the application-factory pattern); each gets its own registry, from its own config.
+
+    Args:
+        app: initialise this application now (or call :meth:`init_app` later).
+        url_prefix: serve the JSON endpoints under this path (``"/models"``): the model list,
+            each model's description, and ``{prefix}/<name>/predict``. ``None`` for none.
+
+    Raises:
+        ValueError: ``url_prefix`` does not start with ``/``.
+    """
+
+    def __init__(self, app: flask.Flask | None = None, *, url_prefix: str | None = None) -> None:
+        if url_prefix is not None and not url_prefix.startswith("/"):
+            raise ValueError(f"url_prefix must start with '/', got {url_prefix!r}.")
+        self.url_prefix = url_prefix
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: flask.Flask) -> None:
+        """Read ``app``'s ``MODELKIT_*`` config, load its models (unless ``MODELKIT_LAZY``),
+        and register the endpoints.
+
+        Relative paths in ``MODELKIT_MODELS``, ``MODELKIT_CONFIG`` and ``MODELKIT_LOCK`` are
+        relative to ``app.root_path``; those inside the config file, to the file.
+
+        Raises:
+            ValueError: a malformed setting or model entry (the message names the key).
+            BundleError: a bundle, the config or the lock file is missing or malformed.
+            IntegrityError: a bundle does not have the digest the lock file pins.
+            RuntimeError: ModelKit is already initialised on ``app``.
+        """
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError(f"ModelKit is already initialised on Flask app {app.name!r}.")
+        plan = _plan(app.config, Path(app.root_path))
+        state = ModelKitState(
+            app.name, plan.build, is_lazy=plan.is_lazy, max_batch_size=plan.max_batch_size
+        )
+        if not plan.is_lazy:
+            # Now, so that gunicorn --preload loads the models once, before it forks.
+            state.registry  # noqa: B018 - the property loads the registry
+        app.extensions[EXTENSION_KEY] = state
+        if self.url_prefix is not None:
+            app.register_blueprint(_endpoints(state, self.url_prefix.rstrip("/")))
+
+
+# -- the endpoints ------------------------------------------------------------------------------
+
+
+def _endpoints(state: ModelKitState, prefix: str) -> flask.Blueprint:
+    """The JSON endpoints under ``prefix``, as a blueprint named ``modelkit``."""
+    blueprint = flask.Blueprint("modelkit", __name__)
+    request = flask.request
+    service = Service(
+        lambda: state.registry,
+        max_batch_size=state.max_batch_size,
+        url_for=lambda name: flask.url_for("modelkit.describe", name=name),
+    )
+
+    def predict(name: str) -> Reply:
+        body = request.get_data(cache=False)  # RequestEntityTooLarge past MAX_CONTENT_LENGTH
+        return service.predict(name, body, key=request.headers.get(ROUTING_KEY_HEADER))
+
+    def not_found(path: str) -> Reply:
+        return error(
+            404,
+            "not_found",
+            f"No endpoint at {request.path}: the endpoints are GET {prefix or '/'}, "
+            f"GET {prefix}/<name> and POST {prefix}/<name>/predict.",
+        )
+
+    index = _view(service.index, ("GET", "HEAD"))
+    routes: list[tuple[str, str, Callable[..., Any]]] = [
+        ("index", prefix or "/", index),
+        ("describe", f"{prefix}/<name>", _view(service.describe, ("GET", "HEAD"))),
+        ("predict", f"{prefix}/<name>/predict", _view(predict, ("POST",))),
+        ("not_found", f"{prefix}/<path:path>", _view(not_found, _METHODS)),
+    ]
+    if prefix:
+        routes.append(("index", f"{prefix}/", index))
+    for endpoint, rule, view in routes:
+        blueprint.add_url_rule(rule, endpoint, view, methods=_METHODS)
+    return blueprint
+
+
+def _view(handle: Callable[..., Reply], allowed: tuple[str, ...]) -> Callable[..., Any]:
+    """A Flask view around ``handle``: the method check, and every failure as a JSON reply."""
+    allow = ", ".join(dict.fromkeys((*allowed, "OPTIONS")))
+
+    @functools.wraps(handle)
+    def view(**arguments: Any) -> flask.Response:
+        method = flask.request.method
+        if method not in allowed:
+            if method == "OPTIONS":
+                return flask.current_app.response_class(status=204, headers={"Allow": allow})
+            reply = error(
+                405,
+                "method_not_allowed",
+                f"{flask.request.path} takes {allow.replace(', OPTIONS', '')}, not {method}.",
+            )
+            return _respond(reply, {"Allow": allow})
+        try:
+            reply = handle(**arguments)
+        except HTTPException as exc:
+            reply = _http_error(exc)
+        except Exception:  # an endpoint answers in JSON whatever happens
+            # The details stay in the server's log, never in the response.
+            logger.exception("modelkit: %s %s failed", method, flask.request.path)
+            reply = error(500, "internal_error", "The request failed; see the server log.")
+        return _respond(reply)
+
+    return view
+
+
+def _respond(reply: Reply, headers: Mapping[str, str] | None = None) -> flask.Response:
+    return flask.current_app.response_class(
+        reply.to_json(), status=reply.status, headers=headers, mimetype="application/json"
+    )
+
+
+def _http_error(exc: HTTPException) -> Reply:
+    """One of Flask's own errors (raised while reading the request) in the JSON error shape."""
+    status = exc.code or 500
+    if status == 413:
+        limit = flask.request.max_content_length
+        return error(
+            413,
+            "request_too_large",
+            "The request body is larger than the "
+            + (f"{limit} bytes " if limit is not None else "size ")
+            + "this server accepts (MAX_CONTENT_LENGTH); send fewer records per request.",
+        )
+    kind = "_".join((exc.name or "error").lower().split())
+    return error(status, kind, exc.description or exc.name or "The request failed.")

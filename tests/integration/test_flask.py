@@ -1,0 +1,715 @@
+"""modelkit.flask: the extension on test clients, and the example app on real servers.
+
+The example (``examples/flask_app``) is served by waitress in a background thread on 127.0.0.1
+and called over HTTP with the standard library, from several threads at once; then by gunicorn
+``--preload`` with two workers, which must answer with the models the master loaded before it
+forked.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import http.client
+import importlib.util
+import json
+import logging
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+import modelkit
+
+flask = pytest.importorskip("flask")
+waitress = pytest.importorskip("waitress")
+
+from modelkit.flask import ModelKit, ModelKitState, models  # noqa: E402 - after the skip
+
+pytestmark = pytest.mark.integration
+
+EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "flask_app"
+BUNDLE = EXAMPLE_DIR / "bundles" / "iris"
+RECORD = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
+JSON = {"Content-Type": "application/json"}
+PREDICT = "/models/iris/predict"
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_threads_left_behind() -> Iterator[None]:
+    """Every server, client and registry this module starts is stopped by its end."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 5
+    while (left := set(threading.enumerate()) - before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, sorted(thread.name for thread in left)
+
+
+@pytest.fixture(scope="module")
+def example() -> Iterator[ModuleType]:
+    """The example's ``app.py``, imported as a module (examples are not a package)."""
+    name = "modelkit_flask_example"
+    spec = importlib.util.spec_from_file_location(name, EXAMPLE_DIR / "app.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # Flask finds the app's root path (templates) through it
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[name]
+
+
+@pytest.fixture
+def make_app(example: ModuleType) -> Iterator[Callable[..., flask.Flask]]:
+    """The example's factory; every app it makes has its models closed after the test."""
+    apps: list[flask.Flask] = []
+
+    def make(config: Mapping[str, Any] | None = None) -> flask.Flask:
+        app: flask.Flask = example.create_app(config)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["modelkit"].close()
+
+
+class Server:
+    """A waitress server on 127.0.0.1 (a free port), running in a background thread."""
+
+    def __init__(self, app: flask.Flask) -> None:
+        self._server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8)
+        self.port = int(self._server.effective_port)
+        self._thread = threading.Thread(target=self._server.run, name="waitress-loop")
+        self._thread.start()
+
+    def stop(self) -> None:
+        server = self._server
+
+        def close_everything() -> None:  # on the server's loop thread, which then returns
+            for dispatcher in list(server._map.values()):
+                dispatcher.close()
+
+        server.trigger.pull_trigger(close_everything)
+        self._thread.join(10)
+        server.task_dispatcher.shutdown()
+        assert not self._thread.is_alive()
+
+
+@pytest.fixture(scope="module")
+def served(example: ModuleType) -> Iterator[tuple[flask.Flask, int]]:
+    app = example.create_app()
+    server = Server(app)
+    yield app, server.port
+    server.stop()
+    app.extensions["modelkit"].close()
+
+
+@pytest.fixture
+def port(served: tuple[flask.Flask, int]) -> int:
+    return served[1]
+
+
+def call(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[int, http.client.HTTPMessage, Any]:
+    """One request on its own connection: the status, the headers and the decoded JSON body."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request(method, path, body=body, headers=dict(headers or {}))
+        response = connection.getresponse()
+        data = response.read()
+    finally:
+        connection.close()
+    decoded = json.loads(data) if response.getheader("Content-Type") == "application/json" else data
+    return response.status, response.headers, decoded
+
+
+def predict(port: int, payload: Any, **headers: str) -> tuple[int, Any]:
+    status, _, body = call(
+        port, "POST", "/models/iris/predict", json.dumps(payload), {**JSON, **headers}
+    )
+    return status, body
+
+
+def flower_records(count: int = 150) -> list[dict[str, float]]:
+    """Measurements in the ranges of the iris data set, different on every call of a run."""
+    rng = random.Random(count)
+    ranges = {"sepal_length": (4.3, 7.9), "sepal_width": (2.0, 4.4)}
+    ranges |= {"petal_length": (1.0, 6.9), "petal_width": (0.1, 2.5)}
+    return [
+        {name: round(rng.uniform(low, high), 1) for name, (low, high) in ranges.items()}
+        for _ in range(count)
+    ]
+
+
+def assert_same_output(served: Any, direct: Any) -> None:
+    assert served["label"] == direct.label
+    assert served["probabilities"] == pytest.approx(direct.probabilities, abs=1e-6)
+
+
+def assert_serving(port: int) -> None:
+    status, body = predict(port, RECORD)
+    assert status == 200, body
+    assert body["label"] == "virginica"
+
+
+# -- the example on a real server ---------------------------------------------------------------
+
+
+def test_concurrent_requests_get_the_models_answers(served: tuple[flask.Flask, int]) -> None:
+    app, port = served
+    records = flower_records()
+    with app.app_context():
+        expected = [models["iris"].predict(record) for record in records]
+
+    def single(index: int) -> None:
+        status, body = predict(port, records[index])
+        assert status == 200, body
+        assert_same_output(body, expected[index])
+
+    def batch(start: int) -> None:
+        status, body = predict(port, {"instances": records[start : start + 10]})
+        assert status == 200, body
+        assert len(body["predictions"]) == 10
+        for output, direct in zip(body["predictions"], expected[start : start + 10], strict=True):
+            assert_same_output(output, direct)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [pool.submit(single, i) for i in range(len(records))]
+        futures += [pool.submit(batch, start) for start in range(0, len(records), 10)]
+        for future in futures:
+            future.result()
+
+
+def test_index_and_description(port: int) -> None:
+    digest = modelkit.digest(BUNDLE)
+    status, _, body = call(port, "GET", "/models")
+    assert status == 200
+    assert body == {
+        "models": [
+            {
+                "name": "iris",
+                "version": "1.0.0",
+                "digest": digest,
+                "task": "classification",
+                "url": "/models/iris",
+            }
+        ]
+    }
+    status, _, body = call(port, "GET", "/models/iris")
+    assert status == 200
+    assert (body["name"], body["version"], body["digest"], body["format"]) == (
+        "iris",
+        "1.0.0",
+        digest,
+        "onnx",
+    )
+    assert set(body["input_schema"]["properties"]) == set(RECORD)
+    assert body["input_schema"]["properties"]["sepal_length"]["type"] == "number"
+    assert "label" in body["output_schema"]["properties"]
+
+
+BAD_REQUESTS = [
+    pytest.param("POST", PREDICT, b"{not json", (400, "malformed_request"), id="json"),
+    pytest.param("POST", PREDICT, b"\xff\xfe\x00", (400, "malformed_request"), id="utf8"),
+    pytest.param("POST", PREDICT, b"[1, 2]", (400, "malformed_request"), id="array"),
+    pytest.param("POST", PREDICT, b"", (400, "malformed_request"), id="empty"),
+    pytest.param("POST", PREDICT, b'{"instances": 3}', (400, "malformed_request"), id="batch"),
+    pytest.param("POST", "/models/nope/predict", b"{}", (404, "unknown_model"), id="model"),
+    pytest.param("GET", "/models/nope", None, (404, "unknown_model"), id="description"),
+    pytest.param("GET", "/models/iris/nothing/here", None, (404, "not_found"), id="path"),
+    pytest.param(
+        "POST",
+        PREDICT,
+        json.dumps({"instances": [RECORD] * 101}).encode(),
+        (413, "batch_too_large"),
+        id="batch-over-limit",
+    ),
+    pytest.param(
+        "POST",
+        PREDICT,
+        b" " * (64 * 1024 + 1),
+        (413, "request_too_large"),
+        id="body-over-max-content-length",
+    ),
+    pytest.param("GET", PREDICT, None, (405, "method_not_allowed"), id="get-predict"),
+    pytest.param("DELETE", "/models", None, (405, "method_not_allowed"), id="delete-index"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "expected"), BAD_REQUESTS)
+def test_bad_requests_get_the_documented_status_and_body(
+    port: int, method: str, path: str, body: bytes | None, expected: tuple[int, str]
+) -> None:
+    status, kind = expected
+    got, headers, answer = call(port, method, path, body, JSON if body is not None else None)
+    assert got == status, answer
+    assert headers["Content-Type"] == "application/json"
+    assert set(answer) == {"error"}
+    assert answer["error"]["type"] == kind
+    assert isinstance(answer["error"]["message"], str)
+    assert_serving(port)
+
+
+def test_wrong_method_lists_the_allowed_ones(port: int) -> None:
+    status, headers, _ = call(port, "PUT", "/models/iris/predict", b"{}", JSON)
+    assert status == 405
+    assert headers["Allow"] == "POST, OPTIONS"
+    status, headers, _ = call(port, "OPTIONS", "/models/iris")
+    assert status == 204
+    assert headers["Allow"] == "GET, HEAD, OPTIONS"
+
+
+def test_invalid_record_is_422_with_each_field(port: int) -> None:
+    status, body = predict(port, {**RECORD, "sepal_length": "long"})
+    assert status == 422
+    error = body["error"]
+    assert error["type"] == "invalid_input"
+    assert [(d["field"], d["index"]) for d in error["details"]] == [("sepal_length", None)]
+    assert "sepal_length" in error["details"][0]["message"]
+    status, body = predict(port, {"sepal_length": 1.0, "petal_length": 1.0})
+    assert status == 422
+    assert {(d["field"], d["index"]) for d in body["error"]["details"]} == {
+        ("sepal_width", None),
+        ("petal_width", None),
+    }
+
+
+def test_invalid_batch_is_422_with_field_and_index(port: int) -> None:
+    instances = [RECORD, RECORD, {**RECORD, "petal_width": None}, RECORD, {**RECORD, "x": 1}]
+    status, body = predict(port, {"instances": instances})
+    assert status == 422
+    details = body["error"]["details"]
+    assert [(d["field"], d["index"]) for d in details] == [("petal_width", 2), ("x", 4)]
+    assert_serving(port)
+
+
+def test_unexpected_failure_is_500_without_internals(
+    served: tuple[flask.Flask, int],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app, port = served
+    model = app.extensions["modelkit"].registry["iris"].model
+
+    def broken(records: Any) -> Any:
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(model, "predict", broken)
+    monkeypatch.setattr(model, "predict_batch", broken)
+    with caplog.at_level(logging.ERROR, logger="modelkit"):
+        for payload in (RECORD, {"instances": [RECORD]}):
+            status, _, body = call(port, "POST", "/models/iris/predict", json.dumps(payload), JSON)
+            assert status == 500
+            assert body["error"]["type"] == "internal_error"
+            assert "secret" not in json.dumps(body)
+            assert "Traceback" not in json.dumps(body)
+    assert "secret internal detail" in caplog.text
+    monkeypatch.undo()
+    assert_serving(port)
+
+
+def test_scoring_page(port: int) -> None:
+    form = "sepal_length=6.7&sepal_width=3.0&petal_length=5.2&petal_width=2.3"
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    status, _, page = call(port, "POST", "/", form, headers)
+    assert status == 200
+    assert b"Prediction: virginica" in page
+    status, _, page = call(port, "POST", "/", form.replace("=3.0", "=wide"), headers)
+    assert status == 200
+    assert b"enter a number" in page
+
+
+# -- the extension ------------------------------------------------------------------------------
+
+
+def test_each_app_gets_its_own_models(make_app: Callable[..., flask.Flask]) -> None:
+    first, second = make_app(), make_app({"MODELKIT_MAX_BATCH_SIZE": 1})
+    assert first.extensions["modelkit"].registry is not second.extensions["modelkit"].registry
+    with first.app_context():
+        in_first = models._get_current_object()  # type: ignore[attr-defined]
+    with second.app_context():
+        assert models._get_current_object() is second.extensions["modelkit"].registry  # type: ignore[attr-defined]
+        assert models["iris"].predict(RECORD).label == "virginica"
+    assert in_first is first.extensions["modelkit"].registry
+    batch = {"instances": [RECORD, RECORD]}
+    assert first.test_client().post("/models/iris/predict", json=batch).status_code == 200
+    assert second.test_client().post("/models/iris/predict", json=batch).status_code == 413
+    second.extensions["modelkit"].close()
+    assert first.test_client().post("/models/iris/predict", json=RECORD).status_code == 200
+
+
+def test_one_extension_serves_apps_with_different_models() -> None:
+    kit = ModelKit(url_prefix="/api/models")
+    apps = []
+    for name in ("setosa-detector", "species"):
+        app = flask.Flask(__name__)
+        app.config["MODELKIT_MODELS"] = {name: str(BUNDLE)}
+        kit.init_app(app)
+        apps.append(app)
+    try:
+        for app, name in zip(apps, ("setosa-detector", "species"), strict=True):
+            index = app.test_client().get("/api/models").get_json()
+            assert [m["name"] for m in index["models"]] == [name]
+            assert index["models"][0]["url"] == f"/api/models/{name}"
+    finally:
+        for app in apps:
+            app.extensions["modelkit"].close()
+
+
+def test_without_url_prefix_there_are_no_endpoints(tmp_path: Path) -> None:
+    app = flask.Flask(__name__, root_path=str(tmp_path))
+    app.config["MODELKIT_MODELS"] = {"iris": str(BUNDLE)}
+    ModelKit(app)
+    try:
+        assert [rule.endpoint for rule in app.url_map.iter_rules()] == ["static"]
+        with app.app_context():
+            assert models.names() == ["iris"]
+    finally:
+        app.extensions["modelkit"].close()
+
+
+def test_lazy_loading_loads_once_on_first_use(
+    make_app: Callable[..., flask.Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    builds = []
+    original = modelkit.Registry.from_config
+
+    def counted(*args: Any, **kwargs: Any) -> modelkit.Registry:
+        builds.append(threading.get_ident())
+        time.sleep(0.05)  # long enough for the other threads to arrive while it loads
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(modelkit.Registry, "from_config", counted)
+    app = make_app({"MODELKIT_LAZY": True})
+    state: ModelKitState = app.extensions["modelkit"]
+    assert not state.is_loaded
+    assert builds == []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        registries = list(pool.map(lambda _: state.registry, range(8)))
+    assert len(builds) == 1
+    assert all(registry is registries[0] for registry in registries)
+    assert app.test_client().post("/models/iris/predict", json=RECORD).status_code == 200
+
+
+def test_lazy_app_serves_its_first_request(make_app: Callable[..., flask.Flask]) -> None:
+    app = make_app({"MODELKIT_LAZY": True})
+    assert not app.extensions["modelkit"].is_loaded
+    response = app.test_client().post("/models/iris/predict", json=RECORD)
+    assert response.status_code == 200
+    assert response.get_json()["label"] == "virginica"
+    assert app.extensions["modelkit"].is_loaded
+
+
+def test_models_outside_an_app_context_says_so() -> None:
+    with pytest.raises(RuntimeError, match="outside of a Flask application context"):
+        models["iris"]
+
+
+def test_models_in_an_app_without_modelkit_says_so() -> None:
+    app = flask.Flask("plain")
+    with app.app_context(), pytest.raises(RuntimeError, match=r"not initialised on .*'plain'"):
+        models.names()
+
+
+def test_closed_models_cannot_be_used(make_app: Callable[..., flask.Flask]) -> None:
+    app = make_app()
+    state: ModelKitState = app.extensions["modelkit"]
+    state.close()
+    state.close()  # twice is fine
+    with app.app_context(), pytest.raises(RuntimeError, match="closed"):
+        models["iris"]
+    response = app.test_client().get("/models")
+    assert response.status_code == 500
+    assert response.get_json()["error"]["type"] == "internal_error"
+
+
+def test_init_app_twice_is_refused(make_app: Callable[..., flask.Flask]) -> None:
+    app = make_app()
+    with pytest.raises(RuntimeError, match="already initialised"):
+        ModelKit().init_app(app)
+
+
+def test_url_prefix_must_be_a_path() -> None:
+    with pytest.raises(ValueError, match="must start with '/'"):
+        ModelKit(url_prefix="models")
+
+
+def test_routing_key_header_makes_canary_routing_sticky(
+    make_app: Callable[..., flask.Flask], tmp_path: Path
+) -> None:
+    from sklearn.dummy import DummyClassifier
+
+    X = [list(RECORD.values())] * 4
+    constant = DummyClassifier(strategy="constant", constant="setosa").fit(X, ["setosa"] * 4)
+    import pandas
+
+    sample = pandas.DataFrame([RECORD] * 4)
+    modelkit.save(constant, tmp_path / "canary", name="iris", version="2", sample_input=sample)
+    app = make_app(
+        {
+            "MODELKIT_MODELS": {
+                "iris": {
+                    "path": "bundles/iris",
+                    "version_policy": "ignore",
+                    "canary": {"path": str(tmp_path / "canary"), "weight": 0.5},
+                }
+            },
+            "MODELKIT_LOCK": None,
+        }
+    )
+    client = app.test_client()
+
+    def label(key: str) -> str:
+        response = client.post("/models/iris/predict", json=RECORD, headers={"X-Modelkit-Key": key})
+        assert response.status_code == 200
+        return str(response.get_json()["label"])
+
+    labels = {key: label(key) for key in map(str, range(40))}
+    assert set(labels.values()) == {"setosa", "virginica"}
+    assert {key: label(key) for key in labels} == labels
+
+
+# -- configuration ------------------------------------------------------------------------------
+
+
+def _app(tmp_path: Path, **config: Any) -> flask.Flask:
+    app = flask.Flask("configured", root_path=str(tmp_path))
+    app.config.update(config)
+    return app
+
+
+def test_config_file_and_models_merge_with_relative_paths(tmp_path: Path) -> None:
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    (config_dir / "models.toml").write_text(
+        f'[models.from-file]\npath = "{os.path.relpath(BUNDLE, config_dir)}"\n'
+        'version_policy = "ignore"\n',
+        encoding="utf-8",
+    )
+    app = _app(
+        tmp_path,
+        MODELKIT_CONFIG="config/models.toml",  # relative to the app's root path
+        MODELKIT_MODELS={
+            "from-mapping": {"path": os.path.relpath(BUNDLE, tmp_path), "version_policy": "ignore"}
+        },
+    )
+    ModelKit(app)
+    try:
+        with app.app_context():
+            assert sorted(models.names()) == ["from-file", "from-mapping"]
+            assert models["from-file"].digest == models["from-mapping"].digest
+    finally:
+        app.extensions["modelkit"].close()
+
+
+def test_lock_file_pins_every_model(tmp_path: Path) -> None:
+    digest = modelkit.digest(BUNDLE)
+    other = "sha256:" + "0" * 64
+    lock = tmp_path / "models.lock"
+    lock.write_text(
+        f'lock_version = 1\n[models.iris]\npath = "x"\nsha256 = "{other}"\n', encoding="utf-8"
+    )
+    app = _app(
+        tmp_path,
+        MODELKIT_MODELS={"iris": str(BUNDLE)},
+        MODELKIT_LOCK="models.lock",
+    )
+    with pytest.raises(modelkit.IntegrityError, match=r"models\.iris") as caught:
+        ModelKit(app)
+    assert caught.value.actual == digest
+
+
+@pytest.mark.parametrize(
+    ("config", "error", "message"),
+    [
+        pytest.param(
+            {"MODELKIT_MODEL": {"iris": "x"}},
+            ValueError,
+            "'MODELKIT_MODEL'.*Did you mean 'MODELKIT_MODELS'",
+            id="key-typo",
+        ),
+        pytest.param(
+            {"MODELKIT_MODELS": ["iris"]}, ValueError, "MODELKIT_MODELS must map", id="not-mapping"
+        ),
+        pytest.param(
+            {"MODELKIT_MODELS": {"iris": {"pth": "bundles/iris"}}},
+            ValueError,
+            r"Invalid MODELKIT_MODELS: .*models\.iris\.pth: unknown key \(did you mean 'path'\?\)",
+            id="option-typo",
+        ),
+        pytest.param(
+            {"MODELKIT_MODELS": {"iris": {"path": "x", "canary": {"path": "y", "weight": 2}}}},
+            ValueError,
+            r"models\.iris\.canary\.weight",
+            id="canary-weight",
+        ),
+        pytest.param(
+            {"MODELKIT_MODELS": {"iris": "no/such/bundle"}},
+            modelkit.BundleError,
+            r"models\.iris",
+            id="missing-bundle",
+        ),
+        pytest.param(
+            {"MODELKIT_CONFIG": "missing.toml"},
+            modelkit.BundleError,
+            "MODELKIT_CONFIG: .*missing.toml.* does not exist",
+            id="missing-config",
+        ),
+        pytest.param(
+            {"MODELKIT_MODELS": {}, "MODELKIT_LOCK": "missing.lock"},
+            modelkit.BundleError,
+            "missing.lock",
+            id="missing-lock",
+        ),
+        pytest.param({"MODELKIT_LAZY": "yes"}, ValueError, "MODELKIT_LAZY", id="lazy"),
+        pytest.param(
+            {"MODELKIT_MAX_BATCH_SIZE": 0}, ValueError, "MODELKIT_MAX_BATCH_SIZE", id="batch-size"
+        ),
+        pytest.param({"MODELKIT_CONFIG": 3}, ValueError, "MODELKIT_CONFIG must be", id="config"),
+    ],
+)
+def test_config_errors_name_the_key(
+    tmp_path: Path, config: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        ModelKit(_app(tmp_path, **config))
+
+
+def test_a_model_in_both_sources_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "models.toml").write_text('[models]\niris = "a"\n', encoding="utf-8")
+    app = _app(tmp_path, MODELKIT_CONFIG="models.toml", MODELKIT_MODELS={"iris": "b"})
+    with pytest.raises(ValueError, match=r"models\.iris is configured twice.*MODELKIT_MODELS"):
+        ModelKit(app)
+
+
+def test_lazy_apps_check_their_config_at_start(tmp_path: Path) -> None:
+    app = _app(tmp_path, MODELKIT_LAZY=True, MODELKIT_MODELS={"iris": {"weight": 1}})
+    with pytest.raises(ValueError, match=r"models\.iris"):
+        ModelKit(app)
+
+
+def test_missing_flask_names_the_extra() -> None:
+    code = (
+        "import sys\nsys.modules['flask'] = None\n"
+        "try:\n    import modelkit.flask\n"
+        "except ModuleNotFoundError as exc:\n    print(type(exc).__name__, exc.extra, exc)\n"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert output.startswith("MissingDependencyError flask ")
+    assert "modelkit.flask" in output
+
+
+# -- gunicorn --preload -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def gunicorn() -> Iterator[tuple[int, int]]:
+    """``gunicorn --preload -w 2`` on the example app: the master's pid and the port."""
+    if importlib.util.find_spec("gunicorn") is None:
+        pytest.skip("gunicorn is not installed")
+    command = [sys.executable, "-m", "gunicorn"]
+    options = subprocess.run(
+        [*command, "--help"], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    command += ["--preload", "--workers=2", "--bind=127.0.0.1:0", "--graceful-timeout=3"]
+    command.append("--config=python:modelkit.gunicorn")  # workers exit without hanging
+    if "--no-control-socket" in options:  # gunicorn 24+ would make one in the home directory
+        command.append("--no-control-socket")
+    command += [f"--chdir={EXAMPLE_DIR}", "app:create_app()"]
+    repository = str(EXAMPLE_DIR.parents[1])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([repository, os.environ.get("PYTHONPATH", "")]),
+    }
+    process = subprocess.Popen(
+        command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
+    )
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+            if sum("Booting worker" in seen for seen in lines) >= 2 and any(
+                "Listening at" in seen for seen in lines
+            ):
+                ready.set()
+
+    reader = threading.Thread(target=read, name="gunicorn-log")
+    reader.start()
+    try:
+        if not ready.wait(30):
+            pytest.fail("gunicorn did not start:\n" + "".join(lines))
+        listening = next(line for line in lines if "Listening at" in line)
+        match = re.search(r"127\.0\.0\.1:(\d+)", listening)
+        assert match is not None, listening
+        yield process.pid, int(match.group(1))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        reader.join(5)
+        assert process.stderr is not None
+        process.stderr.close()
+    assert process.returncode == 0, "".join(lines)
+
+
+def test_gunicorn_preload_workers_serve_the_models_loaded_before_the_fork(
+    gunicorn: tuple[int, int],
+) -> None:
+    master, port = gunicorn
+    records = flower_records()
+    with modelkit.Registry() as registry:  # the same bundle, loaded here, for the answers
+        route = registry.add("iris", BUNDLE)
+        expected = [route.predict(record) for record in records]
+
+    def health(_: int) -> int:
+        status, _, body = call(port, "GET", "/healthz")
+        assert status == 200, body
+        assert body["booted_by"] == master  # the app (and its models) came from the master
+        assert body["pid"] != master
+        return int(body["pid"])
+
+    def single(index: int) -> None:
+        status, body = predict(port, records[index])
+        assert status == 200, body
+        assert_same_output(body, expected[index])
+
+    single(0)  # one call first: a worker that cannot predict fails here, not 50 times over
+    workers: set[int] = set()
+    deadline = time.monotonic() + 20
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=8)
+    try:
+        while len(workers) < 2 and time.monotonic() < deadline:
+            predictions = [pool.submit(single, i) for i in range(0, len(records), 3)]
+            workers.update(pool.map(health, range(16)))
+            for future in predictions:
+                future.result()
+    finally:
+        pool.shutdown(cancel_futures=True)  # on a failure, stop at the calls in flight
+    assert len(workers) == 2, workers

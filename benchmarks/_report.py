@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +46,17 @@ def print_table(rows: Sequence[Sequence[str]], *, left: set[int]) -> None:
             print("  ".join("-" * width for width in widths))
 
 
-def print_environment(versions: Sequence[tuple[str, str]], mode: str) -> None:
-    """The interpreter, the libraries measured, the CPUs and load, and the run's mode."""
+def print_environment(packages: Sequence[str], mode: str) -> None:
+    """The interpreter, the libraries measured (by distribution name), the CPUs and load, and
+    the run's mode."""
     print("environment")
     print(f"  python        {platform.python_version()} ({sys.executable})")
     print(f"  platform      {platform.platform()}")
-    for name, version in versions:
+    for name in packages:
+        try:
+            version = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            version = "not installed"
         print(f"  {name:<13} {version}")
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
     print(f"  cpus          {os.cpu_count()} (usable by this process: {affinity})")
@@ -190,3 +196,10 @@ def print_results(results: list[Result]) -> None:
             )
         )
     print_table(rows, left={0, 6, 7})
+
+
+def print_load_average() -> None:
+    """The load average at the end of a run: compare it with the one printed at the start."""
+    if hasattr(os, "getloadavg"):
+        print()
+        print(f"load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import statistics
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _report import format_time, print_environment, print_table, spread
+from _report import format_time, print_environment, print_load_average, print_table, spread
 
 NUMERIC = [f"x{j}" for j in range(8)]
 CATEGORICAL = ["plan", "region"]
@@ -267,16 +266,12 @@ def run(plan: Plan, directory: Path) -> None:
 
 
 def print_setup(plan: Plan, *, quick: bool) -> None:
-    import pandas
-    import sklearn
-
-    import modelkit
 
     versions = [
-        ("numpy", np.__version__),
-        ("scikit-learn", sklearn.__version__),
-        ("pandas", pandas.__version__),
-        ("modelkit", modelkit.__version__),
+        "numpy",
+        "scikit-learn",
+        "pandas",
+        "modelkit",
     ]
     print_environment(
         versions,
@@ -299,9 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print("Medians of alternating rounds. ratio: throughput / the unbatched throughput;")
     print("IQR: spread of the rounds, as % of the median.")
-    if hasattr(os, "getloadavg"):
-        print()
-        print(f"load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print_load_average()
     return 0
 
 

@@ -12,7 +12,6 @@ Run it with ``python benchmarks/bench_core.py`` (``--quick`` for a smoke run, ~5
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -22,7 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _report import Result, Target, compare, print_environment, print_results, raw_session
+from _report import (
+    Result,
+    Target,
+    compare,
+    print_environment,
+    print_load_average,
+    print_results,
+    raw_session,
+)
 
 N_FEATURES = 20
 NAMES = [f"x{j}" for j in range(N_FEATURES)]
@@ -73,20 +80,14 @@ QUICK = Plan(
 
 
 def print_setup(plan: Plan, *, quick: bool) -> None:
-    import joblib
-    import onnxruntime
-    import pandas
-    import sklearn
-
-    import modelkit
 
     versions = [
-        ("numpy", np.__version__),
-        ("scikit-learn", sklearn.__version__),
-        ("onnxruntime", onnxruntime.__version__),
-        ("pandas", pandas.__version__),
-        ("joblib", joblib.__version__),
-        ("modelkit", modelkit.__version__),
+        "numpy",
+        "scikit-learn",
+        "onnxruntime",
+        "pandas",
+        "joblib",
+        "modelkit",
     ]
     print_environment(
         versions,
@@ -321,9 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("median of the per-round ratios; IQR: spread of the rounds, as % of the median.")
     print()
     print_results(results)
-    if hasattr(os, "getloadavg"):
-        print()
-        print(f"load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print_load_average()
     return 0
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import gc
 import math
-import os
 import statistics
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _report import format_time, print_environment, print_table, spread
+from _report import format_time, print_environment, print_load_average, print_table, spread
 
 N_FEATURES = 10
 NAMES = [f"x{j}" for j in range(N_FEATURES)]
@@ -118,10 +117,9 @@ def print_results(benchmarks: list[Benchmark]) -> None:
 
 
 def print_setup(plan: Plan, *, quick: bool) -> None:
-    import modelkit
 
     print_environment(
-        [("numpy", np.__version__), ("modelkit", modelkit.__version__)],
+        ["numpy", "modelkit"],
         f"{'quick' if quick else 'full'}: {plan.rounds} rounds; {plan.record_calls} calls per "
         f"round of each per-record benchmark; one {BATCH_ROWS}-row batch per round of each "
         "batch one",
@@ -322,9 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("IQR: spread of the rounds, as % of the median.")
     print()
     print_results(benchmarks)
-    if hasattr(os, "getloadavg"):
-        print()
-        print(f"load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print_load_average()
     return 0
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import random
 import sys
 import threading
@@ -31,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _report import Result, Target, compare, print_environment, print_results
+from _report import Result, Target, compare, print_environment, print_load_average, print_results
 
 BUNDLE = Path(__file__).resolve().parents[1] / "examples" / "flask_app" / "bundles" / "iris"
 TARGET = Target(max_ratio=1.2)
@@ -56,18 +55,13 @@ QUICK = Plan(rounds=8, calls=200, batch_rounds=6, batch_calls=20, warmup_calls=5
 
 
 def print_setup(plan: Plan, *, quick: bool) -> None:
-    from importlib.metadata import version
-
-    import onnxruntime
-
-    import modelkit
 
     versions = [
-        ("flask", version("flask")),
-        ("werkzeug", version("werkzeug")),
-        ("waitress", version("waitress")),
-        ("onnxruntime", onnxruntime.__version__),
-        ("modelkit", modelkit.__version__),
+        "flask",
+        "werkzeug",
+        "waitress",
+        "onnxruntime",
+        "modelkit",
     ]
     print_environment(
         versions,
@@ -243,9 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("median of the per-round ratios; IQR: spread of the rounds, as % of the median.")
     print()
     print_results(results)
-    if hasattr(os, "getloadavg"):
-        print()
-        print(f"load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print_load_average()
     return 0
 
 

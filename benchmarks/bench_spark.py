@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _report import print_environment, print_table
+from _report import print_environment, print_load_average, print_table
 
 N_FEATURES = 20
 NAMES = [f"x{j}" for j in range(N_FEATURES)]
@@ -123,21 +123,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     rounds = 2 if args.quick else 4
     warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
 
-    import pandas
-    import pyarrow
-    import pyspark
-    import sklearn
-
-    import modelkit
-
     print_environment(
         [
-            ("numpy", np.__version__),
-            ("scikit-learn", sklearn.__version__),
-            ("pandas", pandas.__version__),
-            ("pyarrow", pyarrow.__version__),
-            ("pyspark", pyspark.__version__),
-            ("modelkit", modelkit.__version__),
+            "numpy",
+            "scikit-learn",
+            "pandas",
+            "pyarrow",
+            "pyspark",
+            "modelkit",
         ],
         f"{'quick' if args.quick else 'full'}: {rows:,} rows, {rounds} rounds each, local[2]",
     )
@@ -175,8 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  worker pid {pid}: {seconds * 1000:.0f} ms")
     if not loads:
         print("  (the measuring job ran in workers that had not scored; rerun to see them)")
-    if hasattr(os, "getloadavg"):
-        print(f"\nload average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print_load_average()
     return 0
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import sys
 import tempfile
 import time
@@ -33,7 +32,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _report import Result, Target, compare, print_environment, print_results, raw_session
+from _report import (
+    Result,
+    Target,
+    compare,
+    print_environment,
+    print_load_average,
+    print_results,
+    raw_session,
+)
 
 NUMERIC = [f"n{i}" for i in range(8)]
 CATEGORICAL = ["plan", "region"]
@@ -315,11 +322,6 @@ def run(plan: Plan, directory: Path, threads: int | None) -> list[Result]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import onnxruntime
-    import skl2onnx
-    import sklearn
-
-    import modelkit
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, for a smoke run")
@@ -336,11 +338,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = QUICK if args.quick else FULL
     print_environment(
         [
-            ("numpy", np.__version__),
-            ("scikit-learn", sklearn.__version__),
-            ("skl2onnx", skl2onnx.__version__),
-            ("onnxruntime", onnxruntime.__version__),
-            ("modelkit", modelkit.__version__),
+            "numpy",
+            "scikit-learn",
+            "skl2onnx",
+            "onnxruntime",
+            "modelkit",
         ],
         f"{'quick' if args.quick else 'full'}; onnxruntime threads: {args.threads or 'default'}",
     )
@@ -356,9 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import bench_batching
 
         bench_batching.main(["--quick"] if args.quick else [])
-    if hasattr(os, "getloadavg"):
-        print()
-        print(f"load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print_load_average()
     return 0
 
 

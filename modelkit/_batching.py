@@ -39,7 +39,8 @@ class Batching:
     Args:
         max_batch_size: the most records one coalesced call runs.
         max_wait_ms: how long the worker may hold a batch open, after taking its first record,
-            for callers already on their way; a lone caller is never held.
+            for callers already on their way; a caller alone after a quiet spell is not held
+            (the first one after a burst waits at most this long, once).
 
     Raises:
         ValueError: ``max_batch_size`` is not an integer of at least 1, or ``max_wait_ms`` is
@@ -120,7 +121,7 @@ class Batcher:
         # atomic, so the hot path counts them without taking the lock twice.
         self._arriving: list[None] = []
         # Callers answered by the last batch: in a steady stream they come back, so the worker
-        # waits for that many; after a lone caller it is 1, and a lone caller never waits.
+        # waits for that many; after a lone caller it is 1, and the next lone caller never waits.
         self._expected = 1
         self._worker: threading.Thread | None = None
 

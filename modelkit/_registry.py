@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 from . import telemetry
 from ._api import load
 from ._bundle import normalize_digest
-from ._model import Model
+from ._model import Model, RunnerModel, _RejectedError
 from ._predictions import ClassifierOutput, Predictions, RegressorOutput, TensorOutput
 from ._signature import Signature
 from .errors import (
@@ -169,10 +169,17 @@ def _toml_key(name: str) -> str:
 
 
 def _toml_string(value: str) -> str:
-    # JSON's escapes (\\, \", \uXXXX) are TOML basic-string escapes too.
-    import json
-
-    return json.dumps(value, ensure_ascii=True)
+    """A TOML basic string: quotes, backslashes and control characters escaped, the rest as is
+    (the file is UTF-8; TOML has no surrogate escapes for characters beyond the BMP)."""
+    escaped = []
+    for char in value:
+        if char in ('"', "\\"):
+            escaped.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            escaped.append(f"\\u{ord(char):04x}")
+        else:
+            escaped.append(char)
+    return '"' + "".join(escaped) + '"'
 
 
 # -- routing ------------------------------------------------------------------------------------
@@ -330,6 +337,20 @@ def _close(expected: Any, actual: Any) -> bool:
     )
 
 
+def _snapshot(inputs: Any) -> Any:
+    """A copy of a record or batch deep enough that the caller's later changes do not reach it."""
+    if isinstance(inputs, list):
+        return [_snapshot(record) for record in inputs]
+    if isinstance(inputs, dict):
+        return dict(inputs)
+    if isinstance(inputs, np.ndarray):
+        return inputs.copy()
+    if isinstance(inputs, BaseModel):
+        return inputs.model_copy(deep=True)
+    copy = getattr(inputs, "copy", None)  # a DataFrame, or another mapping
+    return copy() if callable(copy) else inputs
+
+
 class _ShadowQueue:
     """Runs shadow models off the callers' path: a bounded queue and one daemon thread."""
 
@@ -349,7 +370,8 @@ class _ShadowQueue:
         if self._thread is None or self._pid != os.getpid():
             self._start()
         try:
-            self._queue.put_nowait((name, shadow.model, inputs, result, is_batch))
+            # A copy: the caller may change its dict or frame as soon as predict returns.
+            self._queue.put_nowait((name, shadow.model, _snapshot(inputs), result, is_batch))
         except queue.Full:
             self._count(name, shadow.model, "dropped", len(result) if is_batch else 1)
 
@@ -384,7 +406,8 @@ class _ShadowQueue:
     def _count(self, name: str, model: Model[Any, Any], outcome: str, amount: int = 1) -> None:
         if amount <= 0:
             return
-        self.counts[outcome] += amount
+        with self._lock:  # callers count drops while the shadow thread counts comparisons
+            self.counts[outcome] += amount
         tel = self._telemetry
         if tel.is_active and tel.meter is not None:
             tel.shadow_comparisons.add(
@@ -661,6 +684,8 @@ class Registry:
                 raise
             old = entry.state.canary
             entry.state = replace(entry.state, canary=canary, weight=float(weight))
+            if not pinned:
+                self._pins.pop(f"{name}.canary", None)  # the lock's digest was for another
         if old is not None:
             old.model.close()
 
@@ -686,6 +711,7 @@ class Registry:
                 raise ModelkitError(f"models.{name} has no canary to promote.")
             state.canary.model._set_variant("primary")
             entry.state = replace(state, primary=state.canary, canary=None, weight=0.0)
+            self._pins.pop(name, None)
             pin = self._pins.pop(f"{name}.canary", None)
             if pin is not None:
                 self._pins[name] = pin
@@ -713,6 +739,8 @@ class Registry:
                 raise
             old = entry.state.shadow
             entry.state = replace(entry.state, shadow=shadow)
+            if not pinned:
+                self._pins.pop(f"{name}.shadow", None)
         if old is not None:
             old.model.close()
 
@@ -740,9 +768,9 @@ class Registry:
         entry = self._entry(name)
         with entry.writing:
             current = entry.state.primary
-            options = dict(current.options) if path is None else {}
-            # The same bundle again keeps its pin (a changed file is refused); a new path or
-            # digest is the caller's explicit choice.
+            # The route keeps its load options (batching, drift...). The same bundle again keeps
+            # its pin (a changed file is refused); a new path or digest is the caller's choice.
+            options = dict(current.options)
             same = path is None and "sha256" not in load_options
             if not same:
                 options.pop("sha256", None)
@@ -757,6 +785,8 @@ class Registry:
                 fresh.model.close()
                 raise
             entry.state = replace(entry.state, primary=fresh)
+            if not same:
+                self._pins.pop(name, None)  # the lock file's digest was for the old bundle
         current.model.close()
 
     # -- the lock file --------------------------------------------------------------------------
@@ -902,8 +932,15 @@ def _warm_up(model: Model[Any, Any]) -> None:
             record[column.name] = int(summary.get("min") or 0)
         else:
             record[column.name] = float(summary.get("mean") or 0.0)
-    with contextlib.suppress(InvalidInputError):
-        model.predict(record)
+    # Below the public predict: no hook, span, metric, prediction log or drift count sees it.
+    if not isinstance(model, RunnerModel) or model._tabular is None:
+        return
+    try:
+        values = model._tabular.record(record)
+    except InvalidInputError:
+        return
+    with contextlib.suppress(_RejectedError):
+        model.runner.run(model._tabular._from_rows([values]))
 
 
 def _same_path(a: Any, b: Any) -> bool:

@@ -213,7 +213,7 @@ class Service:
             return error(400, "malformed_request", "The request has no body; send a JSON object.")
         try:
             document = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nesting too deep
             return error(400, "malformed_request", f"The body is not valid JSON: {exc}")
         if not isinstance(document, dict):
             return error(

@@ -678,15 +678,16 @@ def _make_executor_check() -> Callable[[dict[str, Any]], dict[str, Any]]:
 # The executor side
 # --------------------------------------------------------------------------------------------
 
-_models: collections.OrderedDict[str, Any] = collections.OrderedDict()
+_models: collections.OrderedDict[tuple[str, str], Any] = collections.OrderedDict()
 _models_lock = threading.Lock()
 #: Seconds each bundle took to load in this process, by digest (benchmarks read it).
 load_seconds: dict[str, float] = {}
 
 
 def _executor_model(job: Mapping[str, Any]) -> Any:
-    """The job's model, loaded once per Python worker process and cached by digest."""
-    digest = job["digest"]
+    """The job's model, loaded once per Python worker process and cached by digest (and the
+    runtime options it was loaded with)."""
+    digest = (job["digest"], repr(sorted(job["adapter_options"].items())))
     with _models_lock:
         model = _models.get(digest)
         if model is not None:
@@ -694,13 +695,13 @@ def _executor_model(job: Mapping[str, Any]) -> Any:
             return model
         started = time.perf_counter()
         model = _load_on_executor(job)
-        load_seconds[digest] = time.perf_counter() - started
+        load_seconds[job["digest"]] = time.perf_counter() - started
         logger.info(
             "modelkit.spark: loaded %r %s (%s) in %.3f s in worker %d on %s",
             job["name"],
             job["version"],
-            digest,
-            load_seconds[digest],
+            job["digest"],
+            load_seconds[job["digest"]],
             os.getpid(),
             socket.gethostname(),
         )
@@ -950,7 +951,7 @@ def _score_tolerant(job: Mapping[str, Any], model: Any, frame: Any) -> Any:
         else:
             half = len(rows) // 2
             pending += [rows[half:], rows[:half]]
-    if not errors:
+    if not errors and len(parts) == 1:
         return parts[0][1]
     wire = _empty_wire(job, length)
     for rows, scored in parts:

@@ -588,3 +588,84 @@ def test_write_lock_makes_paths_relative_to_the_lock_file(
     text = (tmp_path / "locks" / "models.lock").read_text()
     assert 'path = "../bundles/a"' in text
     assert str(tmp_path) not in text
+
+
+def test_shadow_sees_the_record_as_it_was_when_predicted(
+    registry: Any, bundles: dict[str, Path]
+) -> None:
+    route = registry.add("churn", bundles["a"])
+    registry.set_shadow("churn", bundles["a"])
+    record = dict(RECORD)
+    for _ in range(50):
+        route.predict(record)
+        record["petal width (cm)"] = "changed by the caller"  # would make the shadow fail
+        record = dict(RECORD)
+        frame_records = [dict(RECORD)]
+        route.predict_batch(frame_records)
+        frame_records[0].clear()
+    registry._shadow_queue.join()
+    counts = registry._shadow_queue.counts
+    assert (counts["match"], counts["error"]) == (100, 0)
+
+
+def test_reload_to_a_new_path_keeps_the_route_load_options(
+    registry: Any, bundles: dict[str, Path]
+) -> None:
+    registry.add("churn", bundles["a"], batching=True, drift=True)
+    registry.reload("churn", bundles["b"])
+    model = registry["churn"].model
+    assert model._batcher is not None
+    assert model.drift() is not None
+
+
+def test_reload_after_an_explicit_new_bundle_drops_the_lock_pin(
+    tmp_path: Path, bundles: dict[str, Path]
+) -> None:
+    config = _config(tmp_path, bundles)
+    with modelkit.Registry.from_config(config) as registry:
+        registry.write_lock(tmp_path / "models.lock")
+    with modelkit.Registry.from_config(config, lock=tmp_path / "models.lock") as registry:
+        registry.reload("churn", bundles["b"])
+        registry.reload("churn")  # the bundle now in use, again: no stale pin refuses it
+        assert registry["churn"].version == "2.0.0"
+        registry.set_canary("churn", bundles["a"], weight=0.5)
+        registry.promote("churn")
+        registry.reload("churn")
+        assert registry["churn"].version == "1.0.0"
+
+
+def test_reload_warm_up_is_invisible_to_hooks_and_drift(
+    registry: Any, bundles: dict[str, Path]
+) -> None:
+    seen: list[Any] = []
+
+    class Recorder:
+        def after_predict(self, context: Any, result: Any) -> None:
+            seen.append(result)
+
+    registry.add("churn", bundles["a"], drift=True)
+    hook = Recorder()
+    modelkit.add_hook(hook)
+    try:
+        registry.reload("churn", bundles["b"])
+    finally:
+        modelkit.remove_hook(hook)
+    assert seen == []
+    report = registry["churn"].model.drift()
+    assert all(feature.count == 0 for feature in report.features)
+
+
+def test_lock_file_with_any_characters_in_paths_round_trips(
+    tmp_path: Path, bundles: dict[str, Path]
+) -> None:
+    odd = tmp_path / 'bündel "😀" \\ tab\t'
+    shutil.copytree(bundles["a"], odd)
+    with modelkit.Registry() as registry:
+        registry.add("churn", odd)
+        registry.write_lock(tmp_path / "models.lock")
+        lock = registry.lock()
+    import tomllib
+
+    parsed = tomllib.loads((tmp_path / "models.lock").read_text(encoding="utf-8"))
+    assert parsed["models"]["churn"]["sha256"] == lock["models"]["churn"]["sha256"]
+    assert (tmp_path / parsed["models"]["churn"]["path"]).resolve() == odd.resolve()

@@ -171,3 +171,10 @@ def test_routing_key_reaches_the_route(iris_bundle: Path, tmp_path: Path, iris: 
         }
     assert labels == again
     assert set(labels.values()) == {0, 2}
+
+
+def test_deeply_nested_json_is_a_malformed_request(service: Service) -> None:
+    body = '{"a": ' * 100_000 + "1" + "}" * 100_000
+    reply = service.predict("iris", body)
+    assert reply.status == 400
+    assert _json(reply)["error"]["type"] == "malformed_request"

@@ -96,7 +96,7 @@ async def predict(request: HttpRequest, name: str) -> Reply:
     return await service.apredict(name, body, key=request.headers.get(ROUTING_KEY_HEADER))
 
 
-@_endpoint("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+@_endpoint("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 async def not_found(request: HttpRequest, path: str) -> Reply:
     """Any other URL under the prefix: a JSON 404 naming the endpoints."""
     prefix = str(reverse(f"{_namespace(request)}:index"))

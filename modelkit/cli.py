@@ -1575,41 +1575,37 @@ def _score(
     model: Model[Any, Any], validator: Any, chunk: _Chunk, render: Callable[[Any], Any]
 ) -> tuple[_Chunk, dict[str, list[Any]]]:
     """Predict a chunk; rows the signature or the model refuses move to ``chunk.rejects``."""
-    if not chunk.records:
-        return chunk, {}
-    try:
-        return chunk, _prediction_columns(model, model.predict_batch(chunk.records))
-    except InvalidInputError:
-        pass
-    # Some row is bad: check each one, as records, and score the others.
-    keep = []
-    for index, values in enumerate(chunk.records):
+
+    def run_alone(values: Any) -> None:
+        model.predict_batch([values])
+
+    # The whole chunk first. When some row is bad, set aside the rows the signature refuses,
+    # then (one by one) the rows the runtime refuses although they fit it: an unknown category.
+    for refuses in (validator.record, run_alone):
+        if not chunk.records:
+            return chunk, {}
         try:
-            validator.record(values)
-        except InvalidInputError as exc:
-            chunk.rejects.append(_rejected(chunk, index, exc, render))
-        else:
-            keep.append(index)
-    chunk = chunk.subset(keep)
-    if not chunk.records:
-        return chunk, {}
-    try:
-        return chunk, _prediction_columns(model, model.predict_batch(chunk.records))
-    except InvalidInputError:
-        pass
-    # The runtime refused rows that fit the signature (an unknown category, say): one by one.
-    keep = []
-    for index, values in enumerate(chunk.records):
-        try:
-            model.predict_batch([values])
-        except InvalidInputError as exc:
-            chunk.rejects.append(_rejected(chunk, index, exc, render))
-        else:
-            keep.append(index)
-    chunk = chunk.subset(keep)
+            return chunk, _prediction_columns(model, model.predict_batch(chunk.records))
+        except InvalidInputError:
+            chunk = _set_aside(chunk, refuses, render)
     if not chunk.records:
         return chunk, {}
     return chunk, _prediction_columns(model, model.predict_batch(chunk.records))
+
+
+def _set_aside(
+    chunk: _Chunk, refuses: Callable[[Any], Any], render: Callable[[Any], Any]
+) -> _Chunk:
+    """The chunk without the rows ``refuses`` raises InvalidInputError for (kept as rejects)."""
+    keep = []
+    for index, values in enumerate(chunk.records):
+        try:
+            refuses(values)
+        except InvalidInputError as exc:
+            chunk.rejects.append(_rejected(chunk, index, exc, render))
+        else:
+            keep.append(index)
+    return chunk.subset(keep)
 
 
 def _rejected(

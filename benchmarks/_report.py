@@ -3,11 +3,13 @@ printed report (the machine it ran on, and tables of timings)."""
 
 from __future__ import annotations
 
+import argparse
 import gc
 import os
 import platform
 import statistics
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -166,7 +168,20 @@ def compare(
     return Result(name, raw_times, wrapped_times, target)
 
 
-def print_results(results: list[Result]) -> None:
+def quick_parser(doc: str | None, quick_help: str) -> argparse.ArgumentParser:
+    """The command line every script takes: its docstring's first line, and ``--quick``."""
+    parser = argparse.ArgumentParser(description=(doc or "").partition("\n")[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    return parser
+
+
+def print_results(results: list[Result], *, per: str = "call", sides: str = "") -> None:
+    """The legend, then one row per comparison; ``sides`` says what raw and modelkit are."""
+    legend = f"Medians per {per}. {sides + ' ' if sides else ''}ratio: modelkit median / raw "
+    legend += "median (what 'met' judges); paired: median of the per-round ratios; IQR: spread "
+    legend += "of the rounds, as % of the median."
+    print(textwrap.fill(legend, width=96, break_on_hyphens=False))
+    print()
     header = (
         "benchmark",
         "raw",

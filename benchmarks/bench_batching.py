@@ -15,7 +15,6 @@ Run it with ``python benchmarks/bench_batching.py`` (``--quick`` for a smoke run
 
 from __future__ import annotations
 
-import argparse
 import gc
 import statistics
 import sys
@@ -28,7 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _report import format_time, print_environment, print_load_average, print_table, spread
+from _report import (
+    format_time,
+    print_environment,
+    print_load_average,
+    print_table,
+    quick_parser,
+    spread,
+)
 
 NUMERIC = [f"x{j}" for j in range(8)]
 CATEGORICAL = ["plan", "region"]
@@ -282,10 +288,7 @@ def print_setup(plan: Plan, *, quick: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="about 3x fewer rounds, for a smoke run"
-    )
+    parser = quick_parser(__doc__, "about 3x fewer rounds, for a smoke run")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     print_setup(plan, quick=args.quick)

@@ -11,7 +11,6 @@ Run it with ``python benchmarks/bench_core.py`` (``--quick`` for a smoke run, ~5
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ from _report import (
     print_environment,
     print_load_average,
     print_results,
+    quick_parser,
     raw_session,
 )
 
@@ -309,18 +309,12 @@ def run(plan: Plan, directory: Path) -> list[Result]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="about 5x fewer rounds, for a smoke run"
-    )
+    parser = quick_parser(__doc__, "about 5x fewer rounds, for a smoke run")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     print_setup(plan, quick=args.quick)
     with tempfile.TemporaryDirectory(prefix="modelkit-bench-") as directory:
         results = run(plan, Path(directory))
-    print("Medians per call. ratio: modelkit median / raw median (what 'met' judges); paired:")
-    print("median of the per-round ratios; IQR: spread of the rounds, as % of the median.")
-    print()
     print_results(results)
     print_load_average()
     return 0

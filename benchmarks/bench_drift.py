@@ -13,7 +13,6 @@ Run it with ``python benchmarks/bench_drift.py`` (``--quick`` for a smoke run, ~
 
 from __future__ import annotations
 
-import argparse
 import gc
 import math
 import statistics
@@ -26,7 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _report import format_time, print_environment, print_load_average, print_table, spread
+from _report import (
+    format_time,
+    print_environment,
+    print_load_average,
+    print_table,
+    quick_parser,
+    spread,
+)
 
 N_FEATURES = 10
 NAMES = [f"x{j}" for j in range(N_FEATURES)]
@@ -307,10 +313,7 @@ def run(plan: Plan, directory: Path) -> list[Benchmark]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="about 5x fewer rounds, for a smoke run"
-    )
+    parser = quick_parser(__doc__, "about 5x fewer rounds, for a smoke run")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     print_setup(plan, quick=args.quick)

@@ -19,7 +19,6 @@ Run it with ``python benchmarks/bench_flask.py`` (``--quick`` for a smoke run, ~
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import random
@@ -30,7 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _report import Result, Target, compare, print_environment, print_load_average, print_results
+from _report import (
+    Result,
+    Target,
+    compare,
+    print_environment,
+    print_load_average,
+    print_results,
+    quick_parser,
+)
 
 BUNDLE = Path(__file__).resolve().parents[1] / "examples" / "flask_app" / "bundles" / "iris"
 TARGET = Target(max_ratio=1.2)
@@ -224,19 +231,16 @@ def run(plan: Plan) -> list[Result]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="about 4x fewer rounds, for a smoke run"
-    )
+    parser = quick_parser(__doc__, "about 4x fewer rounds, for a smoke run")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     print_setup(plan, quick=args.quick)
     results = run(plan)
-    print("Medians per request. raw: a plain Flask view calling model.predict; modelkit: the")
-    print("ModelKit endpoint. ratio: modelkit median / raw median (what 'met' judges); paired:")
-    print("median of the per-round ratios; IQR: spread of the rounds, as % of the median.")
-    print()
-    print_results(results)
+    print_results(
+        results,
+        per="request",
+        sides="raw: a plain Flask view calling model.predict; modelkit: the ModelKit endpoint.",
+    )
     print_load_average()
     return 0
 

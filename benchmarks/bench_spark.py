@@ -13,7 +13,6 @@ Run it with ``python benchmarks/bench_spark.py`` (``--quick`` for 100,000 rows a
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _report import print_environment, print_load_average, print_table
+from _report import print_environment, print_load_average, print_table, quick_parser
 
 N_FEATURES = 20
 NAMES = [f"x{j}" for j in range(N_FEATURES)]
@@ -116,8 +115,7 @@ def on_spark(bundle: Path, data: Path, rounds: int) -> tuple[list[float], list[t
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="100,000 rows, fewer rounds")
+    parser = quick_parser(__doc__, "100,000 rows, fewer rounds")
     args = parser.parse_args(argv)
     rows = 100_000 if args.quick else 1_000_000
     rounds = 2 if args.quick else 4

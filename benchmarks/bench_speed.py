@@ -21,7 +21,6 @@ Run it with ``python benchmarks/bench_speed.py`` (``--quick`` for a smoke run).
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from _report import (
     print_environment,
     print_load_average,
     print_results,
+    quick_parser,
     raw_session,
 )
 
@@ -323,8 +323,7 @@ def run(plan: Plan, directory: Path, threads: int | None) -> list[Result]:
 
 def main(argv: Sequence[str] | None = None) -> int:
 
-    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds, for a smoke run")
+    parser = quick_parser(__doc__, "fewer rounds, for a smoke run")
     parser.add_argument(
         "--threads",
         type=int,
@@ -348,10 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="modelkit-bench-") as directory:
         results = run(plan, Path(directory), args.threads)
-    print("Medians per call. ratio: modelkit median / raw median (what 'met' judges); paired:")
-    print("median of the per-round ratios; IQR: spread of the rounds, as % of the median.")
     print("Against scikit-learn the target is a ratio of 1/50: modelkit at least 50x faster.")
-    print()
     print_results(results)
     if not args.no_batching:
         print()

@@ -16,7 +16,6 @@ Nothing is asserted; run ``python benchmarks/bench_telemetry.py`` (``--quick`` f
 
 from __future__ import annotations
 
-import argparse
 import gc
 import statistics
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _report import quick_parser
 
 
 def _per_call_ns(function: Callable[[], Any], calls: int) -> float:
@@ -117,8 +117,7 @@ def _row(name: str, base: float, other: float, target: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="about 5x fewer rounds")
+    parser = quick_parser(__doc__, "about 5x fewer rounds")
     rounds, calls = (8, 1000) if parser.parse_args().quick else (40, 2000)
 
     from opentelemetry.sdk.metrics import MeterProvider

@@ -38,7 +38,7 @@ from ._signature import (
     TensorValidator,
     error_from,
     is_dataframe,
-    single_value_column,
+    record_table,
 )
 from .errors import BundleError, InvalidInputError, ModelkitError
 from .telemetry import Telemetry
@@ -927,11 +927,7 @@ def _mark_failed(
 
 
 def _table_from_values(validator: TabularValidator, values: tuple[Any, ...]) -> Table:
-    data = {
-        column.name: single_value_column(value)
-        for column, value in zip(validator.columns, values, strict=True)
-    }
-    return Table(validator.names, 1, data)
+    return record_table(validator.columns, values)
 
 
 def _item(values: Any, index: int) -> Any:

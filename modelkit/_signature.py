@@ -9,6 +9,7 @@ gives the equivalent pydantic model and JSON Schema for documentation and web in
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import operator
 import typing
@@ -30,7 +31,7 @@ __all__ = [
     "infer_tabular_signature",
 ]
 
-ColumnType = Literal["number", "integer", "boolean", "string"]
+ColumnType = Literal["number", "integer", "boolean", "string", "datetime"]
 Task = Literal["classification", "regression", "tensor", "custom"]
 
 # Cap on how many problems one InvalidInputError lists: enough to fix a batch, small enough to log.
@@ -47,11 +48,14 @@ class ColumnSpec(_Spec):
 
     Attributes:
         name: the field name records use.
-        type: ``number``, ``integer``, ``boolean`` or ``string``.
+        type: ``number``, ``integer``, ``boolean``, ``string`` or ``datetime``.
         dtype: the dtype the model was trained on (numpy or pandas name), used to rebuild inputs.
-        categories: the allowed values, when declared (a pandas Categorical, or by the user);
-            ``None`` means any value of the type goes to the model, which decides.
-        nullable: whether ``None``/NaN may stand for a missing value.
+        categories: the allowed values, when declared by the user (``Literal[...]``); ``None``
+            means any value of the type goes to the model, which decides.
+        nullable: whether the model takes a missing value (``None``, NaN, ``pd.NA``, ``pd.NaT``)
+            here. Saving a fitted model finds this out by asking the model, column by column.
+        dtype_categories: for a pandas ``category`` column, the categories the model was trained
+            on, in order, to rebuild the Categorical; values outside them still reach the model.
     """
 
     name: str = Field(min_length=1)
@@ -59,6 +63,7 @@ class ColumnSpec(_Spec):
     dtype: str
     categories: tuple[str | int | float | bool, ...] | None = None
     nullable: bool = False
+    dtype_categories: tuple[str | int | float | bool, ...] | None = None
 
 
 class TensorSpec(_Spec):
@@ -234,7 +239,13 @@ def infer_tabular_signature(sample: Any) -> tuple[TabularInputs, str]:
     return TabularInputs(columns=tuple(columns)), "array"
 
 
-_KIND_TYPES: dict[str, ColumnType] = {"f": "number", "i": "integer", "u": "integer", "b": "boolean"}
+_KIND_TYPES: dict[str, ColumnType] = {
+    "f": "number",
+    "i": "integer",
+    "u": "integer",
+    "b": "boolean",
+    "M": "datetime",
+}
 
 
 def _infer_frame_columns(frame: Any) -> Iterable[ColumnSpec]:
@@ -250,35 +261,48 @@ def _infer_frame_columns(frame: Any) -> Iterable[ColumnSpec]:
         dtype = series.dtype
         nullable = bool(series.isna().any())
         if str(dtype) == "category":
-            categories = tuple(python_scalar(c) for c in dtype.categories)
-            kind = _scalar_type(categories[0]) if categories else "string"
+            # The model decides about values it never saw; the categories only rebuild its input.
+            levels = tuple(python_scalar(c) for c in dtype.categories)
+            kind = _common_type(name, levels) if levels else _frame_type(dtype.categories.dtype)
             yield ColumnSpec(
-                name=name, type=kind, dtype="category", categories=categories, nullable=nullable
+                name=name,
+                type=kind or "string",
+                dtype="category",
+                nullable=nullable,
+                dtype_categories=levels,
             )
             continue
-        np_kind = getattr(dtype, "kind", "O")
-        if np_kind in "fiub":
-            kind = _KIND_TYPES[np_kind]
-            if kind != "number" and nullable:
-                kind = "number"  # a nullable extension integer behaves as a float with NaN
-            yield ColumnSpec(name=name, type=kind, dtype=str(dtype), nullable=nullable)
-        elif np_kind in "OSU" or str(dtype) in ("str", "string"):
+        kind = _frame_type(dtype)
+        if kind is None and getattr(dtype, "kind", "O") in "OSU":
+            # Object columns hold anything: their present values decide, and a column with none
+            # in the sample is text, as a pandas column of missing values usually is.
             values = [v for v in series.tolist() if not is_missing(v)]
-            kind = _common_type(name, values)
-            yield ColumnSpec(name=name, type=kind, dtype=str(dtype), nullable=nullable)
-        else:
+            kind = _common_type(name, values) if values else "string"
+        if kind is None:
             raise InvalidInputError(
                 f"Cannot infer a signature: column {name!r} has dtype {dtype}, which signatures do "
-                "not support; convert it to numbers or strings first.",
+                "not support; convert it to numbers, strings or datetimes first.",
                 field=name,
             )
+        yield ColumnSpec(name=name, type=kind, dtype=str(dtype), nullable=nullable)
+
+
+def _frame_type(dtype: Any) -> ColumnType | None:
+    """The column type of a numpy or pandas dtype, or None when the values must decide."""
+    if str(dtype) in ("str", "string"):
+        return "string"
+    kind = getattr(dtype, "kind", "O")
+    # Nullable Int64, boolean and Float64 keep their kind: missing values do not change the type.
+    return _KIND_TYPES.get(kind)
 
 
 def _infer_array_column(name: str, values: np.ndarray, dtype: str) -> ColumnSpec:
     kind = values.dtype.kind
-    if kind in "fiub":
+    if kind in "fiubM":
         mapped = _KIND_TYPES[kind]
-        nullable = bool(kind == "f" and np.isnan(values).any())
+        nullable = bool(
+            (kind == "f" and np.isnan(values).any()) or (kind == "M" and np.isnat(values).any())
+        )
         return ColumnSpec(name=name, type=mapped, dtype=dtype, nullable=nullable)
     if kind in "OSU":
         present = [v for v in values.tolist() if not is_missing(v)]
@@ -302,10 +326,18 @@ def _infer_record_columns(records: Sequence[Mapping[str, Any]]) -> Iterable[Colu
         values = [record.get(name) for record in records]
         present = [v for v in values if not is_missing(v)]
         kind = _common_type(name, present)
-        dtype = {"number": "float64", "integer": "int64", "boolean": "bool", "string": "object"}[
-            kind
-        ]
-        yield ColumnSpec(name=name, type=kind, dtype=dtype, nullable=len(present) != len(values))
+        yield ColumnSpec(
+            name=name, type=kind, dtype=_DEFAULT_DTYPES[kind], nullable=len(present) != len(values)
+        )
+
+
+_DEFAULT_DTYPES: dict[str, str] = {
+    "number": "float64",
+    "integer": "int64",
+    "boolean": "bool",
+    "string": "object",
+    "datetime": "datetime64[ns]",
+}
 
 
 def _common_type(name: str, values: Sequence[Any]) -> ColumnType:
@@ -332,29 +364,30 @@ def _scalar_type(value: Any) -> ColumnType:
         return "number"
     if isinstance(value, str):
         return "string"
+    if isinstance(value, dt.datetime | np.datetime64):
+        return "datetime"
     raise InvalidInputError(
         f"Cannot infer a signature: unsupported value {_describe(value)} in the sample."
     )
-
-
-def single_value_column(value: Any) -> np.ndarray:
-    """A one-element column holding ``value``, typed by it (strings and ``None`` as objects)."""
-    array = np.empty(1, dtype=object if isinstance(value, str) or value is None else type(value))
-    array[0] = value
-    return array
 
 
 def python_scalar(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+_MISSING_TYPE_NAMES = frozenset({"NAType", "NaTType"})
+
+
 def is_missing(value: Any) -> bool:
+    """Whether ``value`` stands for a missing value: ``None``, NaN, ``pd.NA`` or ``pd.NaT``."""
     if value is None:
         return True
-    try:
-        return bool(value != value)  # noqa: PLR0124 - NaN, pandas.NA and NaT are unequal to themselves
-    except (TypeError, ValueError):
-        return True  # pandas.NA refuses bool(); it is missing all the same
+    if isinstance(value, float | np.floating):
+        return bool(value != value)  # noqa: PLR0124 - NaN is unequal to itself
+    if isinstance(value, np.datetime64 | np.timedelta64):
+        return bool(np.isnat(value))
+    # Told by type name so that checking never imports pandas.
+    return type(value).__name__ in _MISSING_TYPE_NAMES
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,6 +410,28 @@ def _describe_type(value: Any) -> str:
     return type(value).__name__
 
 
+_NO_MISSING = "but this field takes no missing values"
+
+
+def _missing(value: Any, nullable: bool, missing: Any) -> Any:
+    """``missing`` for a missing value in a nullable column; raises for any other value."""
+    if is_missing(value):
+        if nullable:
+            return missing
+        raise _BadValueError(f"got {_describe_missing(value)}, {_NO_MISSING}")
+    raise _NotMissingError
+
+
+class _NotMissingError(Exception):
+    """The value is not a missing value: the column's own message applies."""
+
+
+def _describe_missing(value: Any) -> str:
+    if isinstance(value, float | np.floating):
+        return "NaN"
+    return "None" if value is None else repr(value)
+
+
 def _number_check(column: ColumnSpec) -> Callable[[Any], Any]:
     nullable = column.nullable
 
@@ -389,16 +444,17 @@ def _number_check(column: ColumnSpec) -> Callable[[Any], Any]:
             if math.isnan(number):
                 if nullable:
                     return number
-                raise _BadValueError("got NaN, but this field takes no missing values")
+                raise _BadValueError(f"got NaN, {_NO_MISSING}")
             raise _BadValueError("got infinity; expected a finite number")
         if kind is int or (isinstance(value, int | np.integer) and not isinstance(value, bool)):
             try:
                 return float(value)
             except OverflowError:
                 raise _BadValueError(f"got {_describe(value)}, too large for a float") from None
-        if value is None and nullable:
-            return math.nan
-        raise _BadValueError(f"expected a number, got {_describe(value)}")
+        try:
+            return _missing(value, nullable, math.nan)
+        except _NotMissingError:
+            raise _BadValueError(f"expected a number, got {_describe(value)}") from None
 
     return check
 
@@ -412,14 +468,15 @@ def _integer_check(column: ColumnSpec) -> Callable[[Any], Any]:
     nullable = column.nullable
 
     def check(value: Any) -> Any:
-        if (isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)) or (
-            isinstance(value, float | np.floating) and float(value).is_integer()
-        ):
+        if isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_):
             number = int(value)
-        elif value is None and nullable:
-            return None
+        elif isinstance(value, float | np.floating) and float(value).is_integer():
+            number = int(value)  # an integer column read as float because it had gaps
         else:
-            raise _BadValueError(f"expected an integer, got {_describe(value)}")
+            try:
+                return _missing(value, nullable, None)
+            except _NotMissingError:
+                raise _BadValueError(f"expected an integer, got {_describe(value)}") from None
         # Models take 64-bit integers; a larger one would fail deep inside numpy.
         if not _INT64.min <= number <= _INT64.max:
             raise _BadValueError("got an integer outside the 64-bit range")
@@ -434,11 +491,69 @@ def _boolean_check(column: ColumnSpec) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
         if isinstance(value, bool | np.bool_):
             return bool(value)
-        if value is None and nullable:
-            return None
-        raise _BadValueError(f"expected true or false, got {_describe(value)}")
+        try:
+            return _missing(value, nullable, None)
+        except _NotMissingError:
+            raise _BadValueError(f"expected true or false, got {_describe(value)}") from None
 
     return check
+
+
+def _string_check(column: ColumnSpec) -> Callable[[Any], Any]:
+    nullable = column.nullable
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str):
+            return value
+        try:
+            return _missing(value, nullable, None)
+        except _NotMissingError:
+            raise _BadValueError(f"expected a string, got {_describe(value)}") from None
+
+    return check
+
+
+_NAT = np.datetime64("NaT", "ns")
+
+
+def _datetime_check(column: ColumnSpec) -> Callable[[Any], Any]:
+    nullable = column.nullable
+
+    def check(value: Any) -> Any:
+        if is_missing(value):
+            return _missing(value, nullable, _NAT)
+        try:
+            return to_datetime64(value)
+        except (TypeError, ValueError, OverflowError):
+            raise _BadValueError(
+                f"expected a date and time (ISO 8601, such as '2024-05-17T13:45:00'), "
+                f"got {_describe(value)}"
+            ) from None
+
+    return check
+
+
+def to_datetime64(value: Any) -> np.datetime64:
+    """A timestamp as ``datetime64[ns]``, in UTC when it carries a time zone.
+
+    Takes ``datetime`` (and pandas' ``Timestamp``), ``date``, ``numpy.datetime64`` and ISO 8601
+    strings; raises ``TypeError`` or ``ValueError`` for anything else.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        # Python 3.10's fromisoformat does not read the common "Z" suffix.
+        value = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    elif isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        value = dt.datetime(value.year, value.month, value.day)
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        to_numpy = getattr(value, "to_datetime64", None)  # pandas keeps nanoseconds
+        value = to_numpy() if to_numpy else np.datetime64(value)
+    if isinstance(value, np.datetime64):
+        stamp: np.datetime64 = value.astype("datetime64[ns]")
+        return stamp
+    raise TypeError(f"not a date and time: {type(value).__name__}")
 
 
 def _scalar_check(column: ColumnSpec) -> Callable[[Any], Any]:
@@ -448,16 +563,9 @@ def _scalar_check(column: ColumnSpec) -> Callable[[Any], Any]:
         return _integer_check(column)
     if column.type == "boolean":
         return _boolean_check(column)
-    nullable = column.nullable
-
-    def check_string(value: Any) -> Any:
-        if isinstance(value, str):
-            return value
-        if value is None and nullable:
-            return None
-        raise _BadValueError(f"expected a string, got {_describe(value)}")
-
-    return check_string
+    if column.type == "datetime":
+        return _datetime_check(column)
+    return _string_check(column)
 
 
 def _column_check(column: ColumnSpec) -> Callable[[Any], Any]:
@@ -482,6 +590,11 @@ class Table:
 
     Numeric signatures keep one 2-D matrix (no copy per column); mixed ones keep one array per
     column. Adapters take the form they need through :meth:`matrix` and :meth:`columns`.
+
+    Columns by type, missing values included: numbers are ``float64`` (NaN); integers ``int64``,
+    or ``float64`` with NaN when a value is missing; booleans ``bool``, or objects with ``None``
+    when a value is missing; strings objects (``None``); datetimes ``datetime64[ns]`` (NaT).
+    Columns with declared categories (other than numbers) are objects.
     """
 
     names: tuple[str, ...]
@@ -505,9 +618,21 @@ class Table:
         return self.data
 
     def records(self) -> list[dict[str, Any]]:
-        """One dict of Python values per row."""
-        columns = [column.tolist() for column in self.columns().values()]
+        """One dict of Python values per row (datetimes as ``datetime``, missing as ``None``)."""
+        columns = [
+            # tolist() gives nanoseconds as bare integers; microseconds give datetime objects.
+            column.astype("datetime64[us]").tolist()
+            if column.dtype.kind == "M"
+            else column.tolist()
+            for column in self.columns().values()
+        ]
         return [dict(zip(self.names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def record_table(columns: Sequence[ColumnSpec], values: Sequence[Any]) -> Table:
+    """One checked record as a one-row :class:`Table`, its columns typed as in a batch."""
+    data = {c.name: column_array(c, (v,)) for c, v in zip(columns, values, strict=True)}
+    return Table(tuple(data), 1, data)
 
 
 class TabularValidator:
@@ -520,9 +645,9 @@ class TabularValidator:
         self._checks = tuple((c.name, _column_check(c)) for c in self.columns)
         self._check_by_name = dict(self._checks)
         self._getter = _tuple_getter(self.names)
-        self._is_numeric = all(
-            c.type == "number" and c.categories is None and not c.nullable for c in self.columns
-        )
+        # All plain numbers: batches are one float matrix, missing values NaN where allowed.
+        self._is_numeric = all(c.type == "number" and c.categories is None for c in self.columns)
+        self._nullable = np.array([c.nullable for c in self.columns], dtype=bool)
         # Plans for the fast path, by the exact types of a record's values; see _plan.
         self._plans: dict[tuple[type, ...], _Plan | None] = {}
         self._model_routes: dict[type, _ModelRoute | None] = {}
@@ -597,7 +722,7 @@ class TabularValidator:
             if route is not None and kind not in route.field_types[position]:
                 break  # model_dump might not give this value back as it is
             if kind is type(None):
-                if not column.nullable:
+                if not column.nullable or column.type == "datetime":
                     break
                 if column.type == "number":
                     to_nan.append(position)
@@ -720,7 +845,7 @@ class TabularValidator:
             return Table(self.names, len(rows), matrix)
         transposed = list(zip(*rows, strict=True)) if rows else [()] * len(self.names)
         data = {
-            column.name: _column_array(column, values)
+            column.name: column_array(column, values)
             for column, values in zip(self.columns, transposed, strict=True)
         }
         return Table(self.names, len(rows), data)
@@ -750,7 +875,7 @@ class TabularValidator:
             values = (frame if in_order else frame[list(self.names)]).to_numpy()
             if values.dtype.kind in "fiu":
                 return self._numeric_matrix(values)
-        data = {c.name: self._column(c, frame[c.name].to_numpy()) for c in self.columns}
+        data = {c.name: self._column(c, _series_values(frame[c.name], c)) for c in self.columns}
         return Table(self.names, len(frame), data)
 
     def _array(self, array: np.ndarray) -> Table:
@@ -775,16 +900,18 @@ class TabularValidator:
 
     def _numeric_matrix(self, matrix: np.ndarray) -> Table:
         if matrix.dtype.kind == "f":
-            finite = np.isfinite(matrix)
-            if not finite.all():
-                rows, cols = np.nonzero(~finite)
+            bad = ~np.isfinite(matrix)
+            if bad.any() and self._nullable.any():
+                bad &= ~(np.isnan(matrix) & self._nullable)
+            if bad.any():
+                rows, cols = np.nonzero(bad)
                 problems = []
                 for row, col in list(zip(rows.tolist(), cols.tolist(), strict=True))[
                     :_MAX_REPORTED_ERRORS
                 ]:
                     value = matrix[row, col]
                     text = (
-                        "got NaN, but this field takes no missing values"
+                        f"got NaN, {_NO_MISSING}"
                         if np.isnan(value)
                         else "got infinity; expected a finite number"
                     )
@@ -795,7 +922,6 @@ class TabularValidator:
     def _column(self, column: ColumnSpec, values: np.ndarray) -> np.ndarray:
         """Check one column of a batch, vectorized where the dtype allows it."""
         kind = values.dtype.kind
-        name = column.name
         if column.categories is None:
             if column.type == "number" and kind in "fiu":
                 as_float = values.astype(np.float64, copy=False)
@@ -809,24 +935,34 @@ class TabularValidator:
                 kind == "i" or (kind == "u" and (not values.size or values.max() <= _INT64.max))
             ):
                 return values
+            if column.type == "integer" and kind == "f":
+                return self._integral_floats(column, values)
             if column.type == "boolean" and kind == "b":
                 return values
+            if column.type == "datetime" and kind == "M":
+                stamps = values.astype("datetime64[ns]")
+                if not column.nullable and np.isnat(stamps).any():
+                    self._raise_first_bad(column, values, np.flatnonzero(np.isnat(stamps)))
+                return stamps
         if column.type == "string" and kind in "OU":
             # All plain str (and declared categories): one pass at C speed, the common case of
             # a DataFrame's text column. Anything else is checked value by value below.
             listed = values.tolist()
-            if _STRINGS.issuperset(map(type, listed)) and (
-                column.categories is None or frozenset(column.categories).issuperset(listed)
+            types = set(map(type, listed))
+            if (_STRINGS.issuperset(types) or (column.nullable and types <= _STRINGS_OR_NONE)) and (
+                column.categories is None
+                or frozenset(column.categories).issuperset(v for v in listed if v is not None)
             ):
                 return values if kind == "O" else values.astype(object)
         # Object, string or categorical data: check each value, as records are checked.
+        return column_array(column, self._checked_values(column, values.tolist()))
+
+    def _checked_values(self, column: ColumnSpec, values: list[Any]) -> list[Any]:
         check = _column_check(column)
+        name = column.name
         out = []
         problems = []
-        for index, value in enumerate(values.tolist()):
-            if column.nullable and is_missing(value):
-                out.append(None if column.type == "string" else math.nan)
-                continue
+        for index, value in enumerate(values):
             try:
                 out.append(check(value))
             except _BadValueError as exc:
@@ -835,7 +971,21 @@ class TabularValidator:
                     break
         if problems:
             raise _invalid_many(problems)
-        return _column_array(column, out)
+        return out
+
+    def _integral_floats(self, column: ColumnSpec, values: np.ndarray) -> np.ndarray:
+        """An integer column given as floats (pandas reads integers with gaps as floats)."""
+        missing = np.isnan(values)
+        present = values[~missing]
+        bad = ~missing & ~(np.isfinite(values) & (np.floor(values) == values))
+        bad[~missing] |= (present < _INT64_MIN) | (present >= 2.0**63)
+        if not column.nullable:
+            bad |= missing
+        if bad.any():
+            self._raise_first_bad(column, values, np.flatnonzero(bad))
+        if missing.any():
+            return values.astype(np.float64, copy=False)  # NaN stands for the missing values
+        return values.astype(np.int64)
 
     def _raise_first_bad(self, column: ColumnSpec, values: np.ndarray, indices: np.ndarray) -> None:
         check = _column_check(column)
@@ -852,6 +1002,7 @@ class TabularValidator:
 
 _FLOATS = frozenset({float})
 _STRINGS = frozenset({str})
+_STRINGS_OR_NONE = frozenset({str, type(None)})
 # The exact types a well-formed value of each column type has; their slow-path checks return them
 # unchanged, except an int in a number column, which becomes a float. Anything else (a bool in a
 # number column, numpy scalars, str subclasses) takes the slow path.
@@ -860,6 +1011,7 @@ _PLAIN_TYPES: dict[str, frozenset[type]] = {
     "integer": frozenset({int}),
     "boolean": frozenset({bool}),
     "string": frozenset({str}),
+    "datetime": frozenset(),  # always checked (and parsed) by the slow path
 }
 _MAX_PLANS = 64
 
@@ -990,13 +1142,52 @@ def _dumped_as_is(schema: dict[str, Any], column: ColumnSpec) -> frozenset[type]
     return frozenset({plain, type(None)} if nullable else {plain})
 
 
-def _column_array(column: ColumnSpec, values: Sequence[Any]) -> np.ndarray:
-    if column.categories is None and not column.nullable:
-        dtype = {"number": np.float64, "integer": np.int64, "boolean": np.bool_}.get(column.type)
-        if dtype is not None:
-            return np.asarray(values, dtype=dtype)
+def _series_values(series: Any, column: ColumnSpec) -> np.ndarray:
+    """A pandas column as numpy values, with pandas' missing markers made numpy's."""
+    values: np.ndarray = _series_to_numpy(series, column)
+    return values
+
+
+def _series_to_numpy(series: Any, column: ColumnSpec) -> Any:
+    dtype = series.dtype
+    if isinstance(dtype, np.dtype):
+        if dtype.kind == "O" and column.type == "string" and column.nullable:
+            # NaN is how pandas marks a missing string: as None, the column checks in one pass.
+            return series.to_numpy(dtype=object, na_value=None)
+        return series.to_numpy()
+    kind = getattr(dtype, "kind", "O")
+    if kind == "M":  # datetimes with a time zone: compared in UTC, as single values are
+        return series.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+    has_missing = bool(series.isna().any())
+    # Nullable Int64, Float64 and boolean columns: floats with NaN, or the plain dtype.
+    if kind in "fiu" and column.type in ("number", "integer"):
+        if has_missing or kind == "f":
+            return series.to_numpy(dtype=np.float64, na_value=math.nan)
+        return series.to_numpy(dtype=np.int64 if kind in "iu" else np.float64)
+    if kind == "b" and column.type == "boolean" and not has_missing:
+        return series.to_numpy(dtype=np.bool_)
+    # Strings, categoricals and the rest: objects, missing as None.
+    return series.to_numpy(dtype=object, na_value=None)
+
+
+def none_mask(values: np.ndarray) -> np.ndarray:
+    """Where an object array holds ``None``."""
+    mask: np.ndarray = np.equal(values, np.array(None, dtype=object))
+    return mask
+
+
+def column_array(column: ColumnSpec, values: Sequence[Any]) -> np.ndarray:
+    """Checked values as the batch column their type gives (see :class:`Table`)."""
     if column.type == "number":
         return np.asarray([math.nan if v is None else v for v in values], dtype=np.float64)
+    if column.type == "datetime":
+        return np.asarray(values, dtype="datetime64[ns]")
+    if column.categories is None and column.type in ("integer", "boolean"):
+        if None not in values:
+            return np.asarray(values, dtype=np.int64 if column.type == "integer" else np.bool_)
+        if column.type == "integer":
+            # As pandas holds an integer column with gaps: floats, NaN for the missing values.
+            return np.asarray([math.nan if v is None else v for v in values], dtype=np.float64)
     array = np.empty(len(values), dtype=object)
     array[:] = list(values)
     return array
@@ -1129,7 +1320,13 @@ def error_from(problems: list[dict[str, Any]]) -> InvalidInputError:
 
 # -- pydantic models ------------------------------------------------------------------------------
 
-_PYTHON_TYPES: dict[str, Any] = {"number": float, "integer": int, "boolean": bool, "string": str}
+_PYTHON_TYPES: dict[str, Any] = {
+    "number": float,
+    "integer": int,
+    "boolean": bool,
+    "string": str,
+    "datetime": dt.datetime,
+}
 
 
 def _input_model(signature: Signature) -> type[BaseModel]:
@@ -1179,11 +1376,21 @@ def _output_json_schema(outputs: Outputs) -> dict[str, Any]:
     return cast(dict[str, Any], model.model_json_schema(by_alias=True))
 
 
+_ANNOTATION_TYPES: dict[Any, ColumnType] = {
+    float: "number",
+    int: "integer",
+    bool: "boolean",
+    str: "string",
+    dt.datetime: "datetime",
+}
+
+
 def tabular_inputs_from_model(model: type[BaseModel]) -> TabularInputs:
     """Tabular inputs declared by a pydantic model: one column per field.
 
-    ``float`` fields become numbers, ``int`` integers, ``bool`` booleans, ``str`` strings, a
-    ``Literal[...]`` declares the allowed values and ``X | None`` makes a column nullable.
+    ``float`` fields become numbers, ``int`` integers, ``bool`` booleans, ``str`` strings,
+    ``datetime`` datetimes, a ``Literal[...]`` declares the allowed values and ``X | None`` makes
+    a column nullable.
 
     Raises:
         TypeError: a field has a type a column cannot hold.
@@ -1202,21 +1409,18 @@ def tabular_inputs_from_model(model: type[BaseModel]) -> TabularInputs:
             categories = tuple(typing.get_args(annotation))
             kinds = {_scalar_type(c) for c in categories}
             kind: ColumnType = "number" if kinds == {"integer", "number"} else kinds.pop()
-        elif annotation in (float, int, bool, str):
-            kind = {float: "number", int: "integer", bool: "boolean", str: "string"}[annotation]  # type: ignore[assignment,index]
+        elif annotation in _ANNOTATION_TYPES:
+            kind = _ANNOTATION_TYPES[annotation]
         else:
             raise TypeError(
                 f"Field {name!r} of {model.__name__} has type {annotation!r}; tabular signatures "
-                "take float, int, bool, str, Literal[...] and their optional forms."
+                "take float, int, bool, str, datetime, Literal[...] and their optional forms."
             )
-        dtype = {"number": "float64", "integer": "int64", "boolean": "bool", "string": "object"}[
-            kind
-        ]
         columns.append(
             ColumnSpec(
                 name=field.alias or name,
                 type=kind,
-                dtype=dtype,
+                dtype=_DEFAULT_DTYPES[kind],
                 categories=categories,
                 nullable=nullable,
             )

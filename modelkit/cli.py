@@ -1865,8 +1865,8 @@ def _raw_runtime(
             if model.signature.outputs.has_probabilities
             else estimator.predict
         )
-        encoded = [runner._encode(single) for single in singles]
-        whole = runner._encode(batch)
+        encoded = [runner.encode(single) for single in singles]
+        whole = runner.encode(batch)
         return "scikit-learn", _Timing(
             _time_calls(method, encoded, calls),
             _time_calls(lambda _: method(whole), [None], rounds),

@@ -21,11 +21,15 @@ from .._signature import (
     Signature,
     Table,
     TabularInputs,
+    TabularValidator,
     Task,
     TensorInputs,
+    column_array,
     infer_tabular_signature,
+    is_missing,
+    none_mask,
     python_scalar,
-    single_value_column,
+    record_table,
 )
 from ..errors import BundleError, InvalidInputError
 from . import SavedModel
@@ -38,6 +42,9 @@ __all__ = ["JoblibAdapter", "JoblibRunner"]
 ARTIFACT = "model.joblib"
 # What an estimator raises for inputs it cannot take (unseen categories, wrong shapes...).
 _INPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError)
+# Sample rows each probe for missing values runs on: enough to reach every branch of a pipeline's
+# column handling, few enough that probing a wide table stays cheap.
+_PROBE_ROWS = 16
 
 
 class JoblibAdapter:
@@ -192,8 +199,8 @@ def _inputs_for(
             layout = "dataframe"
         if declared is not None:
             _check_same_columns(declared, inputs)
-            inputs = declared
-        return inputs, layout, dtype
+            return declared, layout, dtype  # the declared nullability is the caller's decision
+        return _with_missing_support(obj, inputs, layout, dtype, sample_input), layout, dtype
     if declared is not None:
         layout = "dataframe" if names is not None else "array"
         return declared, layout, _common_dtype(declared.columns)
@@ -209,6 +216,53 @@ def _inputs_for(
     raise BundleError(
         f"Cannot tell what {type(obj).__qualname__} takes as input: pass sample_input= (a few "
         "rows of training data) or signature=."
+    )
+
+
+def _with_missing_support(
+    obj: Any, inputs: TabularInputs, layout: str, dtype: str, sample: Any
+) -> TabularInputs:
+    """The inputs, with each column nullable where the fitted model takes a missing value.
+
+    A sample without gaps in a column says nothing about whether the model can take one there
+    (an imputer can; a bare linear model cannot), so the model is asked: sample rows are run
+    with each column set missing in turn, all at once first, since that usually succeeds.
+    """
+    try:
+        table = TabularValidator(inputs).batch(sample)
+    except InvalidInputError:
+        return inputs  # the sample check after this names the problem
+    rows = min(table.length, _PROBE_ROWS)
+    base = {name: values[:rows] for name, values in table.columns().items()}
+    probed = [c for c in inputs.columns if not c.nullable]
+    if not probed or rows == 0:
+        return inputs
+    signature = Signature(inputs=inputs, outputs=Outputs(task="regression"))
+    runner = JoblibRunner(obj, signature, layout=layout, dtype=dtype)
+
+    def blank(column: ColumnSpec) -> dict[str, np.ndarray]:
+        missing = column.model_copy(update={"nullable": True})
+        return {**base, column.name: column_array(missing, [None] * rows)}
+
+    def accepts(tables: list[dict[str, np.ndarray]]) -> bool:
+        data = {name: np.concatenate([t[name] for t in tables]) for name in base}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a probe's warnings are not the caller's
+                obj.predict(runner.encode(Table(table.names, rows * len(tables), data)))
+        except Exception:  # noqa: BLE001 - any failure means "not here"
+            return False
+        return True
+
+    if accepts([blank(c) for c in probed]):
+        accepted = {c.name for c in probed}
+    else:
+        accepted = {c.name for c in probed if accepts([blank(c)])}
+    return TabularInputs(
+        columns=tuple(
+            c.model_copy(update={"nullable": True}) if c.name in accepted else c
+            for c in inputs.columns
+        )
     )
 
 
@@ -252,37 +306,28 @@ class JoblibRunner:
     def run(self, inputs: Table | Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(inputs, Table):
             raise TypeError("The joblib format runs tabular inputs only.")
-        return self._predict(self._encode, inputs)
+        return self._predict(self.encode, inputs)
 
     def run_record(self, values: tuple[Any, ...]) -> dict[str, Any]:
         if self._layout == "array":
             return self._predict(self._encode_record, values)
-        table = Table(
-            tuple(self._names),
-            1,
-            {n: single_value_column(v) for n, v in zip(self._names, values, strict=True)},
-        )
-        return self._predict(self._encode, table)
+        return self._predict(self.encode, record_table(self._columns, values))
 
     def _encode_record(self, values: tuple[Any, ...]) -> np.ndarray:
-        return np.array([values], dtype=self._dtype)
+        row = np.array([values], dtype=self._dtype)
+        return _missing_as_nan(row) if row.dtype.kind == "O" else row
 
-    def _encode(self, table: Table) -> Any:
+    def encode(self, table: Table) -> Any:
+        """The batch as the estimator was trained on it: a DataFrame, an array or records."""
         if self._layout == "array":
-            return table.matrix(self._dtype)
+            matrix = table.matrix(self._dtype)
+            return _missing_as_nan(matrix) if matrix.dtype.kind == "O" else matrix
         if self._layout == "records":
             return table.records()
         pandas = require("pandas", extra="pandas", feature="This model (trained on a DataFrame)")
-        frame = pandas.DataFrame(table.columns(), columns=self._names, copy=False)
-        dtypes = {}
-        for column in self._columns:
-            if column.dtype == "category":
-                frame[column.name] = pandas.Categorical(
-                    frame[column.name], categories=list(column.categories or ())
-                )
-            elif str(frame[column.name].dtype) != column.dtype:
-                dtypes[column.name] = column.dtype
-        return frame.astype(dtypes) if dtypes else frame
+        columns = table.columns()
+        data = {c.name: _pandas_column(pandas, c, columns[c.name]) for c in self._columns}
+        return pandas.DataFrame(data, columns=self._names, copy=False)
 
     def _predict(self, encode: Callable[[Any], Any], raw: Any) -> dict[str, Any]:
         # Encoding is inside the try: a value the trained dtype cannot hold is the input's fault.
@@ -296,7 +341,7 @@ class JoblibRunner:
             labels = np.asarray(self.estimator.predict(inputs))
             if not self._is_classifier:
                 return {"value": labels}
-            fields: dict[str, Any] = {"label": labels}
+            fields: dict[str, Any] = {"label": plain_labels(labels)}
             if self._has_probabilities:
                 fields["probabilities"] = np.asarray(self.estimator.predict_proba(inputs))
             return fields
@@ -306,14 +351,12 @@ class JoblibRunner:
     def check_sample(self, sample: Any) -> bool:
         """Run the sample through the estimator at save time; return whether it gives
         probabilities (some estimators advertise ``predict_proba`` but refuse to run it)."""
-        from .._signature import TabularValidator
-
         validator = TabularValidator(TabularInputs(columns=self._columns))
         try:
             table = validator.batch(sample)
         except InvalidInputError as exc:
             raise BundleError(f"The sample input does not fit the signature: {exc}") from exc
-        encoded = self._encode(table)
+        encoded = self.encode(table)
         try:
             self.estimator.predict(encoded)
         except Exception as exc:
@@ -345,5 +388,58 @@ def _argmax_classes(estimator: Any) -> np.ndarray | None:
         and getattr(type(final), "predict", None) is forest.ForestClassifier.predict
         and getattr(final, "n_outputs_", None) == 1
     ):
-        return np.asarray(final.classes_)
+        return plain_labels(np.asarray(final.classes_))
     return None
+
+
+def plain_labels(labels: np.ndarray) -> np.ndarray:
+    """Labels whose elements are Python values (``str``, not ``numpy.str_``), as ONNX gives."""
+    if labels.dtype.kind in "US":
+        return labels.astype(object)
+    if labels.dtype.kind == "O" and labels.size and isinstance(labels.flat[0], np.generic):
+        plain = np.empty(labels.shape, dtype=object)
+        plain.flat[:] = [python_scalar(v) for v in labels.flat]
+        return plain
+    return labels
+
+
+def _missing_as_nan(values: np.ndarray) -> np.ndarray:
+    """Object values with NaN for ``None``: what scikit-learn's imputers take as missing."""
+    missing = none_mask(values)
+    if not missing.any():
+        return values
+    values = values.copy()
+    values[missing] = np.nan
+    return values
+
+
+def _pandas_column(pandas: Any, column: ColumnSpec, values: np.ndarray) -> Any:
+    """One validated column as the dtype the model was trained on (see ``Table``)."""
+    trained = column.dtype
+    kind = values.dtype.kind
+    if trained == "category":
+        levels = list(column.dtype_categories or column.categories or ())
+        known = set(levels)
+        # Unseen values join the categories (after the trained ones, so known codes keep their
+        # meaning): the model, not a silent NaN, decides about them.
+        unseen = [v for v in dict.fromkeys(values.tolist()) if not is_missing(v) and v not in known]
+        present = _missing_as_nan(values) if kind == "O" else values
+        return pandas.Categorical(present, categories=levels + unseen)
+    try:
+        target = pandas.api.types.pandas_dtype(trained)
+    except TypeError:
+        target = None  # a dtype this pandas does not know ("str" before pandas 3)
+    if column.type == "datetime":
+        if getattr(target, "tz", None) is not None:
+            return pandas.Series(values).dt.tz_localize("UTC").dt.tz_convert(target.tz)
+        return values.astype(target) if isinstance(target, np.dtype) else values
+    if isinstance(target, np.dtype) or target is None:
+        if kind == "O":
+            return _missing_as_nan(values)  # strings, and booleans with gaps, as pandas has them
+        if kind == "f" and target is not None and target.kind in "iub":
+            return values  # integers with gaps stay floats, as pandas reads them
+        if target is not None and target != values.dtype and target.kind != "O":
+            return values.astype(target)
+        return values
+    # pandas' own dtypes (Int64, boolean, string, Float64...) take None and NaN as missing.
+    return pandas.array(values, dtype=target)

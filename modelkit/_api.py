@@ -232,8 +232,14 @@ def _target(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
                 f"{str(target)!r} exists and is not a bundle; refusing to replace it.",
                 path=str(target),
             )
-    if not target.parent.is_dir():
-        raise BundleError(f"The directory {str(target.parent)!r} does not exist.", path=str(target))
+    try:
+        # As os.makedirs(exist_ok=True): "models/churn" in a fresh checkout just works.
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BundleError(
+            f"Cannot create the directory {str(target.parent)!r}: {exc.strerror or exc}.",
+            path=str(target),
+        ) from exc
     return target
 
 

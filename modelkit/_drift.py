@@ -178,7 +178,10 @@ def profile_reference(
     if table.length == 0:
         raise ValueError("Cannot profile reference data with no rows.")
     data = table.columns()
-    columns = {column.name: _profile_column(column, data[column.name]) for column in inputs.columns}
+    columns = {
+        column.name: _profile_column(column, _binned_values(column, data[column.name]))
+        for column in inputs.columns
+    }
     return {
         "version": PROFILE_VERSION,
         "count": table.length,
@@ -216,6 +219,16 @@ def _profile_outputs(
     else:
         summary = _numeric_profile(values)
     return {"name": field, "task": task, **summary}
+
+
+def _binned_values(column: ColumnSpec, values: Any) -> Any:
+    """A column's values as its bins compare them: datetimes as seconds since the epoch."""
+    if column.type != "datetime":
+        return values
+    stamps = np.asarray(values, dtype="datetime64[ns]")
+    seconds = stamps.astype(np.int64) / 1e9
+    seconds[np.isnat(stamps)] = math.nan
+    return seconds
 
 
 def _profile_column(column: ColumnSpec, values: np.ndarray) -> dict[str, Any]:
@@ -709,6 +722,7 @@ class DriftMonitor:
             raise ValueError(f"The drift profile has no entry for the input columns {absent}.")
         self.min_records = min_records
         self._names = tuple(column.name for column in inputs.columns)
+        self._specs = inputs.columns
         columns = []
         for spec in inputs.columns:
             entry = entries[spec.name]
@@ -798,7 +812,12 @@ class DriftMonitor:
         if table.length == 0:
             return
         data = table.columns()
-        counts = np.concatenate([c.binner.count(data[c.name]) for c in self._columns])
+        counts = np.concatenate(
+            [
+                c.binner.count(_binned_values(spec, data[c.name]))
+                for c, spec in zip(self._columns, self._specs, strict=True)
+            ]
+        )
         with self._lock:
             self._counts += counts
             self._counted += table.length
@@ -882,8 +901,10 @@ class DriftMonitor:
             by_column = list(zip(*rows, strict=True))
             counts = np.concatenate(
                 [
-                    column.binner.count(_column_values(column.binner, values))
-                    for column, values in zip(self._columns, by_column, strict=True)
+                    column.binner.count(_column_values(column.binner, _binned_values(spec, values)))
+                    for column, spec, values in zip(
+                        self._columns, self._specs, by_column, strict=True
+                    )
                 ]
             )
         except (TypeError, ValueError):
@@ -894,9 +915,11 @@ class DriftMonitor:
             for row in rows:
                 try:
                     bins = [
-                        start + column.binner.index(value)
-                        for column, start, value in zip(
-                            self._columns, self._starts.tolist(), row, strict=True
+                        start + column.binner.index(_binned_values(spec, [value]).tolist()[0])
+                        if spec.type == "datetime"
+                        else start + column.binner.index(value)
+                        for column, spec, start, value in zip(
+                            self._columns, self._specs, self._starts.tolist(), row, strict=True
                         )
                     ]
                 except (TypeError, ValueError):

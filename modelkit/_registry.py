@@ -930,6 +930,8 @@ def _warm_up(model: Model[Any, Any]) -> None:
             record[column.name] = False
         elif column.type == "integer":
             record[column.name] = int(summary.get("min") or 0)
+        elif column.type == "datetime":
+            record[column.name] = "2000-01-01T00:00:00"
         else:
             record[column.name] = float(summary.get("mean") or 0.0)
     # Below the public predict: no hook, span, metric, prediction log or drift count sees it.

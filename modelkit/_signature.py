@@ -200,6 +200,11 @@ def is_dataframe(obj: object) -> bool:
     return type(obj).__name__ == "DataFrame" and hasattr(obj, "columns") and hasattr(obj, "dtypes")
 
 
+def is_series(obj: object) -> bool:
+    # Duck-typed, as is_dataframe.
+    return type(obj).__name__ == "Series" and hasattr(obj, "index") and hasattr(obj, "to_dict")
+
+
 def infer_tabular_signature(sample: Any) -> tuple[TabularInputs, str]:
     """Infer tabular inputs from a sample batch.
 
@@ -761,6 +766,8 @@ class TabularValidator:
     def _record_slow(self, record: Any, index: int | None) -> tuple[Any, ...]:
         if isinstance(record, BaseModel):
             record = record.model_dump(by_alias=True)
+        elif is_series(record):
+            record = record.to_dict()  # one row of a DataFrame, as df.iloc[i] gives it
         if isinstance(record, Mapping):
             return self._mapping(record, index)
         if isinstance(record, np.ndarray) and record.ndim != 1:

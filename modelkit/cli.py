@@ -1178,7 +1178,12 @@ class _CsvReader(_TextReader):
         return _BadRowError(None, "cannot be read")  # pragma: no cover - some cell failed
 
 
-_EXPECTED = {"number": "a number", "integer": "an integer", "boolean": "true or false"}
+_EXPECTED = {
+    "number": "a number",
+    "integer": "an integer",
+    "boolean": "true or false",
+    "datetime": "a date and time",
+}
 
 
 def _cell_problem(column: ColumnSpec, cell: str) -> str:
@@ -1194,7 +1199,7 @@ def _cell_reader(column: ColumnSpec) -> Callable[[str], Any]:
     kind = column.type
     if kind == "number" and not nullable:
         return float  # the common case, at C speed
-    if kind == "string":
+    if kind in ("string", "datetime"):  # datetimes are parsed, ISO 8601, by validation
         return (lambda cell: cell or None) if nullable else str
 
     def number(cell: str) -> Any:
@@ -1385,6 +1390,7 @@ class _ParquetWriter(_Writer):
         "number": "float64",
         "integer": "int64",
         "boolean": "bool_",
+        "datetime": "string",  # written back as read: ISO 8601 text
         "string": "string",
     }
 

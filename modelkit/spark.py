@@ -465,14 +465,22 @@ def _missing(name: str, present: list[str]) -> dict[str, Any]:
 _INTEGRAL = ("ByteType", "ShortType", "IntegerType", "LongType")
 _NUMERIC = (*_INTEGRAL, "FloatType", "DoubleType", "DecimalType")
 _STRING = ("StringType", "VarcharType", "CharType")
+_TIMESTAMP = ("TimestampType", "TimestampNTZType", "DateType")
 _SPARK_NAMES = {
     "number": "byte, short, int, long, float, double or decimal",
     "integer": "byte, short, int or long",
     "boolean": "boolean",
     "string": "string",
+    "datetime": "timestamp, timestamp_ntz or date",
 }
-_ARTICLES = {"number": "a", "integer": "an", "boolean": "a", "string": "a"}
-_CASTS = {"number": "double", "integer": "long", "boolean": "boolean", "string": "string"}
+_ARTICLES = {"number": "a", "integer": "an", "boolean": "a", "string": "a", "datetime": "a"}
+_CASTS = {
+    "number": "double",
+    "integer": "long",
+    "boolean": "boolean",
+    "string": "string",
+    "datetime": "timestamp",
+}
 
 
 def _check_type(spec: ColumnSpec | TensorSpec, data_type: Any) -> tuple[str | None, str | None]:
@@ -484,6 +492,7 @@ def _check_type(spec: ColumnSpec | TensorSpec, data_type: Any) -> tuple[str | No
             "integer": _INTEGRAL,
             "boolean": ("BooleanType",),
             "string": _STRING,
+            "datetime": _TIMESTAMP,
         }[kind]
         if type(data_type).__name__ in accepted:
             return _CASTS[kind], None

@@ -295,6 +295,29 @@ def test_update_record_and_update_table_count_alike(plans: pd.DataFrame) -> None
     assert monitor_a.report() == monitor_b.report()
 
 
+def test_real_table_dtypes_count_alike_by_record_and_by_table() -> None:
+    """Datetimes, nullable integers and booleans with gaps bin the same either way."""
+    rng = np.random.default_rng(3)
+    n = 1500
+    stamps = pd.Series(pd.date_range("2024-01-01", periods=n, freq="h"))
+    stamps[::9] = pd.NaT
+    frame = pd.DataFrame(
+        {
+            "at": stamps,
+            "count": pd.array(np.where(rng.random(n) < 0.2, None, rng.integers(0, 9, n)), "Int64"),
+            "member": pd.array(np.where(rng.random(n) < 0.2, None, rng.random(n) < 0.5), "boolean"),
+        }
+    )
+    monitor_a, validator = _monitor(frame, min_records=1)
+    monitor_b, _ = _monitor(frame, min_records=1)
+    monitor_a.update_table(validator.batch(frame))
+    for record in frame.to_dict("records"):
+        monitor_b.update_record(validator.record(record))
+    assert monitor_a.count == monitor_b.count == n
+    assert monitor_a.report() == monitor_b.report()
+    assert all(feature.score == 0.0 for feature in monitor_a.report().features)
+
+
 def test_integers_beyond_float_precision_count_alike_by_record_and_by_table() -> None:
     frame = pd.DataFrame({"id": np.arange(2**60, 2**60 + 500, dtype=np.int64)})
     monitor_a, validator = _monitor(frame, min_records=1)

@@ -353,3 +353,16 @@ def test_save_succeeds_beside_staging_left_by_a_killed_save(
 
     assert modelkit.load(target).version == "2.0.0"
     assert_predicts_like(modelkit.load(target), tree)
+
+
+@pytest.mark.parametrize("name", ["churn", "churn.zip"])
+def test_save_creates_missing_parent_folders(tmp_path: Path, name: str) -> None:
+    target = save_bundle(fit_logistic(), tmp_path / "models" / "v1" / name)
+    assert_predicts_like(modelkit.load(target), fit_logistic())
+
+
+def test_save_under_a_file_is_a_bundle_error_naming_the_folder(tmp_path: Path) -> None:
+    (tmp_path / "models").write_text("not a folder")
+    with pytest.raises(modelkit.BundleError, match="Cannot create the directory") as info:
+        save_bundle(fit_logistic(), tmp_path / "models" / "churn")
+    assert info.value.path == str(tmp_path / "models" / "churn")

@@ -382,3 +382,154 @@ def test_nullable_integer_and_boolean_columns_take_none() -> None:
     assert (
         validator.batch([{"count": 3, "agreed": True}, {"count": None, "agreed": None}]).length == 2
     )
+
+
+# -- missing values and real-table dtypes ------------------------------------------------
+
+NULLABLE = TabularInputs(
+    columns=(
+        ColumnSpec(name="income", type="number", dtype="float64", nullable=True),
+        ColumnSpec(name="age", type="integer", dtype="Int64", nullable=True),
+        ColumnSpec(name="member", type="boolean", dtype="boolean", nullable=True),
+        ColumnSpec(name="city", type="string", dtype="str", nullable=True),
+        ColumnSpec(name="joined", type="datetime", dtype="datetime64[ns]", nullable=True),
+    )
+)
+MISSING_MARKERS = [None, math.nan, np.float32("nan"), pd.NA, pd.NaT, np.datetime64("NaT")]
+
+
+@pytest.mark.parametrize("marker", MISSING_MARKERS, ids=repr)
+@pytest.mark.parametrize("field", [c.name for c in NULLABLE.columns])
+def test_every_missing_marker_is_missing_in_every_nullable_column(field: str, marker: Any) -> None:
+    record = {"income": 1.5, "age": 3, "member": True, "city": "Oslo", "joined": "2024-01-02"}
+    values = TabularValidator(NULLABLE).record({**record, field: marker})
+    position = [c.name for c in NULLABLE.columns].index(field)
+    assert modelkit_missing(values[position])
+
+
+@pytest.mark.parametrize("marker", MISSING_MARKERS, ids=repr)
+@pytest.mark.parametrize("field", ["age", "income", "plan", "active"])
+def test_a_missing_marker_in_a_column_that_takes_none_is_named(field: str, marker: Any) -> None:
+    with pytest.raises(modelkit.InvalidInputError, match="no missing values") as info:
+        TabularValidator(MIXED).record({**GOOD, field: marker})
+    assert info.value.field == field
+
+
+def modelkit_missing(value: Any) -> bool:
+    from modelkit._signature import is_missing
+
+    return is_missing(value)
+
+
+def test_a_record_and_its_dataframe_agree_on_missing_values() -> None:
+    frame = pd.DataFrame(
+        {
+            "income": [1.0, np.nan],
+            "age": pd.array([1, None], dtype="Int64"),
+            "member": pd.array([True, None], dtype="boolean"),
+            "city": pd.array(["Oslo", None], dtype="str"),
+            "joined": pd.to_datetime(["2024-01-02", None]),
+        }
+    )
+    validator = TabularValidator(NULLABLE)
+    table = validator.batch(frame)
+    columns = table.columns()
+    assert np.isnan(columns["income"][1])
+    assert np.isnan(columns["age"][1])
+    assert columns["member"].tolist() == [True, None]
+    assert columns["city"].tolist() == ["Oslo", None]
+    assert np.isnat(columns["joined"][1])
+    # Records straight from the frame, pandas' own markers included, give the same values.
+    for index, record in enumerate(frame.to_dict("records")):
+        values = validator.record(record)
+        expected = table.records()[index]
+        for name, value in zip(validator.names, values, strict=True):
+            if modelkit_missing(expected[name]):
+                assert modelkit_missing(value), name
+        assert _none_for_nan(validator.batch([record]).records()[0]) == _none_for_nan(expected)
+
+
+def _none_for_nan(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: None if modelkit_missing(v) else v for k, v in record.items()}
+
+
+def test_an_integer_column_refuses_a_fraction_in_records_and_frames() -> None:
+    validator = TabularValidator(NULLABLE)
+    record = {"income": 1.0, "age": 3.5, "member": True, "city": "a", "joined": None}
+    with pytest.raises(modelkit.InvalidInputError, match="expected an integer") as info:
+        validator.record(record)
+    assert info.value.field == "age"
+    frame = pd.DataFrame([{**record, "age": 1.0}, record])
+    with pytest.raises(modelkit.InvalidInputError, match="expected an integer") as info:
+        validator.batch(frame)
+    assert (info.value.field, info.value.index) == ("age", 1)
+
+
+def test_an_integer_column_read_as_floats_with_gaps_stays_integral() -> None:
+    validator = TabularValidator(NULLABLE)
+    frame = pd.DataFrame(
+        {
+            "income": [1.0, 2.0],
+            "age": [4.0, np.nan],
+            "member": [True, False],
+            "city": ["a", "b"],
+            "joined": pd.to_datetime(["2024-01-02", "2024-01-03"]),
+        }
+    )
+    assert validator.batch(frame).columns()["age"].tolist()[0] == 4.0
+    assert validator.batch(frame.iloc[:1]).columns()["age"].dtype == np.int64
+
+
+def test_nullable_dtypes_keep_their_type_when_inferred() -> None:
+    frame = pd.DataFrame(
+        {
+            "age": pd.array([1, None], dtype="Int64"),
+            "member": pd.array([True, None], dtype="boolean"),
+            "city": pd.array(["Oslo", None], dtype="string"),
+            "joined": pd.to_datetime(["2024-01-02", None]).tz_localize("Europe/Oslo"),
+            "empty": pd.Series([None, None], dtype=object),
+            "flag": np.array([True, False]),
+        }
+    )
+    inputs, _ = infer_tabular_signature(frame)
+    assert [(c.name, c.type, c.nullable) for c in inputs.columns] == [
+        ("age", "integer", True),
+        ("member", "boolean", True),
+        ("city", "string", True),
+        ("joined", "datetime", True),
+        ("empty", "string", True),  # no values in the sample: text, and nullable
+        ("flag", "boolean", False),
+    ]
+    # The sample always fits the signature inferred from it.
+    assert TabularValidator(inputs).batch(frame).length == 2
+
+
+def test_datetimes_are_read_from_iso_strings_and_objects_alike() -> None:
+    import datetime as dt
+
+    inputs = TabularInputs(
+        columns=(ColumnSpec(name="at", type="datetime", dtype="datetime64[ns]"),)
+    )
+    validator = TabularValidator(inputs)
+    expected = np.datetime64("2024-05-17T11:45:00", "ns")
+    for value in (
+        "2024-05-17T11:45:00",
+        "2024-05-17T13:45:00+02:00",
+        "2024-05-17T11:45:00Z",
+        dt.datetime(2024, 5, 17, 11, 45),
+        pd.Timestamp("2024-05-17 13:45", tz="Europe/Paris"),
+        np.datetime64("2024-05-17T11:45"),
+    ):
+        assert validator.record({"at": value}) == (expected,), value
+    with pytest.raises(modelkit.InvalidInputError, match="ISO 8601") as info:
+        validator.record({"at": "next tuesday"})
+    assert info.value.field == "at"
+    assert "date-time" in str(
+        modelkit.Signature(inputs=inputs, outputs={"task": "regression"}).input_json_schema()
+    )
+
+
+def test_an_unseen_category_of_a_categorical_column_reaches_the_model() -> None:
+    frame = pd.DataFrame({"plan": pd.Categorical(["basic", "pro"])})
+    inputs, _ = infer_tabular_signature(frame)
+    assert TabularValidator(inputs).record({"plan": "gold"}) == ("gold",)

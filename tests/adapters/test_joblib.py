@@ -220,3 +220,174 @@ def test_forest_pipeline_labels_from_one_pass_match_predict(
     np.testing.assert_array_equal(predictions["label"], pipeline.predict(X))
     np.testing.assert_array_equal(predictions["probabilities"], pipeline.predict_proba(X))
     assert predictions["label"].dtype == pipeline.predict(X).dtype
+
+
+# -- missing values follow the model ------------------------------------------------------------
+
+
+def _standard_pipeline(final: Any) -> Any:
+    """The pipeline most people write for a raw DataFrame: impute, scale, one-hot."""
+    from sklearn.compose import ColumnTransformer, make_column_selector
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    numbers = make_pipeline(SimpleImputer(), StandardScaler())
+    strings = make_pipeline(
+        SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")
+    )
+    features = ColumnTransformer(
+        [
+            ("numbers", numbers, make_column_selector(dtype_include="number")),
+            ("strings", strings, make_column_selector(dtype_exclude="number")),
+        ]
+    )
+    return make_pipeline(features, final)
+
+
+def _penguins() -> tuple[Any, Any]:
+    from palmerpenguins import load_penguins
+
+    frame = load_penguins()
+    return frame.drop(columns=["species"]), frame["species"]
+
+
+def test_a_column_without_gaps_in_the_sample_takes_missing_values_the_model_imputes(
+    tmp_path: Path,
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = _penguins()
+    pipeline = _standard_pipeline(LogisticRegression(max_iter=2000)).fit(X, y)
+    sample = X.dropna().head(50)  # no gaps at all: only asking the model can tell
+    modelkit.save(pipeline, tmp_path / "m", name="m", version="1", sample_input=sample)
+    model = modelkit.load(tmp_path / "m")
+    assert all(column.nullable for column in model.signature.columns)
+    expected = pipeline.predict(X).tolist()
+    assert model.predict_batch(X)["label"].tolist() == expected
+    singles = [model.predict(record).label for record in X.to_dict("records")]
+    assert singles == expected
+    assert {type(label) for label in singles} == {str}
+
+
+def test_a_column_the_model_cannot_take_missing_keeps_a_clear_error(tmp_path: Path) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(0)
+    import pandas as pd
+
+    frame = pd.DataFrame({"a": rng.normal(size=40), "b": rng.normal(size=40)})
+    model_ = LinearRegression().fit(frame, frame["a"] * 2)
+    modelkit.save(model_, tmp_path / "m", name="m", version="1", sample_input=frame)
+    model = modelkit.load(tmp_path / "m")
+    assert not any(column.nullable for column in model.signature.columns)
+    with pytest.raises(modelkit.InvalidInputError, match="no missing values") as info:
+        model.predict({"a": 1.0, "b": None})
+    assert info.value.field == "b"
+
+
+def test_only_the_columns_the_model_imputes_become_nullable(tmp_path: Path) -> None:
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"imputed": rng.normal(size=40), "raw": rng.normal(size=40)})
+    pipeline = make_pipeline(
+        make_column_transformer((SimpleImputer(), ["imputed"]), ("passthrough", ["raw"])),
+        LinearRegression(),
+    ).fit(frame, frame["raw"])
+    modelkit.save(pipeline, tmp_path / "m", name="m", version="1", sample_input=frame)
+    nullable = {c.name: c.nullable for c in modelkit.load(tmp_path / "m").signature.columns}
+    assert nullable == {"imputed": True, "raw": False}
+
+
+def test_real_table_dtypes_round_trip_exactly(tmp_path: Path) -> None:
+    """Nullable Int64 and boolean, pandas strings, a category, numpy bools, all-missing sample
+    columns: a pipeline scikit-learn fits on them answers the same through modelkit."""
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    rng = np.random.default_rng(1)
+    n = 300
+    frame = pd.DataFrame(
+        {
+            "count": pd.array(np.where(rng.random(n) < 0.2, None, rng.integers(0, 9, n)), "Int64"),
+            "member": pd.array(np.where(rng.random(n) < 0.2, None, rng.random(n) < 0.5), "boolean"),
+            "city": pd.Series(rng.choice(["Oslo", "Lyon", None], n), dtype="str"),
+            "plan": pd.Categorical(rng.choice(["basic", "pro"], n)),
+            "flag": rng.random(n) < 0.5,
+            "rare": pd.Series([None] * 100 + list(rng.choice(["x", "y"], n - 100)), dtype="str"),
+        }
+    )
+    target = rng.normal(size=n)
+    # scikit-learn imputes nullable booleans as numbers (its most_frequent strategy fails on them).
+    numbers = make_pipeline(SimpleImputer(), StandardScaler())
+    strings = make_pipeline(
+        SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")
+    )
+    features = make_column_transformer(
+        (numbers, ["count", "member", "flag"]), (strings, ["city", "plan", "rare"])
+    )
+    pipeline = make_pipeline(features, HistGradientBoostingRegressor(max_iter=20))
+    pipeline.fit(frame, target)
+    modelkit.save(pipeline, tmp_path / "m", name="m", version="1", sample_input=frame.head(50))
+    model = modelkit.load(tmp_path / "m")
+    expected = pipeline.predict(frame)
+    np.testing.assert_array_equal(model.predict_batch(frame)["value"], expected)
+    records = frame.to_dict("records")[:60]
+    singles = [model.predict(record).value for record in records]
+    np.testing.assert_array_equal(singles, expected[:60])
+    # A pandas Series is one record, as a row of the frame.
+    assert model.predict(frame.iloc[7]).value == expected[7]
+    with pytest.raises(modelkit.InvalidInputError, match="expected an integer") as info:
+        model.predict({**frame.iloc[0].to_dict(), "count": 3.5})
+    assert info.value.field == "count"
+
+
+def test_a_datetime_column_reaches_the_pipeline_as_datetime64(tmp_path: Path) -> None:
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    days = pd.date_range("2024-01-01", periods=60, freq="D")
+    frame = pd.DataFrame({"day": days, "x": np.arange(60.0)})
+    pipeline = make_pipeline(
+        make_column_transformer(
+            (FunctionTransformer(_day_of_week), ["day"]), ("passthrough", ["x"])
+        ),
+        LinearRegression(),
+    ).fit(frame, frame["x"] + days.day_of_week)
+    modelkit.save(pipeline, tmp_path / "m", name="m", version="1", sample_input=frame)
+    model = modelkit.load(tmp_path / "m")
+    assert model.signature.columns[0].type == "datetime"
+    expected = pipeline.predict(frame)
+    np.testing.assert_allclose(model.predict_batch(frame)["value"], expected)
+    record = {"day": "2024-01-03T00:00:00", "x": 2.0}
+    np.testing.assert_allclose(model.predict(record).value, expected[2])
+
+
+def _day_of_week(frame: Any) -> Any:
+    return frame.apply(lambda column: column.dt.day_of_week).to_numpy(dtype=float)
+
+
+def test_labels_are_plain_python_values(tmp_path: Path) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    y = np.array(["low", "low", "high", "high"])  # numpy str_ labels
+    modelkit.save(
+        LogisticRegression().fit(X, y), tmp_path / "m", name="m", version="1", sample_input=X
+    )
+    model = modelkit.load(tmp_path / "m")
+    assert type(model.predict([0.0]).label) is str
+    assert {type(v) for v in model.predict_batch(X)["label"].tolist()} == {str}
+    assert {type(p.label) for p in model.predict_batch(X)} == {str}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -178,3 +179,63 @@ def test_deeply_nested_json_is_a_malformed_request(service: Service) -> None:
     reply = service.predict("iris", body)
     assert reply.status == 400
     assert _json(reply)["error"]["type"] == "malformed_request"
+
+
+@pytest.fixture(scope="module")
+def penguins_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The usual impute + one-hot pipeline on a real table with gaps, sampled without them."""
+    from palmerpenguins import load_penguins
+    from sklearn.compose import ColumnTransformer, make_column_selector
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    frame = load_penguins()
+    X, y = frame.drop(columns=["species"]), frame["species"]
+    features = ColumnTransformer(
+        [
+            (
+                "numbers",
+                make_pipeline(SimpleImputer(), StandardScaler()),
+                make_column_selector(dtype_include="number"),
+            ),
+            (
+                "strings",
+                make_pipeline(
+                    SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")
+                ),
+                make_column_selector(dtype_exclude="number"),
+            ),
+        ]
+    )
+    pipeline = make_pipeline(features, LogisticRegression(max_iter=2000)).fit(X, y)
+    path = tmp_path_factory.mktemp("penguins") / "penguins"
+    modelkit.save(pipeline, path, name="penguins", version="1", sample_input=X.dropna().head(50))
+    return path
+
+
+def test_null_and_nan_in_json_are_missing_values(penguins_bundle: Path) -> None:
+    record = {
+        "island": "Biscoe",
+        "bill_length_mm": None,
+        "bill_depth_mm": 17.0,
+        "flipper_length_mm": 200.0,
+        "body_mass_g": 4000.0,
+        "sex": None,
+        "year": 2008,
+    }
+    with modelkit.Registry() as registry:
+        registry.add("penguins", penguins_bundle)
+        service = Service(registry, max_batch_size=5, url_for=lambda name: f"/models/{name}")
+        one = service.predict("penguins", json.dumps(record))
+        # Python's json module writes (and reads) NaN, as many clients do.
+        batch = service.predict(
+            "penguins", json.dumps({"instances": [record, {**record, "bill_depth_mm": math.nan}]})
+        )
+        refused = service.predict("penguins", json.dumps({**record, "island": 3}))
+    assert one.status == 200, one.to_json()
+    assert _json(one)["label"] in {"Adelie", "Chinstrap", "Gentoo"}
+    assert batch.status == 200, batch.to_json()
+    assert refused.status == 422
+    assert "island" in refused.to_json()

@@ -391,3 +391,27 @@ def test_labels_are_plain_python_values(tmp_path: Path) -> None:
     assert type(model.predict([0.0]).label) is str
     assert {type(v) for v in model.predict_batch(X)["label"].tolist()} == {str}
     assert {type(p.label) for p in model.predict_batch(X)} == {str}
+
+
+def test_a_categorical_column_keeps_its_codes_and_passes_unseen_values_on(tmp_path: Path) -> None:
+    """HistGradientBoosting reads a Categorical's categories natively: modelkit rebuilds it with
+    the trained categories in order, and an unseen value reaches the model as a new one."""
+    import pandas as pd
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    rng = np.random.default_rng(2)
+    plan = pd.Categorical(
+        rng.choice(["basic", "pro", "team"], 200), categories=["team", "pro", "basic"]
+    )
+    frame = pd.DataFrame({"plan": plan, "seats": rng.integers(1, 50, 200)})
+    target = frame["seats"] * (frame["plan"] == "pro") + rng.normal(size=200)
+    model_ = HistGradientBoostingRegressor(max_iter=20, categorical_features="from_dtype")
+    model_.fit(frame, target)
+    modelkit.save(model_, tmp_path / "m", name="m", version="1", sample_input=frame.head(20))
+    model = modelkit.load(tmp_path / "m")
+    np.testing.assert_array_equal(model.predict_batch(frame)["value"], model_.predict(frame))
+    unseen = model.predict({"plan": "enterprise", "seats": 10}).value
+    as_missing = model_.predict(
+        pd.DataFrame({"plan": pd.Categorical([None], categories=plan.categories), "seats": [10]})
+    )[0]
+    assert unseen == as_missing  # what the estimator does with a category it never saw

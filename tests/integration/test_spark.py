@@ -356,3 +356,40 @@ def test_the_task_closure_carries_no_model_and_checks_the_executors_python(
     assert "cannot import pyarrow, modelkit" in message
     assert "with model 'iris'" in message
     assert "spark-submit --archives" in message
+
+
+def test_nulls_of_a_real_table_score_as_predict_batch(spark: Any, tmp_path: Path) -> None:
+    """Penguins, with gaps in numbers, strings and an integer column: Spark's nulls are missing."""
+    from palmerpenguins import load_penguins
+    from sklearn.compose import make_column_transformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    table = load_penguins()
+    X, y = table.drop(columns=["species"]), table["species"]
+    numbers = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year"]
+    pipeline = make_pipeline(
+        make_column_transformer(
+            (SimpleImputer(), numbers),
+            (
+                make_pipeline(
+                    SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")
+                ),
+                ["island", "sex"],
+            ),
+        ),
+        HistGradientBoostingClassifier(max_iter=20),
+    ).fit(X, y)
+    path = tmp_path / "penguins"
+    modelkit.save(pipeline, path, name="penguins", version="1", sample_input=X.dropna().head(50))
+    frame = X.astype({"island": object, "sex": object, "year": "Int64"})
+    frame = frame.assign(row_id=range(len(X)))
+    frame.loc[::5, "year"] = None  # an integer column with gaps, as a real export has
+    df = spark.createDataFrame(frame.astype(object).where(frame.notna(), None))
+
+    rows = _collect(modelkit.spark.predict(df, path))
+
+    expected = modelkit.load(path).predict_batch(frame.drop(columns=["row_id"]))
+    assert [row.prediction.label for row in rows] == expected["label"].tolist()

@@ -218,7 +218,7 @@ class Predictions(Sequence[Out], Generic[Out]):
 def _row_fields(row: Any) -> tuple[str, ...]:
     if isinstance(row, Mapping):
         return tuple(row)
-    if hasattr(row, "model_fields"):
+    if hasattr(type(row), "model_fields"):
         return tuple(type(row).model_fields)
     if hasattr(row, "__dataclass_fields__"):
         return tuple(row.__dataclass_fields__)

@@ -753,30 +753,46 @@ class Registry:
         if old is not None:
             old.model.close()
 
-    def reload(self, name: str, path: Any = None, **load_options: Any) -> None:
+    def reload(
+        self, name: str, path: Any = None, *, unpin: bool = False, **load_options: Any
+    ) -> None:
         """Load ``name``'s primary again (from ``path``, or where it came from) and swap it in.
 
         The new bundle is loaded, verified and warmed up while the old one keeps serving; then
         one assignment swaps them, and calls in flight finish on the old model. A reload that
         fails raises and leaves the old model serving. Reloads of one name run one at a time.
 
+        A pinned route (a lock file's digest, or ``sha256=`` given when it was added) stays
+        pinned, whatever ``path`` says: the new bundle must have that digest. Only an explicit
+        call changes the pin: ``sha256=`` pins the new digest, ``unpin=True`` drops the pin.
+
+        Args:
+            name: the route.
+            path: the bundle to load; ``None`` loads the route's path again.
+            unpin: drop the route's pinned digest, to load a bundle it does not match.
+            load_options: options for :func:`modelkit.load`, over the route's own.
+
         Raises:
             BundleError: the bundle is missing or malformed.
-            IntegrityError: it does not match a pinned digest.
+            IntegrityError: it does not match the pinned digest.
             ValueError: its signature does not fit the one it replaces.
         """
         entry = self._entry(name)
         with entry.writing:
             current = entry.state.primary
-            # The route keeps its load options (batching, drift...). The same bundle again keeps
-            # its pin (a changed file is refused); a new path or digest is the caller's choice.
+            # The route keeps its load options (batching, drift...) and its pin: a file changed
+            # in place, or another path, must still have the pinned digest unless told otherwise.
             options = dict(current.options)
-            same = path is None and "sha256" not in load_options
-            if not same:
+            repinned = unpin or "sha256" in load_options
+            if unpin:
                 options.pop("sha256", None)
             options.update(load_options)
             fresh = self._load(
-                name, "primary", current.path if path is None else path, options, pinned=same
+                name,
+                "primary",
+                current.path if path is None else path,
+                options,
+                pinned=not repinned,
             )
             try:
                 _check_compatible(name, "reload", current.model, fresh.model)
@@ -785,7 +801,7 @@ class Registry:
                 fresh.model.close()
                 raise
             entry.state = replace(entry.state, primary=fresh)
-            if not same:
+            if repinned:
                 self._pins.pop(name, None)  # the lock file's digest was for the old bundle
         current.model.close()
 

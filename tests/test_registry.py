@@ -514,8 +514,44 @@ def test_reload_of_a_locked_bundle_keeps_its_pin(tmp_path: Path, bundles: dict[s
         with pytest.raises(modelkit.IntegrityError):
             registry.reload("churn")
         assert registry["churn"].version == "1.0.0"
-        registry.reload("churn", bundles["b"])  # a new path is an explicit choice
+        with pytest.raises(modelkit.IntegrityError):
+            registry.reload("churn", tmp_path / "bundles" / "a")  # the same path, spelled out
+        with pytest.raises(modelkit.IntegrityError):
+            registry.reload("churn", bundles["b"])  # another path is no way around the pin
+        assert registry["churn"].version == "1.0.0"
+        registry.reload("churn", bundles["b"], sha256=modelkit.digest(bundles["b"]))
         assert registry["churn"].version == "2.0.0"
+
+
+@pytest.mark.parametrize(
+    "spelled", ["implicit", "same path", "another spelling", "the locked digest again"]
+)
+def test_a_bundle_tampered_in_place_is_never_unpickled_by_a_reload(
+    tmp_path: Path, bundles: dict[str, Path], spelled: str
+) -> None:
+    from tests.bundle_fixtures import malicious_pickle, replace_artifact
+
+    config = _config(tmp_path, bundles)
+    with modelkit.Registry.from_config(config) as registry:
+        registry.write_lock(tmp_path / "models.lock")
+    marker = tmp_path / "pwned"
+    with modelkit.Registry.from_config(config, lock=tmp_path / "models.lock") as registry:
+        target = tmp_path / "bundles" / "a"
+        # A careful attacker re-hashes the manifest, so the bundle is self-consistent.
+        replace_artifact(target, malicious_pickle(marker), rehash=True)
+        arguments: dict[str, Any] = {
+            "implicit": {},
+            "same path": {"path": target},
+            "another spelling": {"path": tmp_path / "bundles" / "." / "a"},
+            "the locked digest again": {
+                "path": str(target),
+                "sha256": registry.lock()["models"]["churn"]["sha256"],
+            },
+        }[spelled]
+        with pytest.raises(modelkit.IntegrityError):
+            registry.reload("churn", **arguments)
+        assert registry["churn"].version == "1.0.0"
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize(
@@ -618,14 +654,12 @@ def test_reload_to_a_new_path_keeps_the_route_load_options(
     assert model.drift() is not None
 
 
-def test_reload_after_an_explicit_new_bundle_drops_the_lock_pin(
-    tmp_path: Path, bundles: dict[str, Path]
-) -> None:
+def test_reload_with_unpin_drops_the_lock_pin(tmp_path: Path, bundles: dict[str, Path]) -> None:
     config = _config(tmp_path, bundles)
     with modelkit.Registry.from_config(config) as registry:
         registry.write_lock(tmp_path / "models.lock")
     with modelkit.Registry.from_config(config, lock=tmp_path / "models.lock") as registry:
-        registry.reload("churn", bundles["b"])
+        registry.reload("churn", bundles["b"], unpin=True)
         registry.reload("churn")  # the bundle now in use, again: no stale pin refuses it
         assert registry["churn"].version == "2.0.0"
         registry.set_canary("churn", bundles["a"], weight=0.5)

@@ -1,0 +1,274 @@
+"""Read an ONNX model's protobuf without onnxruntime or the onnx package.
+
+Two things must be known about a graph before onnxruntime sees it, and neither may cost what
+running it costs: whether any tensor points at *external data* (a file onnxruntime would open
+next to the working directory, outside the verified bundle), and what its inputs and outputs are
+(for ``modelkit inspect`` and ``schema``, which must not build a session: constant folding alone
+can allocate gigabytes). The ONNX format is protobuf; this module walks its wire format with the
+field numbers of ``onnx.proto``, copying nothing, so it works with only the run-time
+dependencies installed and on graphs of any size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+__all__ = ["GraphError", "GraphValue", "external_tensors", "graph_values"]
+
+# Subgraphs nest (If inside Loop inside Scan...); real models stay far below this.
+_MAX_DEPTH = 64
+# The ONNX element types, by their TensorProto.DataType number.
+_ELEMENT_TYPES = {
+    1: "float32",
+    2: "uint8",
+    3: "int8",
+    4: "uint16",
+    5: "int16",
+    6: "int32",
+    7: "int64",
+    8: "string",
+    9: "bool",
+    10: "float16",
+    11: "float64",
+    12: "uint32",
+    13: "uint64",
+    14: "complex64",
+    15: "complex128",
+    16: "bfloat16",
+}
+
+# Field numbers from onnx.proto (checked against the onnx package in the tests).
+_MODEL_GRAPH, _MODEL_TRAINING_INFO, _MODEL_FUNCTIONS = 7, 20, 25
+_TRAINING_INITIALIZATION, _TRAINING_ALGORITHM = 1, 2
+_FUNCTION_NODE, _FUNCTION_ATTRIBUTE = 7, 11
+_GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_SPARSE_INITIALIZER = 1, 5, 15
+_GRAPH_INPUT, _GRAPH_OUTPUT = 11, 12
+_NODE_ATTRIBUTE = 5
+_ATTRIBUTE_TENSOR, _ATTRIBUTE_GRAPH, _ATTRIBUTE_TENSORS, _ATTRIBUTE_GRAPHS = 5, 6, 10, 11
+_ATTRIBUTE_SPARSE_TENSOR, _ATTRIBUTE_SPARSE_TENSORS = 22, 23
+_SPARSE_VALUES, _SPARSE_INDICES = 1, 2
+_TENSOR_NAME, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 8, 13, 14
+_VALUE_NAME, _VALUE_TYPE = 1, 2
+_TYPE_TENSOR = 1
+_TENSOR_TYPE_ELEMENT, _TENSOR_TYPE_SHAPE = 1, 2
+_SHAPE_DIM = 1
+_DIM_VALUE, _DIM_PARAM = 1, 2
+
+_EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
+
+
+class GraphError(ValueError):
+    """The bytes are not a well-formed ONNX protobuf."""
+
+
+@dataclass(frozen=True)
+class GraphValue:
+    """A graph input or output: name, element type and shape (``None``/names for dynamic axes)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str | None, ...] | None
+
+
+def external_tensors(data: bytes) -> list[str]:
+    """The names of every tensor that stores its data outside the model bytes.
+
+    Looks everywhere a tensor can be: initializers and sparse initializers, ``Constant`` and
+    other node attributes, the subgraphs of ``If``/``Loop``/``Scan`` (at any depth), functions
+    and training graphs.
+
+    Raises:
+        GraphError: the bytes are not a well-formed ONNX model.
+    """
+    found: list[str] = []
+    view = memoryview(data)
+    for number, value in _fields(view):
+        if number == _MODEL_GRAPH:
+            _graph_tensors(value, found, 0)
+        elif number == _MODEL_TRAINING_INFO:
+            for inner, graph in _fields(value):
+                if inner in (_TRAINING_INITIALIZATION, _TRAINING_ALGORITHM):
+                    _graph_tensors(graph, found, 0)
+        elif number == _MODEL_FUNCTIONS:
+            for inner, part in _fields(value):
+                if inner == _FUNCTION_NODE:
+                    _node_tensors(part, found, 0)
+                elif inner == _FUNCTION_ATTRIBUTE:
+                    _attribute_tensors(part, found, 0)
+    return found
+
+
+def graph_values(data: bytes) -> tuple[list[GraphValue], list[GraphValue]]:
+    """The main graph's inputs (initializers excluded) and outputs, read without running it.
+
+    Raises:
+        GraphError: the bytes are not a well-formed ONNX model, or it has no graph.
+    """
+    view = memoryview(data)
+    graphs = [value for number, value in _fields(view) if number == _MODEL_GRAPH]
+    if not graphs:
+        raise GraphError("the model has no graph")
+    inputs: list[GraphValue] = []
+    outputs: list[GraphValue] = []
+    initialized: set[str] = set()
+    for number, value in _fields(graphs[-1]):
+        if number == _GRAPH_INPUT:
+            inputs.append(_graph_value(value))
+        elif number == _GRAPH_OUTPUT:
+            outputs.append(_graph_value(value))
+        elif number == _GRAPH_INITIALIZER:
+            initialized.add(_tensor_name(value))
+    # Old graphs list initializers among the inputs too; they are not fed by the caller.
+    return [v for v in inputs if v.name not in initialized], outputs
+
+
+# -- walking ------------------------------------------------------------------------------------
+
+
+def _graph_tensors(graph: memoryview, found: list[str], depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        raise GraphError(f"subgraphs nest deeper than {_MAX_DEPTH} levels")
+    for number, value in _fields(graph):
+        if number == _GRAPH_INITIALIZER:
+            _tensor(value, found)
+        elif number == _GRAPH_SPARSE_INITIALIZER:
+            _sparse_tensor(value, found)
+        elif number == _GRAPH_NODE:
+            _node_tensors(value, found, depth)
+
+
+def _node_tensors(node: memoryview, found: list[str], depth: int) -> None:
+    for number, value in _fields(node):
+        if number == _NODE_ATTRIBUTE:
+            _attribute_tensors(value, found, depth)
+
+
+def _attribute_tensors(attribute: memoryview, found: list[str], depth: int) -> None:
+    for number, value in _fields(attribute):
+        if number in (_ATTRIBUTE_TENSOR, _ATTRIBUTE_TENSORS):
+            _tensor(value, found)
+        elif number in (_ATTRIBUTE_SPARSE_TENSOR, _ATTRIBUTE_SPARSE_TENSORS):
+            _sparse_tensor(value, found)
+        elif number in (_ATTRIBUTE_GRAPH, _ATTRIBUTE_GRAPHS):
+            _graph_tensors(value, found, depth + 1)
+
+
+def _sparse_tensor(sparse: memoryview, found: list[str]) -> None:
+    for number, value in _fields(sparse):
+        if number in (_SPARSE_VALUES, _SPARSE_INDICES):
+            _tensor(value, found)
+
+
+def _tensor(tensor: memoryview, found: list[str]) -> None:
+    name = ""
+    external = False
+    for number, value in _values(tensor):
+        if number == _TENSOR_NAME and isinstance(value, memoryview):
+            name = _text(value)
+        # Either field is enough for onnxruntime to go looking for a file.
+        external = external or number == _TENSOR_EXTERNAL_DATA
+        external = external or (number == _TENSOR_DATA_LOCATION and value == _EXTERNAL)
+    if external:
+        found.append(name or "<unnamed tensor>")
+
+
+def _tensor_name(tensor: memoryview) -> str:
+    for number, value in _fields(tensor):
+        if number == _TENSOR_NAME:
+            return _text(value)
+    return ""
+
+
+def _graph_value(value_info: memoryview) -> GraphValue:
+    name = ""
+    dtype = "unknown"
+    shape: tuple[int | str | None, ...] | None = None
+    for number, value in _fields(value_info):
+        if number == _VALUE_NAME:
+            name = _text(value)
+        elif number == _VALUE_TYPE:
+            for kind, tensor_type in _fields(value):
+                if kind == _TYPE_TENSOR:
+                    dtype, shape = _tensor_type(tensor_type)
+    return GraphValue(name, dtype, shape)
+
+
+def _tensor_type(tensor_type: memoryview) -> tuple[str, tuple[int | str | None, ...] | None]:
+    dtype = "unknown"
+    shape: tuple[int | str | None, ...] | None = None
+    for number, value in _values(tensor_type):
+        if number == _TENSOR_TYPE_ELEMENT and isinstance(value, int):
+            dtype = _ELEMENT_TYPES.get(value, "unknown")
+        elif number == _TENSOR_TYPE_SHAPE and isinstance(value, memoryview):
+            dims: list[int | str | None] = []
+            for kind, dimension in _fields(value):
+                if kind == _SHAPE_DIM:
+                    dims.append(_dimension(dimension))
+            shape = tuple(dims)
+    return dtype, shape
+
+
+def _dimension(dimension: memoryview) -> int | str | None:
+    for number, value in _values(dimension):
+        if number == _DIM_VALUE and isinstance(value, int):
+            return value
+        if number == _DIM_PARAM and isinstance(value, memoryview):
+            return _text(value) or None
+    return None
+
+
+def _text(value: memoryview) -> str:
+    return bytes(value).decode("utf-8", errors="replace")
+
+
+# -- the protobuf wire format -------------------------------------------------------------------
+
+
+def _fields(message: memoryview) -> Iterator[tuple[int, memoryview]]:
+    """``(field number, value)`` for each length-delimited field (messages, strings, bytes)."""
+    for number, value in _values(message):
+        if isinstance(value, memoryview):
+            yield number, value
+
+
+def _values(message: memoryview) -> Iterator[tuple[int, memoryview | int]]:
+    """``(field number, value)`` for each field: a view of a length-delimited value, or the
+    integer of a varint; fixed-size values (floats, fixed ints) are skipped."""
+    position = 0
+    end = len(message)
+    while position < end:
+        key, position = _varint(message, position)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise GraphError("a field numbered 0")
+        if wire == 0:
+            value, position = _varint(message, position)
+            yield number, value
+        elif wire == 2:
+            length, position = _varint(message, position)
+            if length > end - position:
+                raise GraphError("a field runs past the end of its message")
+            yield number, message[position : position + length]
+            position += length
+        elif wire == 1:
+            position += 8
+        elif wire == 5:
+            position += 4
+        else:  # groups (3, 4) are not used by ONNX; anything else is not protobuf
+            raise GraphError(f"wire type {wire}, which ONNX does not use")
+        if position > end:
+            raise GraphError("a field runs past the end of its message")
+
+
+def _varint(data: memoryview, position: int) -> tuple[int, int]:
+    result = 0
+    for shift in range(0, 70, 7):
+        if position >= len(data):
+            raise GraphError("a number runs past the end of the data")
+        byte = data[position]
+        position += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, position
+    raise GraphError("a number longer than ten bytes")

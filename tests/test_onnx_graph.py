@@ -1,0 +1,165 @@
+"""Reading ONNX protobufs without onnxruntime: external data anywhere, inputs and outputs."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from modelkit import _onnx_graph
+from modelkit._onnx_graph import GraphError, external_tensors, graph_values
+
+onnx = pytest.importorskip("onnx")
+helper, numpy_helper, TensorProto = onnx.helper, onnx.numpy_helper, onnx.TensorProto
+
+
+def _external(tensor: Any, location: str = ".env") -> Any:
+    tensor.data_location = TensorProto.EXTERNAL
+    del tensor.external_data[:]
+    entry = tensor.external_data.add()
+    entry.key, entry.value = "location", location
+    tensor.ClearField("raw_data")
+    return tensor
+
+
+def _tensor(name: str) -> Any:
+    return numpy_helper.from_array(np.arange(4, dtype=np.float32), name)
+
+
+def _model(graph: Any, **kwargs: Any) -> bytes:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], **kwargs)
+    return bytes(model.SerializeToString())
+
+
+def _identity_graph(name: str = "main", **kwargs: Any) -> Any:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])
+    return helper.make_graph(
+        kwargs.pop("nodes", [helper.make_node("Identity", ["x"], ["y"])]), name, [x], [y], **kwargs
+    )
+
+
+def test_a_plain_graph_has_no_external_tensor() -> None:
+    assert external_tensors(_model(_identity_graph(initializer=[_tensor("w")]))) == []
+
+
+def test_an_external_initializer_is_named() -> None:
+    data = _model(_identity_graph(initializer=[_tensor("w"), _external(_tensor("secret"))]))
+    assert external_tensors(data) == ["secret"]
+
+
+def test_a_constant_node_with_external_data_is_named() -> None:
+    constant = helper.make_node("Constant", [], ["c"], value=_external(_tensor("leak")))
+    nodes = [constant, helper.make_node("Identity", ["x"], ["y"])]
+    assert external_tensors(_model(_identity_graph(nodes=nodes))) == ["leak"]
+
+
+def test_a_tensor_inside_nested_subgraphs_is_named() -> None:
+    inner_constant = helper.make_node("Constant", [], ["c"], value=_external(_tensor("deep")))
+    out = helper.make_tensor_value_info("c", TensorProto.FLOAT, [4])
+    then_branch = helper.make_graph([inner_constant], "then", [], [out])
+    else_branch = helper.make_graph(
+        [helper.make_node("Constant", [], ["c"], value=_tensor("fine"))], "else", [], [out]
+    )
+    condition = helper.make_node(
+        "If", ["cond"], ["c"], then_branch=then_branch, else_branch=else_branch
+    )
+    loop_body = helper.make_graph([condition], "body", [], [out])
+    loop = helper.make_node("Loop", ["", ""], ["z"], body=loop_body)
+    nodes = [loop, helper.make_node("Identity", ["x"], ["y"])]
+    assert external_tensors(_model(_identity_graph(nodes=nodes))) == ["deep"]
+
+
+def test_a_sparse_initializer_and_a_function_are_searched() -> None:
+    values = _external(numpy_helper.from_array(np.ones(2, dtype=np.float32), "sparse_values"))
+    indices = numpy_helper.from_array(np.array([0, 3], dtype=np.int64), "sparse_indices")
+    sparse = helper.make_sparse_tensor(values, indices, [4])
+    function = helper.make_function(
+        "local",
+        "f",
+        ["a"],
+        ["b"],
+        [helper.make_node("Constant", [], ["b"], value=_external(_tensor("in_function")))],
+        [helper.make_opsetid("", 17)],
+    )
+    data = _model(_identity_graph(sparse_initializer=[sparse]), functions=[function])
+    assert sorted(external_tensors(data)) == ["in_function", "sparse_values"]
+
+
+def test_inputs_and_outputs_are_read_without_initializers() -> None:
+    graph = _identity_graph(initializer=[_tensor("w")])
+    graph.input.append(helper.make_tensor_value_info("w", TensorProto.FLOAT, [4]))
+    inputs, outputs = graph_values(_model(graph))
+    assert [(v.name, v.dtype, v.shape) for v in inputs] == [("x", "float32", ("batch", 4))]
+    assert [(v.name, v.dtype, v.shape) for v in outputs] == [("y", "float32", ("batch", 4))]
+
+
+def test_field_numbers_are_onnx_protos() -> None:
+    expected = {
+        "_MODEL_GRAPH": ("ModelProto", "graph"),
+        "_MODEL_TRAINING_INFO": ("ModelProto", "training_info"),
+        "_MODEL_FUNCTIONS": ("ModelProto", "functions"),
+        "_TRAINING_INITIALIZATION": ("TrainingInfoProto", "initialization"),
+        "_TRAINING_ALGORITHM": ("TrainingInfoProto", "algorithm"),
+        "_FUNCTION_NODE": ("FunctionProto", "node"),
+        "_FUNCTION_ATTRIBUTE": ("FunctionProto", "attribute_proto"),
+        "_GRAPH_NODE": ("GraphProto", "node"),
+        "_GRAPH_INITIALIZER": ("GraphProto", "initializer"),
+        "_GRAPH_SPARSE_INITIALIZER": ("GraphProto", "sparse_initializer"),
+        "_GRAPH_INPUT": ("GraphProto", "input"),
+        "_GRAPH_OUTPUT": ("GraphProto", "output"),
+        "_NODE_ATTRIBUTE": ("NodeProto", "attribute"),
+        "_ATTRIBUTE_TENSOR": ("AttributeProto", "t"),
+        "_ATTRIBUTE_GRAPH": ("AttributeProto", "g"),
+        "_ATTRIBUTE_TENSORS": ("AttributeProto", "tensors"),
+        "_ATTRIBUTE_GRAPHS": ("AttributeProto", "graphs"),
+        "_ATTRIBUTE_SPARSE_TENSOR": ("AttributeProto", "sparse_tensor"),
+        "_ATTRIBUTE_SPARSE_TENSORS": ("AttributeProto", "sparse_tensors"),
+        "_SPARSE_VALUES": ("SparseTensorProto", "values"),
+        "_SPARSE_INDICES": ("SparseTensorProto", "indices"),
+        "_TENSOR_NAME": ("TensorProto", "name"),
+        "_TENSOR_EXTERNAL_DATA": ("TensorProto", "external_data"),
+        "_TENSOR_DATA_LOCATION": ("TensorProto", "data_location"),
+        "_VALUE_NAME": ("ValueInfoProto", "name"),
+        "_VALUE_TYPE": ("ValueInfoProto", "type"),
+        "_TYPE_TENSOR": ("TypeProto", "tensor_type"),
+        "_TENSOR_TYPE_ELEMENT": ("TypeProto.Tensor", "elem_type"),
+        "_TENSOR_TYPE_SHAPE": ("TypeProto.Tensor", "shape"),
+        "_SHAPE_DIM": ("TensorShapeProto", "dim"),
+        "_DIM_VALUE": ("TensorShapeProto.Dimension", "dim_value"),
+        "_DIM_PARAM": ("TensorShapeProto.Dimension", "dim_param"),
+    }
+    for constant, (message, field) in expected.items():
+        descriptor: Any = onnx
+        for part in message.split("."):
+            descriptor = getattr(descriptor, part)
+        number = descriptor.DESCRIPTOR.fields_by_name[field].number
+        assert getattr(_onnx_graph, constant) == number, constant
+    assert _onnx_graph._EXTERNAL == TensorProto.EXTERNAL
+    onnx_names = {"float32": "FLOAT", "float64": "DOUBLE"}
+    for number, name in _onnx_graph._ELEMENT_TYPES.items():
+        assert TensorProto.DataType.Name(number) == onnx_names.get(name, name.upper()), name
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_junk_bytes_give_graph_error_or_an_answer(data: bytes) -> None:
+    with contextlib.suppress(GraphError):
+        external_tensors(data)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_a_truncated_or_corrupted_model_never_escapes_graph_error(data: st.DataObject) -> None:
+    model = _model(_identity_graph(initializer=[_external(_tensor("w"))]))
+    cut = data.draw(st.integers(0, len(model)))
+    flipped = bytearray(model[:cut])
+    if flipped:
+        position = data.draw(st.integers(0, len(flipped) - 1))
+        flipped[position] = data.draw(st.integers(0, 255))
+    with contextlib.suppress(GraphError):
+        external_tensors(bytes(flipped))

@@ -1,9 +1,10 @@
 """scikit-learn to ONNX with skl2onnx, checked against scikit-learn before anything is written.
 
-The converted graph takes one 2-D input per element type (numbers in one ``float`` matrix,
-strings in one ``string`` matrix...), split back into skl2onnx's one-input-per-column inside the
-graph: onnxruntime then binds two arrays per call instead of one per column, which is what makes
-a single record fast. Probabilities come out as a plain ``[N, classes]`` tensor (no ZipMap).
+The converted graph takes one 2-D input per element type (numbers, integers and booleans in one
+``double`` matrix with NaN for missing, strings in one ``string`` matrix with a sentinel for
+missing), split back into skl2onnx's one-input-per-column inside the graph: onnxruntime then
+binds two arrays per call instead of one per column, which is what makes a single record fast.
+Probabilities come out as a plain ``[N, classes]`` tensor (no ZipMap).
 """
 
 from __future__ import annotations
@@ -16,6 +17,16 @@ from typing import Any
 
 import numpy as np
 
+from ._convert_rewrites import (
+    converter_fixes,
+    failing_step,
+    faithful_copy,
+    feed_doubles,
+    missing_string_for,
+    root_cause,
+    steps,
+    unsupported,
+)
 from ._deps import require
 from ._environment import installed_version
 from ._model import _RejectedError, first_line
@@ -35,8 +46,10 @@ from .errors import BundleError, ConversionError, InvalidInputError
 
 __all__ = [
     "GENERATED_ROWS",
+    "MISSING_RATE",
     "PROBABILITY_TOLERANCE",
     "TARGET_OPSET",
+    "TIE_TOLERANCE",
     "VALUE_TOLERANCE",
     "Converted",
     "convert_estimator",
@@ -51,10 +64,22 @@ PROBABILITY_TOLERANCE = 1e-4
 VALUE_TOLERANCE = 1e-4
 #: Rows generated from the signature, on top of the sample, for the parity check.
 GENERATED_ROWS = 1000
+#: The share of generated values left missing in each column the model accepts missing in.
+MISSING_RATE = 0.1
+#: scikit-learn's top two probabilities this close (relative to the top one) are a tie: a graph
+#: computing in float32 may pick either label, so a different label there is no disagreement.
+#: So is a gap within twice the row's probability difference (itself within the tolerance).
+TIE_TOLERANCE = 1e-6
+_TIES_SHOWN = 5
 _SEED = 0
 _WORST_SHOWN = 5
 # The graph input of each element type; suffixed with "_" when a column already has the name.
-_GROUP_INPUTS = {"float32": "float_input", "int64": "int64_input", "string": "string_input"}
+_GROUP_INPUTS = {
+    "float32": "float_input",
+    "float64": "double_input",
+    "int64": "int64_input",
+    "string": "string_input",
+}
 
 
 @dataclass(frozen=True)
@@ -104,6 +129,21 @@ def convert_estimator(
         inputs, layout, dtype = _inputs_for(estimator, sample_input, inputs)
     except BundleError as exc:
         raise ConversionError(str(exc)) from exc
+    for column in inputs.columns:
+        if column.missing_marker == "none":
+            raise ConversionError(
+                f"Cannot convert with column {column.name!r}: the model takes None there as a "
+                "value of its own (its training data marked gaps with None, not NaN), which the "
+                "ONNX converters cannot express. Refit on data with NaN for missing values "
+                "(frame.fillna(numpy.nan)), or save this model with format='joblib'."
+            )
+    refused = unsupported(estimator)
+    if refused is not None:
+        path, step, reason, advice = refused
+        where = f"step {path!r} ({type(step).__name__})" if path else type(step).__name__
+        raise ConversionError(
+            f"Cannot convert {where}: {reason}. Save this model with format='joblib', or {advice}."
+        )
     task = outputs.task if outputs is not None else _task_of(estimator)
     if task not in ("classification", "regression"):
         raise ConversionError(f"Conversion serves classifiers and regressors, not task {task!r}.")
@@ -123,7 +163,13 @@ def convert_estimator(
         estimator, Signature(inputs=inputs, outputs=declared), layout=layout, dtype=dtype
     )
 
-    data, groups, opsets = _to_onnx(estimator, inputs, layout, task)
+    # A string tensor cannot hold None: missing strings go in as a sentinel, which the converted
+    # copy's imputers and encoders take for scikit-learn's NaN.
+    missing_string = None
+    if any(c.type == "string" and c.nullable for c in inputs.columns):
+        missing_string = missing_string_for(estimator)
+    convertible = faithful_copy(estimator, missing_string)
+    data, groups, opsets = _to_onnx(convertible, inputs, layout, task)
     try:
         session = make_session(data, label="the converted model")
         saved = describe(
@@ -132,6 +178,7 @@ def convert_estimator(
             inputs=inputs,
             outputs=declared,
             groups=groups,
+            missing_string=missing_string,
             label="the converted model",
         )
     except BundleError as exc:
@@ -142,7 +189,11 @@ def convert_estimator(
             update={"outputs": signature.outputs.model_copy(update={"has_probabilities": False})}
         )
     converted = OnnxRunner(
-        session, signature, layout="groups" if groups else "matrix", groups=groups
+        session,
+        signature,
+        layout="groups" if groups else "matrix",
+        groups=groups,
+        missing_string=missing_string,
     )
 
     validator = TabularValidator(inputs)
@@ -152,18 +203,32 @@ def convert_estimator(
             sample = validator.batch(sample_input)
         except InvalidInputError as exc:
             raise ConversionError(f"The sample input does not fit the signature: {exc}") from exc
-    generated = _generate(inputs, sample, profile, GENERATED_ROWS, np.random.default_rng(_SEED))
+    generated = _generate(
+        inputs,
+        sample,
+        profile,
+        GENERATED_ROWS,
+        np.random.default_rng(_SEED),
+        missing_rate=MISSING_RATE,
+    )
     parity = _check_parity(
         reference, converted, task, has_probabilities, {"sample": sample, "generated": generated}
     )
+    if "generated_rows" in parity:
+        parity["missing_rate"] = MISSING_RATE
 
+    boosters = {type(step).__module__.partition(".")[0] for _, step in steps(estimator)}
+    boosters &= {"xgboost", "lightgbm"}
+    packages = ["skl2onnx", "onnx", "scikit-learn", *sorted(boosters)]
+    packages += ["onnxmltools"] if boosters else []
+    grouped = {name for columns in groups.values() for name in columns}
+    unused = [c.name for c in inputs.columns if c.name not in grouped]
     details = {
         **saved.details,
+        **({"unused_columns": unused} if unused else {}),
         "opsets": opsets,
         "converted_from": f"{type(estimator).__module__}.{type(estimator).__qualname__}",
-        "converter": {
-            name: installed_version(name) for name in ("skl2onnx", "onnx", "scikit-learn")
-        },
+        "converter": {name: installed_version(name) for name in packages},
         "parity": parity,
     }
     return Converted(data=data, saved=SavedModel(signature=signature, details=details))
@@ -184,45 +249,65 @@ def _to_onnx(
         "float32": data_types.FloatTensorType,
         "int64": data_types.Int64TensorType,
         "string": data_types.StringTensorType,
+        "datetime": data_types.DoubleTensorType,  # typed for skl2onnx; the graph must not use it
     }
     options: dict[int, dict[str, Any]] = {}
     if task == "classification":
         options = {id(step): {"zipmap": False} for step in _classifiers(estimator)}
     columns = inputs.columns
-    elements = {_element_type(c) for c in columns}
+    # Integers and booleans go in as floats, as scikit-learn's float transformers take them
+    # (and NaN stands for missing); int64 inputs only when a step refuses floats, for the
+    # integer columns that cannot be missing.
+    as_floats = {c.name: _element_type(c) for c in columns}
+    as_integers = {
+        c.name: "int64" if c.type == "integer" and not c.nullable else as_floats[c.name]
+        for c in columns
+    }
+    elements = set(as_floats.values())
     # A ColumnTransformer names its columns, so it needs one input per column (regrouped after);
     # a bare estimator takes one matrix, possible when all columns share an element type.
-    attempts = (["columns"] if layout != "array" else []) + (
-        ["matrix"] if len(elements) == 1 else []
-    )
+    attempts: list[tuple[str, dict[str, str]]] = []
+    if layout != "array":
+        attempts.append(("columns", as_floats))
+        if as_integers != as_floats:
+            attempts.append(("columns", as_integers))
+    if len(elements) == 1 and elements != {"datetime"}:
+        attempts.append(("matrix", as_floats))
     if not attempts:
         raise ConversionError(
             "An estimator trained on an array of mixed types cannot be typed for ONNX; train it "
             "on a DataFrame, or save it with format='joblib'."
         )
     failure: Exception | None = None
-    for attempt in attempts:
-        if attempt == "columns":
-            initial = [(c.name, types[_element_type(c)]([None, 1])) for c in columns]
+    with converter_fixes(estimator):
+        for attempt, element_of in attempts:
+            if attempt == "columns":
+                initial = [(c.name, types[element_of[c.name]]([None, 1])) for c in columns]
+            else:
+                (element,) = elements
+                initial = [(_GROUP_INPUTS[element], types[element]([None, len(columns)]))]
+            try:
+                model = skl2onnx.convert_sklearn(
+                    estimator,
+                    initial_types=initial,
+                    target_opset=dict(TARGET_OPSET),
+                    options=options,
+                )
+            except Exception as exc:  # noqa: BLE001 - the next attempt, or the error below
+                failure = failure or exc  # the first attempt's reason is the one to give
+                continue
+            break
         else:
-            (element,) = elements
-            initial = [(_GROUP_INPUTS[element], types[element]([None, len(columns)]))]
-        try:
-            model = skl2onnx.convert_sklearn(
-                estimator, initial_types=initial, target_opset=dict(TARGET_OPSET), options=options
-            )
-        except Exception as exc:  # noqa: BLE001 - the next attempt, or the error below
-            failure = exc
-            continue
-        break
-    else:
-        assert failure is not None
-        raise _conversion_failed(estimator, failure) from failure
+            assert failure is not None
+            datetimes = [c for c in columns if c.type == "datetime"]
+            if datetimes and attempts[0][0] != "columns":
+                raise _untyped(datetimes[0]) from failure
+            raise _conversion_failed(estimator, failure, inputs) from failure
     opsets = {entry.domain or "ai.onnx": int(entry.version) for entry in model.opset_import}
     if attempt == "columns":
-        groups = _group_inputs(onnx, model, columns, opsets.get("ai.onnx", 17))
+        groups = _group_inputs(onnx, model, columns, element_of, opsets.get("ai.onnx", 17))
     else:
-        groups = {model.graph.input[0].name: tuple(c.name for c in columns)}
+        groups = _matrix_input(onnx, model, columns)
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
@@ -231,20 +316,38 @@ def _to_onnx(
 
 
 def _element_type(column: ColumnSpec) -> str:
-    if column.type == "string":
-        return "string"
-    if column.type == "integer":
-        return "int64"
-    return "float32"  # numbers, and booleans as 0/1
+    if column.type in ("string", "datetime"):
+        return column.type
+    return "float32"
+
+
+def _untyped(column: ColumnSpec) -> ConversionError:
+    return ConversionError(
+        f"Column {column.name!r} holds {column.type} values, which the ONNX conversion does not "
+        "take (unless the pipeline drops the column). Save this model with format='joblib', or "
+        f"train it on numbers derived from {column.name!r} (a timestamp, a year, a day of the "
+        "week...)."
+    )
 
 
 def _group_inputs(
-    onnx: Any, model: Any, columns: Sequence[ColumnSpec], opset: int
+    onnx: Any,
+    model: Any,
+    columns: Sequence[ColumnSpec],
+    element_of: Mapping[str, str],
+    opset: int,
 ) -> dict[str, tuple[str, ...]]:
-    """Replace the one-per-column inputs by one 2-D input per element type, split in the graph."""
+    """Replace the one-per-column inputs by one 2-D input per element type, split in the graph.
+
+    Numbers go in as float64, rounded to the float32 skl2onnx typed them as, except where
+    modelkit's numeric converters compute in float64 as scikit-learn does.
+    """
     helper, tensor_proto = onnx.helper, onnx.TensorProto
-    elements = {"float32": tensor_proto.FLOAT, "int64": tensor_proto.INT64}
-    elements["string"] = tensor_proto.STRING
+    elements = {
+        "float64": tensor_proto.DOUBLE,
+        "int64": tensor_proto.INT64,
+        "string": tensor_proto.STRING,
+    }
     graph = model.graph
     declared = [node.name for node in graph.input]
     if len(declared) != len(columns):
@@ -253,67 +356,99 @@ def _group_inputs(
         )
     # skl2onnx keeps the inputs in the order given, with names made safe ("a b" -> "a_b").
     by_type: dict[str, list[tuple[str, str]]] = {}
+    used = {name for node in graph.node for name in node.input}
     for column, graph_name in zip(columns, declared, strict=True):
-        by_type.setdefault(_element_type(column), []).append((column.name, graph_name))
+        element = element_of[column.name]
+        if element == "datetime":
+            if graph_name in used:
+                raise _untyped(column)
+            continue  # the pipeline drops it: the graph does without
+        by_type.setdefault("float64" if element == "float32" else element, []).append(
+            (column.name, graph_name)
+        )
     taken = {*declared, *(n for node in graph.node for n in node.output)}
-    groups: dict[str, tuple[str, ...]] = {}
-    new_inputs, nodes = [], []
-    for element, pairs in by_type.items():
-        name = _GROUP_INPUTS[element]
+
+    def unique(name: str) -> str:
         while name in taken:
             name += "_"
         taken.add(name)
+        return name
+
+    groups: dict[str, tuple[str, ...]] = {}
+    doubles: dict[str, str] = {}
+    new_inputs, nodes = [], []
+    for element, pairs in by_type.items():
+        name = unique(_GROUP_INPUTS[element])
         groups[name] = tuple(column for column, _ in pairs)
         names = [graph_name for _, graph_name in pairs]
         new_inputs.append(
             helper.make_tensor_value_info(name, elements[element], [None, len(names)])
         )
-        if len(names) == 1:
-            nodes.append(helper.make_node("Identity", [name], names, name=f"{name}_identity"))
+        parts = names
+        if element == "float64":
+            parts = [unique(f"{graph_name}_double") for graph_name in names]
+            doubles.update(zip(names, parts, strict=True))
+        if len(parts) == 1:
+            nodes.append(helper.make_node("Identity", [name], parts, name=unique(f"{name}_id")))
         else:
             # Opset 18 made the number of outputs an attribute; before, Split infers it.
-            extra = {"num_outputs": len(names)} if opset >= 18 else {}
+            extra = {"num_outputs": len(parts)} if opset >= 18 else {}
             nodes.append(
-                helper.make_node("Split", [name], names, axis=1, name=f"{name}_split", **extra)
+                helper.make_node(
+                    "Split", [name], parts, axis=1, name=unique(f"{name}_split"), **extra
+                )
             )
+        if element == "float64":
+            nodes += [
+                helper.make_node(
+                    "Cast", [part], [graph_name], to=tensor_proto.FLOAT, name=unique(f"{part}_cast")
+                )
+                for part, graph_name in zip(parts, names, strict=True)
+            ]
     del graph.input[:]
     graph.input.extend(new_inputs)
     existing = list(graph.node)
     del graph.node[:]
     graph.node.extend([*nodes, *existing])
+    feed_doubles(onnx, graph, doubles)
     return groups
+
+
+def _matrix_input(
+    onnx: Any, model: Any, columns: Sequence[ColumnSpec]
+) -> dict[str, tuple[str, ...]]:
+    """The graph's one input, as float64 when it takes numbers (see :func:`_group_inputs`)."""
+    graph = model.graph
+    (declared,) = graph.input
+    names = tuple(c.name for c in columns)
+    if declared.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        return {declared.name: names}
+    taken = {declared.name, *(n for node in graph.node for n in node.output)}
+    name = _GROUP_INPUTS["float64"]
+    while name in taken:
+        name += "_"
+    cast = onnx.helper.make_node(
+        "Cast", [name], [declared.name], to=onnx.TensorProto.FLOAT, name=f"{name}_cast"
+    )
+    double = onnx.helper.make_tensor_value_info(name, onnx.TensorProto.DOUBLE, [None, len(columns)])
+    del graph.input[:]
+    graph.input.append(double)
+    existing = list(graph.node)
+    del graph.node[:]
+    graph.node.extend([cast, *existing])
+    feed_doubles(onnx, graph, {declared.name: name})
+    return {name: names}
 
 
 def _classifiers(estimator: Any) -> Iterator[Any]:
     """The estimator and every step inside it, so each classifier's ZipMap can be turned off."""
-    for _, step in _steps(estimator, ""):
+    for _, step in steps(estimator):
         if hasattr(step, "predict_proba") or getattr(step, "_estimator_type", None) == "classifier":
             yield step
 
 
-def _steps(estimator: Any, path: str) -> Iterator[tuple[str, Any]]:
-    """``(path, object)`` for the estimator and everything nested in pipelines and transformers."""
-    yield path, estimator
-    children: list[tuple[str, Any]] = []
-    steps = getattr(estimator, "steps", None)
-    if isinstance(steps, list):
-        children += [(str(name), step) for name, step, *_ in steps]
-    for attribute in ("transformers_", "transformer_list"):
-        nested = getattr(estimator, attribute, None)
-        if isinstance(nested, list):
-            children += [(str(name), step) for name, step, *_ in nested]
-    for attribute in ("estimator", "base_estimator", "final_estimator_"):
-        child = getattr(estimator, attribute, None)
-        if child is not None and hasattr(child, "get_params"):
-            children.append((attribute, child))
-    for name, child in children:
-        if isinstance(child, str):  # "drop" and "passthrough"
-            continue
-        yield from _steps(child, f"{path} > {name}" if path else name)
-
-
-def _conversion_failed(estimator: Any, exc: Exception) -> ConversionError:
-    """A ConversionError for skl2onnx's exception: the step it could not convert, if it said."""
+def _conversion_failed(estimator: Any, exc: Exception, inputs: TabularInputs) -> ConversionError:
+    """A ConversionError for skl2onnx's exception: the step, the root cause, what to do."""
     text = str(exc)
     match = re.search(r"<class '([\w.]+)'>", text) or re.search(r"type '?([\w.]+)'?", text)
     missing = type(exc).__name__ in ("MissingShapeCalculator", "MissingConverter") or (
@@ -323,16 +458,34 @@ def _conversion_failed(estimator: Any, exc: Exception) -> ConversionError:
         qualified = match.group(1)
         short = qualified.rsplit(".", 1)[-1]
         where = next(
-            (path for path, step in _steps(estimator, "") if type(step).__name__ == short), None
+            (path for path, step in steps(estimator) if type(step).__name__ == short), None
         )
         step = f"step {where!r} ({short})" if where else short
         return ConversionError(
             f"skl2onnx has no converter for {step}. Save this model with format='joblib', or "
-            "register a converter for it with skl2onnx.update_registered_converter."
+            "replace that step with one skl2onnx converts (or register a converter for it with "
+            "skl2onnx.update_registered_converter)."
+        )
+    cause = root_cause(exc)
+    reason = f"{type(cause).__name__}: {first_line(cause)}".rstrip(".")
+    found = failing_step(exc, estimator)
+    if found is None:
+        where = type(estimator).__qualname__
+    else:
+        path, step = found
+        where = f"step {path!r} ({type(step).__name__})" if path else type(step).__name__
+    strings = [c.name for c in inputs.columns if c.type == "string"]
+    if strings and "input(s) is(are) supported" in str(cause):
+        # A model fed the raw frame, string columns included (pandas categories, say).
+        return ConversionError(
+            f"skl2onnx cannot convert {where}: it takes the string columns {strings} as they "
+            "are, and its ONNX converter takes one matrix of numbers. Encode them in the "
+            "pipeline (a ColumnTransformer with OneHotEncoder or OrdinalEncoder), or save this "
+            "model with format='joblib'."
         )
     return ConversionError(
-        f"skl2onnx cannot convert {type(estimator).__qualname__}: {type(exc).__name__}: "
-        f"{first_line(exc)}. Save it with format='joblib' instead."
+        f"skl2onnx cannot convert {where}: {reason}. Save this model with format='joblib', or "
+        "change that step."
     )
 
 
@@ -345,8 +498,13 @@ def _generate(
     profile: Mapping[str, Any] | None,
     count: int,
     rng: np.random.Generator,
+    *,
+    missing_rate: float = 0.0,
 ) -> Table | None:
-    """Rows that fit the signature, drawn around the sample's (or the profile's) values."""
+    """Rows that fit the signature, drawn around the sample's (or the profile's) values.
+
+    With ``missing_rate``, that share of the values of each nullable column is left missing.
+    """
     data = sample.columns() if sample is not None else {}
     summaries = (profile or {}).get("columns") or {}
     generated: dict[str, np.ndarray] = {}
@@ -354,8 +512,13 @@ def _generate(
         values = _generate_column(
             column, data.get(column.name), summaries.get(column.name), count, rng
         )
+        if values is None and column.nullable and missing_rate > 0:
+            values = np.full(count, None, dtype=object)  # nothing seen but gaps: all missing
         if values is None:
             return None  # a column with nothing to draw from: the sample alone is checked
+        if column.nullable and missing_rate > 0:
+            values = values.astype(object)
+            values[rng.random(count) < missing_rate] = None
         generated[column.name] = values
     rows = [dict(zip(generated, row, strict=True)) for row in zip(*generated.values(), strict=True)]
     try:
@@ -383,6 +546,12 @@ def _generate_column(
         return picked
     if column.type == "boolean":
         return rng.integers(0, 2, count).astype(bool)
+    if column.type not in ("number", "integer"):
+        # Datetimes (and any later type): the values seen, drawn again.
+        if not observed or present is None:
+            return None
+        seen = present[[not is_missing(v) for v in present.tolist()]]
+        return seen[rng.integers(0, len(seen), count)]
     numbers = [float(v) for v in observed if math.isfinite(float(v))]
     if numbers:
         low, high = min(numbers), max(numbers)
@@ -416,11 +585,14 @@ def _check_parity(
     actual: list[Mapping[str, Any]] = []
     for source, table in tables.items():
         rows = table
+        answers = None
         if rows is not None and source == "generated":
-            rows = _rows_scikit_learn_accepts(reference, rows)
+            rows, answers = _rows_scikit_learn_accepts(reference, rows)
         if rows is None or rows.length == 0:
             continue
-        expected.append(_run(reference, rows, f"scikit-learn refuses the {source} rows"))
+        if answers is None:
+            answers = _run(reference, rows, f"scikit-learn refuses the {source} rows")
+        expected.append(answers)
         actual.append(
             _run(converted, rows, f"The graph refuses {source} rows that scikit-learn accepts")
         )
@@ -434,8 +606,20 @@ def _check_parity(
         "seed": _SEED,
     }
     if task == "classification":
-        differences, shown = _compare_labels(expected, actual, has_probabilities, report)
+        differences, shown, ties = _compare_labels(expected, actual, has_probabilities, report)
         limit = PROBABILITY_TOLERANCE if has_probabilities else 0.0
+        if has_probabilities:
+            report["tie_examples"] = [
+                {
+                    "source": sources[i][0],
+                    "row": sources[i][1],
+                    "labels": {"scikit-learn": shown[i][0], "onnx": shown[i][1]},
+                }
+                # Ties where the labels differ first: those are the ones the rule forgave.
+                for i in sorted(np.flatnonzero(ties), key=lambda i: shown[i][0] == shown[i][1])[
+                    :_TIES_SHOWN
+                ]
+            ]
     else:
         differences, shown = _compare_values(expected, actual, report)
         limit = VALUE_TOLERANCE
@@ -482,23 +666,31 @@ def _compare_labels(
     actual: Sequence[Mapping[str, Any]],
     has_probabilities: bool,
     report: dict[str, Any],
-) -> tuple[np.ndarray, list[tuple[Any, Any]]]:
-    """Per row: 1 for a different label, else the largest probability difference."""
-    expected_labels = _joined(expected, "label").tolist()
-    actual_labels = _joined(actual, "label").tolist()
+) -> tuple[np.ndarray, list[tuple[Any, Any]], np.ndarray]:
+    """Per row: 1 for a different label, else the largest probability difference; and which
+    rows scikit-learn itself answers with a tie (a different label there is not counted)."""
+    expected_labels = [python_scalar(v) for v in _joined(expected, "label").tolist()]
+    actual_labels = [python_scalar(v) for v in _joined(actual, "label").tolist()]
     shown = list(zip(expected_labels, actual_labels, strict=True))
     mismatched = np.array([e != a for e, a in shown], dtype=bool)
-    differences = mismatched.astype(np.float64)
-    report["label_mismatches"] = int(mismatched.sum())
+    ties = np.zeros(len(shown), dtype=bool)
     if has_probabilities:
-        gap = np.abs(
-            _joined(expected, "probabilities").astype(np.float64)
-            - _joined(actual, "probabilities").astype(np.float64)
-        ).max(axis=1)
-        differences = np.maximum(differences, gap)
+        wanted = _joined(expected, "probabilities").astype(np.float64)
+        gap = np.abs(wanted - _joined(actual, "probabilities").astype(np.float64)).max(axis=1)
+        if wanted.shape[1] >= 2:
+            top = np.sort(wanted, axis=1)[:, -2:]
+            # A tie within float32 precision, or within what the graph's probabilities are
+            # allowed to differ by on that row: a label that follows such a difference is not one.
+            ties = top[:, 1] - top[:, 0] <= np.maximum(TIE_TOLERANCE * top[:, 1], 2 * gap)
+        differences = np.maximum((mismatched & ~ties).astype(np.float64), gap)
         report["max_probability_difference"] = _json_float(float(gap.max()))
-        report["tolerance"] = {"probability": PROBABILITY_TOLERANCE}
-    return differences, shown
+        report["tolerance"] = {"probability": PROBABILITY_TOLERANCE, "tie": TIE_TOLERANCE}
+        report["tie_rows"] = int(ties.sum())
+        report["tie_label_differences"] = int((mismatched & ties).sum())
+    else:
+        differences = mismatched.astype(np.float64)
+    report["label_mismatches"] = int((mismatched & ~ties).sum())
+    return differences, shown, ties
 
 
 def _compare_values(
@@ -518,14 +710,17 @@ def _compare_values(
     return differences, shown
 
 
-def _rows_scikit_learn_accepts(reference: Any, table: Table) -> Table | None:
-    """The generated rows scikit-learn predicts on (an encoder may refuse a combination)."""
+def _rows_scikit_learn_accepts(
+    reference: Any, table: Table
+) -> tuple[Table | None, Mapping[str, Any] | None]:
+    """The generated rows scikit-learn predicts on (an encoder may refuse a combination), and
+    its answers when it took them all."""
     try:
-        reference.run(table)
+        answers: Mapping[str, Any] = reference.run(table)
     except _RejectedError:
         pass
     else:
-        return table
+        return table, answers
     columns = table.columns()
     keep = []
     for row in range(table.length):
@@ -536,8 +731,8 @@ def _rows_scikit_learn_accepts(reference: Any, table: Table) -> Table | None:
             continue
         keep.append(row)
     if not keep:
-        return None
-    return Table(table.names, len(keep), {n: c[keep] for n, c in columns.items()})
+        return None, None
+    return Table(table.names, len(keep), {n: c[keep] for n, c in columns.items()}), None
 
 
 def _json_float(value: float) -> float | None:

@@ -225,8 +225,8 @@ def _binned_values(column: ColumnSpec, values: Any) -> Any:
     """A column's values as its bins compare them: datetimes as seconds since the epoch."""
     if column.type != "datetime":
         return values
-    stamps = np.asarray(values, dtype="datetime64[ns]")
-    seconds = stamps.astype(np.int64) / 1e9
+    stamps = np.asarray(values, dtype="datetime64[us]")
+    seconds = stamps.astype(np.int64) / 1e6
     seconds[np.isnat(stamps)] = math.nan
     return seconds
 

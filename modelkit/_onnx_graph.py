@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-__all__ = ["GraphError", "GraphValue", "external_tensors", "graph_values"]
+__all__ = ["GraphError", "GraphValue", "external_tensors", "graph_values", "producer_name"]
 
 # Subgraphs nest (If inside Loop inside Scan...); real models stay far below this.
 _MAX_DEPTH = 64
-# The ONNX element types, by their TensorProto.DataType number.
+# The ONNX element types, by their TensorProto.DataType number, named as onnxruntime names them.
 _ELEMENT_TYPES = {
-    1: "float32",
+    1: "float",
     2: "uint8",
     3: "int8",
     4: "uint16",
@@ -30,7 +30,7 @@ _ELEMENT_TYPES = {
     8: "string",
     9: "bool",
     10: "float16",
-    11: "float64",
+    11: "double",
     12: "uint32",
     13: "uint64",
     14: "complex64",
@@ -39,7 +39,7 @@ _ELEMENT_TYPES = {
 }
 
 # Field numbers from onnx.proto (checked against the onnx package in the tests).
-_MODEL_GRAPH, _MODEL_TRAINING_INFO, _MODEL_FUNCTIONS = 7, 20, 25
+_MODEL_PRODUCER_NAME, _MODEL_GRAPH, _MODEL_TRAINING_INFO, _MODEL_FUNCTIONS = 2, 7, 20, 25
 _TRAINING_INITIALIZATION, _TRAINING_ALGORITHM = 1, 2
 _FUNCTION_NODE, _FUNCTION_ATTRIBUTE = 7, 11
 _GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_SPARSE_INITIALIZER = 1, 5, 15
@@ -50,7 +50,9 @@ _ATTRIBUTE_SPARSE_TENSOR, _ATTRIBUTE_SPARSE_TENSORS = 22, 23
 _SPARSE_VALUES, _SPARSE_INDICES = 1, 2
 _TENSOR_NAME, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 8, 13, 14
 _VALUE_NAME, _VALUE_TYPE = 1, 2
-_TYPE_TENSOR = 1
+_TYPE_TENSOR, _TYPE_SEQUENCE, _TYPE_MAP = 1, 4, 5
+_SEQUENCE_ELEMENT = 1
+_MAP_KEY, _MAP_VALUE = 1, 2
 _TENSOR_TYPE_ELEMENT, _TENSOR_TYPE_SHAPE = 1, 2
 _SHAPE_DIM = 1
 _DIM_VALUE, _DIM_PARAM = 1, 2
@@ -64,10 +66,16 @@ class GraphError(ValueError):
 
 @dataclass(frozen=True)
 class GraphValue:
-    """A graph input or output: name, element type and shape (``None``/names for dynamic axes)."""
+    """A graph input or output, described as onnxruntime's ``NodeArg`` describes it.
+
+    Attributes:
+        name: the input or output name.
+        type: onnxruntime's type string: ``tensor(float)``, ``seq(map(int64,tensor(float)))``...
+        shape: a tensor's dimensions (an int, a name, or ``None`` when unknown), or ``None``.
+    """
 
     name: str
-    dtype: str
+    type: str
     shape: tuple[int | str | None, ...] | None
 
 
@@ -121,6 +129,18 @@ def graph_values(data: bytes) -> tuple[list[GraphValue], list[GraphValue]]:
             initialized.add(_tensor_name(value))
     # Old graphs list initializers among the inputs too; they are not fed by the caller.
     return [v for v in inputs if v.name not in initialized], outputs
+
+
+def producer_name(data: bytes) -> str | None:
+    """The tool that wrote the model (``skl2onnx``, ``pytorch``...), when it says.
+
+    Raises:
+        GraphError: the bytes are not a well-formed ONNX model.
+    """
+    for number, value in _fields(memoryview(data)):
+        if number == _MODEL_PRODUCER_NAME:
+            return _text(value) or None
+    return None
 
 
 # -- walking ------------------------------------------------------------------------------------
@@ -182,31 +202,53 @@ def _tensor_name(tensor: memoryview) -> str:
 
 def _graph_value(value_info: memoryview) -> GraphValue:
     name = ""
-    dtype = "unknown"
+    kind = "unknown"
     shape: tuple[int | str | None, ...] | None = None
     for number, value in _fields(value_info):
         if number == _VALUE_NAME:
             name = _text(value)
         elif number == _VALUE_TYPE:
-            for kind, tensor_type in _fields(value):
-                if kind == _TYPE_TENSOR:
-                    dtype, shape = _tensor_type(tensor_type)
-    return GraphValue(name, dtype, shape)
+            kind, shape = _type(value, 0)
+    return GraphValue(name, kind, shape)
+
+
+def _type(type_proto: memoryview, depth: int) -> tuple[str, tuple[int | str | None, ...] | None]:
+    """onnxruntime's name for a TypeProto, and a tensor's shape."""
+    if depth > _MAX_DEPTH:
+        raise GraphError(f"types nest deeper than {_MAX_DEPTH} levels")
+    for number, value in _fields(type_proto):
+        if number == _TYPE_TENSOR:
+            return _tensor_type(value)
+        if number == _TYPE_SEQUENCE:
+            inner = "unknown"
+            for field, element in _fields(value):
+                if field == _SEQUENCE_ELEMENT:
+                    inner, _ = _type(element, depth + 1)
+            return f"seq({inner})", None
+        if number == _TYPE_MAP:
+            key, inner = "unknown", "unknown"
+            for field, part in _values(value):
+                if field == _MAP_KEY and isinstance(part, int):
+                    key = _ELEMENT_TYPES.get(part, "unknown")
+                elif field == _MAP_VALUE and isinstance(part, memoryview):
+                    inner, _ = _type(part, depth + 1)
+            return f"map({key},{inner})", None
+    return "unknown", None
 
 
 def _tensor_type(tensor_type: memoryview) -> tuple[str, tuple[int | str | None, ...] | None]:
-    dtype = "unknown"
+    element = "unknown"
     shape: tuple[int | str | None, ...] | None = None
     for number, value in _values(tensor_type):
         if number == _TENSOR_TYPE_ELEMENT and isinstance(value, int):
-            dtype = _ELEMENT_TYPES.get(value, "unknown")
+            element = _ELEMENT_TYPES.get(value, "unknown")
         elif number == _TENSOR_TYPE_SHAPE and isinstance(value, memoryview):
             dims: list[int | str | None] = []
             for kind, dimension in _fields(value):
                 if kind == _SHAPE_DIM:
                     dims.append(_dimension(dimension))
             shape = tuple(dims)
-    return dtype, shape
+    return f"tensor({element})", shape
 
 
 def _dimension(dimension: memoryview) -> int | str | None:

@@ -56,6 +56,9 @@ class ColumnSpec(_Spec):
             here. Saving a fitted model finds this out by asking the model, column by column.
         dtype_categories: for a pandas ``category`` column, the categories the model was trained
             on, in order, to rebuild the Categorical; values outside them still reach the model.
+        missing_marker: how the model saw a missing value in an ``object`` column: ``"nan"``
+            (as pandas reads files) or ``"none"`` (a model that learned ``None`` as a value of
+            its own, which scikit-learn's imputers do not take for missing).
     """
 
     name: str = Field(min_length=1)
@@ -64,6 +67,7 @@ class ColumnSpec(_Spec):
     categories: tuple[str | int | float | bool, ...] | None = None
     nullable: bool = False
     dtype_categories: tuple[str | int | float | bool, ...] | None = None
+    missing_marker: Literal["nan", "none"] = "nan"
 
 
 class TensorSpec(_Spec):
@@ -278,18 +282,24 @@ def _infer_frame_columns(frame: Any) -> Iterable[ColumnSpec]:
             )
             continue
         kind = _frame_type(dtype)
+        marker: Literal["nan", "none"] = "nan"
         if kind is None and getattr(dtype, "kind", "O") in "OSU":
             # Object columns hold anything: their present values decide, and a column with none
             # in the sample is text, as a pandas column of missing values usually is.
-            values = [v for v in series.tolist() if not is_missing(v)]
+            listed = series.tolist()
+            values = [v for v in listed if not is_missing(v)]
             kind = _common_type(name, values) if values else "string"
+            if None in listed:
+                marker = "none"  # as the model was trained, if the sample is training data
         if kind is None:
             raise InvalidInputError(
                 f"Cannot infer a signature: column {name!r} has dtype {dtype}, which signatures do "
                 "not support; convert it to numbers, strings or datetimes first.",
                 field=name,
             )
-        yield ColumnSpec(name=name, type=kind, dtype=str(dtype), nullable=nullable)
+        yield ColumnSpec(
+            name=name, type=kind, dtype=str(dtype), nullable=nullable, missing_marker=marker
+        )
 
 
 def _frame_type(dtype: Any) -> ColumnType | None:
@@ -341,7 +351,7 @@ _DEFAULT_DTYPES: dict[str, str] = {
     "integer": "int64",
     "boolean": "bool",
     "string": "object",
-    "datetime": "datetime64[ns]",
+    "datetime": "datetime64[us]",
 }
 
 
@@ -369,7 +379,7 @@ def _scalar_type(value: Any) -> ColumnType:
         return "number"
     if isinstance(value, str):
         return "string"
-    if isinstance(value, dt.datetime | np.datetime64):
+    if isinstance(value, dt.date | np.datetime64):  # datetime is a date
         return "datetime"
     raise InvalidInputError(
         f"Cannot infer a signature: unsupported value {_describe(value)} in the sample."
@@ -518,7 +528,10 @@ def _string_check(column: ColumnSpec) -> Callable[[Any], Any]:
     return check
 
 
-_NAT = np.datetime64("NaT", "ns")
+# Microseconds, as pandas 3 keeps datetimes: nanoseconds reach only years 1678 to 2262, and real
+# tables hold "9999-12-31" for an open end.
+DATETIME_UNIT = "datetime64[us]"
+_NAT = np.datetime64("NaT", "us")
 
 
 def _datetime_check(column: ColumnSpec) -> Callable[[Any], Any]:
@@ -529,7 +542,9 @@ def _datetime_check(column: ColumnSpec) -> Callable[[Any], Any]:
             return _missing(value, nullable, _NAT)
         try:
             return to_datetime64(value)
-        except (TypeError, ValueError, OverflowError):
+        except OverflowError:
+            raise _BadValueError(f"got {_describe(value)}, a time out of range") from None
+        except (TypeError, ValueError):
             raise _BadValueError(
                 f"expected a date and time (ISO 8601, such as '2024-05-17T13:45:00'), "
                 f"got {_describe(value)}"
@@ -539,10 +554,10 @@ def _datetime_check(column: ColumnSpec) -> Callable[[Any], Any]:
 
 
 def to_datetime64(value: Any) -> np.datetime64:
-    """A timestamp as ``datetime64[ns]``, in UTC when it carries a time zone.
+    """A timestamp as ``datetime64[us]``, in UTC when it carries a time zone.
 
     Takes ``datetime`` (and pandas' ``Timestamp``), ``date``, ``numpy.datetime64`` and ISO 8601
-    strings; raises ``TypeError`` or ``ValueError`` for anything else.
+    strings; raises ``TypeError`` or ``ValueError`` for anything else, or a time out of range.
     """
     if isinstance(value, str):
         text = value.strip()
@@ -553,12 +568,30 @@ def to_datetime64(value: Any) -> np.datetime64:
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
             value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-        to_numpy = getattr(value, "to_datetime64", None)  # pandas keeps nanoseconds
+        to_numpy = getattr(value, "to_datetime64", None)  # pandas' own unit
         value = to_numpy() if to_numpy else np.datetime64(value)
     if isinstance(value, np.datetime64):
-        stamp: np.datetime64 = value.astype("datetime64[ns]")
+        stamps = microseconds(np.asarray([value]))
+        if np.isnat(stamps[0]) and not np.isnat(value):
+            raise OverflowError("a time out of range")
+        stamp: np.datetime64 = stamps[0]
         return stamp
     raise TypeError(f"not a date and time: {type(value).__name__}")
+
+
+_COARSER_UNITS = frozenset({"Y", "M", "W", "D", "h", "m", "s", "ms", "generic"})
+
+
+def microseconds(values: np.ndarray) -> np.ndarray:
+    """Datetimes in microseconds; a value the unit cannot hold becomes NaT (numpy would wrap)."""
+    stamps = values.astype(DATETIME_UNIT)
+    if np.datetime_data(values.dtype)[0] in _COARSER_UNITS:
+        # numpy casts without overflow checks: from a coarser unit (finer ones only truncate), a
+        # value that does not come back was out of range.
+        wrapped = (stamps.astype(values.dtype) != values) & ~np.isnat(values)
+        if wrapped.any():
+            stamps[wrapped] = np.datetime64("NaT")
+    return stamps
 
 
 def _scalar_check(column: ColumnSpec) -> Callable[[Any], Any]:
@@ -598,7 +631,7 @@ class Table:
 
     Columns by type, missing values included: numbers are ``float64`` (NaN); integers ``int64``,
     or ``float64`` with NaN when a value is missing; booleans ``bool``, or objects with ``None``
-    when a value is missing; strings objects (``None``); datetimes ``datetime64[ns]`` (NaT).
+    when a value is missing; strings objects (``None``); datetimes ``datetime64[us]`` (NaT).
     Columns with declared categories (other than numbers) are objects.
     """
 
@@ -947,9 +980,12 @@ class TabularValidator:
             if column.type == "boolean" and kind == "b":
                 return values
             if column.type == "datetime" and kind == "M":
-                stamps = values.astype("datetime64[ns]")
-                if not column.nullable and np.isnat(stamps).any():
-                    self._raise_first_bad(column, values, np.flatnonzero(np.isnat(stamps)))
+                stamps = microseconds(values)
+                bad = np.isnat(stamps) & ~np.isnat(values)  # out of range
+                if not column.nullable:
+                    bad |= np.isnat(values)
+                if bad.any():
+                    self._raise_first_bad(column, values, np.flatnonzero(bad))
                 return stamps
         if column.type == "string" and kind in "OU":
             # All plain str (and declared categories): one pass at C speed, the common case of
@@ -1149,13 +1185,8 @@ def _dumped_as_is(schema: dict[str, Any], column: ColumnSpec) -> frozenset[type]
     return frozenset({plain, type(None)} if nullable else {plain})
 
 
-def _series_values(series: Any, column: ColumnSpec) -> np.ndarray:
+def _series_values(series: Any, column: ColumnSpec) -> Any:
     """A pandas column as numpy values, with pandas' missing markers made numpy's."""
-    values: np.ndarray = _series_to_numpy(series, column)
-    return values
-
-
-def _series_to_numpy(series: Any, column: ColumnSpec) -> Any:
     dtype = series.dtype
     if isinstance(dtype, np.dtype):
         if dtype.kind == "O" and column.type == "string" and column.nullable:
@@ -1188,7 +1219,7 @@ def column_array(column: ColumnSpec, values: Sequence[Any]) -> np.ndarray:
     if column.type == "number":
         return np.asarray([math.nan if v is None else v for v in values], dtype=np.float64)
     if column.type == "datetime":
-        return np.asarray(values, dtype="datetime64[ns]")
+        return np.asarray(values, dtype=DATETIME_UNIT)
     if column.categories is None and column.type in ("integer", "boolean"):
         if None not in values:
             return np.asarray(values, dtype=np.int64 if column.type == "integer" else np.bool_)

@@ -307,3 +307,110 @@ def any_records(draw: st.DrawFn, inputs: TabularInputs, model: Any) -> Any:
     if shape == "pydantic-constructed":
         return model.model_construct(**fields)
     return "not a record"
+
+
+# -- messy DataFrames, as real tables come ------------------------------------------------------
+
+MESSY_KINDS = (
+    "float",
+    "int64",
+    "Int64",
+    "bool",
+    "boolean",
+    "str",
+    "object",
+    "string",
+    "category",
+)
+"""Column dtypes a real table has: numpy floats, ints and bools; pandas' nullable ``Int64`` and
+``boolean``; pandas 3's default ``str``, ``object`` strings with ``None`` for missing, the
+nullable ``string`` dtype (with ``pd.NA``) and ``category``."""
+
+_HOLDS_MISSING = frozenset(MESSY_KINDS) - {"int64", "bool"}
+
+MISSING_PATTERNS = ("none", "some", "sample", "all")
+"""Where a column's values are missing: nowhere, anywhere, in exactly the sample's rows (so the
+sample has none of its values), or in every row."""
+
+_WORDS = st.sampled_from(["red", "green", "blue", "", "a b", "Ünï", "1", "None", "nan"])
+
+
+def _messy_values(kind: str) -> st.SearchStrategy[Any]:
+    if kind == "float":
+        return st.one_of(
+            st.floats(-1e6, 1e6, allow_nan=False, allow_subnormal=False),
+            st.integers(-5, 5).map(float),
+        )
+    if kind in ("int64", "Int64"):
+        return st.one_of(st.integers(-5, 5), st.integers(-(2**40), 2**40))
+    if kind in ("bool", "boolean"):
+        return st.booleans()
+    return _WORDS
+
+
+def _messy_column(kind: str, values: list[Any], missing: list[bool]) -> Any:
+    import pandas as pd
+
+    if kind == "float":
+        return pd.Series(
+            [math.nan if gap else v for v, gap in zip(values, missing, strict=True)],
+            dtype="float64",
+        )
+    if kind in ("int64", "bool"):
+        return pd.Series(values, dtype=kind)
+    if kind in ("Int64", "boolean", "string"):
+        return pd.Series(
+            [pd.NA if gap else v for v, gap in zip(values, missing, strict=True)], dtype=kind
+        )
+    if kind == "object":
+        return pd.Series(
+            [None if gap else v for v, gap in zip(values, missing, strict=True)], dtype=object
+        )
+    dtype = "str" if kind == "str" else "category"
+    return pd.Series(
+        [math.nan if gap else v for v, gap in zip(values, missing, strict=True)], dtype=dtype
+    )
+
+
+@st.composite
+def messy_frames(draw: st.DrawFn) -> tuple[Any, Any, int]:
+    """A DataFrame of random dtypes and missing patterns, a target, and how many of its first
+    rows make the sample (``sample_input=frame.head(n)``).
+
+    Some columns have no values in the sample, some none at all; the target has two or three
+    classes (strings, integers or booleans) and every class appears.
+    """
+    import pandas as pd
+
+    length = draw(st.integers(min_value=8, max_value=40))
+    sample = draw(st.integers(min_value=1, max_value=length - 1))
+    names = draw(
+        st.lists(
+            st.text(alphabet="abcxyz_ É1", min_size=1, max_size=6),
+            min_size=1,
+            max_size=6,
+            unique=True,
+        )
+    )
+    columns = {}
+    for name in names:
+        kind = draw(st.sampled_from(MESSY_KINDS))
+        values = draw(st.lists(_messy_values(kind), min_size=length, max_size=length))
+        pattern = draw(st.sampled_from(MISSING_PATTERNS)) if kind in _HOLDS_MISSING else "none"
+        if pattern == "some":
+            missing = draw(st.lists(st.booleans(), min_size=length, max_size=length))
+        else:
+            missing = [
+                pattern == "all" or (pattern == "sample" and row < sample) for row in range(length)
+            ]
+        columns[name] = _messy_column(kind, values, missing)
+    frame = pd.DataFrame(columns)
+    labels = draw(
+        st.sampled_from([["no", "yes"], ["a", "b", "c"], [0, 1], [3, 1, 2], [False, True]])
+    )
+    picked = draw(st.lists(st.sampled_from(labels), min_size=length, max_size=length))
+    for position, label in enumerate(labels):  # every class appears at least once
+        picked[position] = label
+    order = draw(st.permutations(range(length)))
+    target = pd.Series([picked[i] for i in order])
+    return frame, target, sample

@@ -80,12 +80,12 @@ def test_pipeline_with_string_columns_converts_with_one_input_per_element_type(
 ) -> None:
     graph = _graph(boosted_bundle).graph
     inputs = {node.name: node.type.tensor_type.elem_type for node in graph.input}
-    assert inputs == {"float_input": 1, "string_input": 8}  # FLOAT and STRING
+    assert inputs == {"double_input": 11, "string_input": 8}  # DOUBLE and STRING
     manifest = json.loads((boosted_bundle / "modelkit.json").read_text())
     assert manifest["format"] == "onnx"
     assert manifest["adapter"]["layout"] == "groups"
     assert manifest["adapter"]["groups"] == [
-        {"input": "float_input", "columns": NUMERIC},
+        {"input": "double_input", "columns": NUMERIC},
         {"input": "string_input", "columns": CATEGORICAL},
     ]
 
@@ -111,7 +111,12 @@ def test_manifest_records_the_parity_report(boosted_bundle: Path) -> None:
     assert parity["rows"] == 300 + _convert.GENERATED_ROWS
     assert parity["label_mismatches"] == 0
     assert 0 <= parity["max_probability_difference"] <= _convert.PROBABILITY_TOLERANCE
-    assert parity["tolerance"] == {"probability": _convert.PROBABILITY_TOLERANCE}
+    assert parity["tolerance"] == {
+        "probability": _convert.PROBABILITY_TOLERANCE,
+        "tie": _convert.TIE_TOLERANCE,
+    }
+    assert parity["tie_rows"] == 0
+    assert parity["tie_examples"] == []
     assert len(parity["worst"]) == 5
     assert manifest.adapter["converter"]["skl2onnx"]
     assert manifest.adapter["converted_from"] == "sklearn.pipeline.Pipeline"
@@ -167,7 +172,7 @@ def test_regressor_trained_on_an_array_converts_to_one_matrix(tmp_path: Path) ->
         ridge, tmp_path / "ridge", name="ridge", version="1", format="onnx", sample_input=X[:50]
     )
     assert manifest.task == "regression"
-    assert [g["input"] for g in manifest.adapter["groups"]] == ["float_input"]
+    assert [g["input"] for g in manifest.adapter["groups"]] == ["double_input"]
     assert manifest.adapter["parity"]["max_value_difference"] >= 0
     model = modelkit.load(tmp_path / "ridge")
     assert model.predict(list(X[0])).value == pytest.approx(ridge.predict(X[:1])[0], rel=1e-4)
@@ -214,7 +219,7 @@ def test_column_transformer_over_odd_column_names_converts(
     assert np.asarray(model.predict_batch(X)["label"]).tolist() == pipeline.predict(X).tolist()
 
 
-def test_integer_and_string_columns_get_their_own_inputs(tmp_path: Path) -> None:
+def test_integer_columns_go_in_with_the_numbers_and_strings_apart(tmp_path: Path) -> None:
     import pandas as pd
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
@@ -248,8 +253,7 @@ def test_integer_and_string_columns_get_their_own_inputs(tmp_path: Path) -> None
         pipeline, tmp_path / "t", name="t", version="1", format="onnx", sample_input=frame
     )
     assert {g["input"]: g["columns"] for g in manifest.adapter["groups"]} == {
-        "int64_input": ["age"],
-        "float_input": ["income"],
+        "double_input": ["age", "income"],
         "string_input": ["city"],
     }
     assert manifest.signature.outputs.classes == ("junior", "senior")

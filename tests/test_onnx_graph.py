@@ -94,8 +94,29 @@ def test_inputs_and_outputs_are_read_without_initializers() -> None:
     graph = _identity_graph(initializer=[_tensor("w")])
     graph.input.append(helper.make_tensor_value_info("w", TensorProto.FLOAT, [4]))
     inputs, outputs = graph_values(_model(graph))
-    assert [(v.name, v.dtype, v.shape) for v in inputs] == [("x", "float32", ("batch", 4))]
-    assert [(v.name, v.dtype, v.shape) for v in outputs] == [("y", "float32", ("batch", 4))]
+    assert [(v.name, v.type, v.shape) for v in inputs] == [("x", "tensor(float)", ("batch", 4))]
+    assert [(v.name, v.type, v.shape) for v in outputs] == [("y", "tensor(float)", ("batch", 4))]
+
+
+def test_graph_values_are_described_as_onnxruntime_describes_them() -> None:
+    """Every input and output of a converted classifier (ZipMap included) reads as a session
+    reads it, without building one."""
+    ort = pytest.importorskip("onnxruntime")
+    skl2onnx = pytest.importorskip("skl2onnx")
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_iris(return_X_y=True)
+    model = skl2onnx.to_onnx(LogisticRegression(max_iter=500).fit(X, y), X[:1].astype(np.float32))
+    data = model.SerializeToString()
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    inputs, outputs = graph_values(data)
+    for ours, theirs in ((inputs, session.get_inputs()), (outputs, session.get_outputs())):
+        assert [(v.name, v.type, v.shape) for v in ours] == [
+            (n.name, n.type, None if n.type.startswith(("seq", "map")) else tuple(n.shape))
+            for n in theirs
+        ]
+    assert _onnx_graph.producer_name(data) == session.get_modelmeta().producer_name
 
 
 def test_field_numbers_are_onnx_protos() -> None:
@@ -127,6 +148,12 @@ def test_field_numbers_are_onnx_protos() -> None:
         "_VALUE_NAME": ("ValueInfoProto", "name"),
         "_VALUE_TYPE": ("ValueInfoProto", "type"),
         "_TYPE_TENSOR": ("TypeProto", "tensor_type"),
+        "_TYPE_SEQUENCE": ("TypeProto", "sequence_type"),
+        "_TYPE_MAP": ("TypeProto", "map_type"),
+        "_SEQUENCE_ELEMENT": ("TypeProto.Sequence", "elem_type"),
+        "_MAP_KEY": ("TypeProto.Map", "key_type"),
+        "_MAP_VALUE": ("TypeProto.Map", "value_type"),
+        "_MODEL_PRODUCER_NAME": ("ModelProto", "producer_name"),
         "_TENSOR_TYPE_ELEMENT": ("TypeProto.Tensor", "elem_type"),
         "_TENSOR_TYPE_SHAPE": ("TypeProto.Tensor", "shape"),
         "_SHAPE_DIM": ("TensorShapeProto", "dim"),
@@ -140,7 +167,7 @@ def test_field_numbers_are_onnx_protos() -> None:
         number = descriptor.DESCRIPTOR.fields_by_name[field].number
         assert getattr(_onnx_graph, constant) == number, constant
     assert _onnx_graph._EXTERNAL == TensorProto.EXTERNAL
-    onnx_names = {"float32": "FLOAT", "float64": "DOUBLE"}
+    onnx_names: dict[str, str] = {}
     for number, name in _onnx_graph._ELEMENT_TYPES.items():
         assert TensorProto.DataType.Name(number) == onnx_names.get(name, name.upper()), name
 

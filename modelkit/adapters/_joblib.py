@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import sys
+import uuid
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -258,11 +259,103 @@ def _with_missing_support(
         accepted = {c.name for c in probed}
     else:
         accepted = {c.name for c in probed if accepts([blank(c)])}
-    return TabularInputs(
+    inputs = TabularInputs(
         columns=tuple(
             c.model_copy(update={"nullable": True}) if c.name in accepted else c
             for c in inputs.columns
         )
+    )
+    return _with_missing_markers(obj, inputs, layout=layout, dtype=dtype, base=base, unseen=probed)
+
+
+def _with_missing_markers(
+    obj: Any,
+    inputs: TabularInputs,
+    *,
+    layout: str,
+    dtype: str,
+    base: dict[str, np.ndarray],
+    unseen: list[ColumnSpec],
+) -> TabularInputs:
+    """The inputs, with ``missing_marker="none"`` on the object columns where the model learned
+    ``None`` as a value, when the sample had no gap there to tell.
+
+    A model fitted on ``None`` in an object column learned it as a value of its own (scikit-learn
+    imputes NaN, not ``None``), so feeding NaN would answer otherwise. The model is asked: where
+    ``None`` gets another answer than a string it cannot have seen, ``None`` is a value it knows.
+    Only models holding ``None`` in a fitted attribute are asked.
+    """
+    gapless = {c.name for c in unseen}
+    candidates = [
+        c.name
+        for c in inputs.columns
+        if c.name in gapless and c.type == "string" and c.dtype == "object" and c.categories is None
+    ]
+    if not candidates or not _holds_none(obj):
+        return inputs
+    rows = len(next(iter(base.values())))
+    columns = tuple(
+        c.model_copy(update={"nullable": True, "missing_marker": "none"})
+        if c.name in candidates
+        else c
+        for c in inputs.columns
+    )
+    signature = Signature(inputs=TabularInputs(columns=columns), outputs=Outputs(task="regression"))
+    runner = JoblibRunner(obj, signature, layout=layout, dtype=dtype)
+    never_seen = f"__modelkit_unseen_{uuid.uuid4().hex}__"
+
+    def answer(name: str, value: str | None) -> np.ndarray | None:
+        column = np.full(rows, value, dtype=object)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a probe's warnings are not the caller's
+                encoded = runner.encode(Table(tuple(base), rows, {**base, name: column}))
+                # Probabilities tell apart what labels may not.
+                return np.asarray(getattr(obj, "predict_proba", obj.predict)(encoded))
+        except Exception:  # noqa: BLE001 - a refusal is an answer too
+            return None
+
+    decided = set()
+    for name in candidates:
+        known, stranger = answer(name, None), answer(name, never_seen)
+        if known is not None and (stranger is None or not np.array_equal(known, stranger)):
+            decided.add(name)
+    return TabularInputs(
+        columns=tuple(
+            c.model_copy(update={"missing_marker": "none"}) if c.name in decided else c
+            for c in inputs.columns
+        )
+    )
+
+
+def _holds_none(obj: Any, depth: int = 0) -> bool:
+    """Whether a fitted estimator (or a step inside it) learned ``None`` as a value."""
+    if depth > 20:
+        return False
+    for attribute in ("categories_", "statistics_"):
+        learned = getattr(obj, attribute, None)
+        if learned is None:
+            continue
+        for values in learned if isinstance(learned, list) else [learned]:
+            array = np.asarray(values)
+            if array.dtype.kind == "O" and none_mask(array).any():
+                return True
+    if getattr(obj, "missing_values", np.nan) is None:
+        return True
+    children: list[Any] = []
+    for attribute in ("steps", "transformers_", "transformer_list"):
+        nested = getattr(obj, attribute, None)
+        if isinstance(nested, list):
+            children += [
+                entry[1] for entry in nested if isinstance(entry, tuple) and len(entry) > 1
+            ]
+    for attribute in ("estimator_", "estimators_", "final_estimator_", "base_estimator_"):
+        child = getattr(obj, attribute, None)
+        children += child if isinstance(child, list) else [child]
+    return any(
+        _holds_none(child, depth + 1)
+        for child in children
+        if child is not None and not isinstance(child, str) and hasattr(child, "get_params")
     )
 
 
@@ -302,6 +395,9 @@ class JoblibRunner:
         self._is_classifier = signature.outputs.task == "classification"
         self._has_probabilities = signature.outputs.has_probabilities
         self._argmax_classes = _argmax_classes(estimator) if self._has_probabilities else None
+        self._none_columns = frozenset(
+            j for j, c in enumerate(self._columns) if c.missing_marker == "none"
+        )
 
     def run(self, inputs: Table | Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(inputs, Table):
@@ -314,14 +410,34 @@ class JoblibRunner:
         return self._predict(self.encode, record_table(self._columns, values))
 
     def _encode_record(self, values: tuple[Any, ...]) -> np.ndarray:
+        if self._dtype.kind in "iub" and any(is_missing(v) for v in values):
+            # An integer array has no missing value: NaN (as an imputer takes it) needs floats.
+            return np.array([values], dtype=np.float64)
         row = np.array([values], dtype=self._dtype)
-        return _missing_as_nan(row) if row.dtype.kind == "O" else row
+        return self._array_missing(row) if row.dtype.kind == "O" else row
+
+    def _array_missing(self, matrix: np.ndarray) -> np.ndarray:
+        """An object matrix with each column's missing values as the model was fitted on them."""
+        keep = self._none_columns
+        if not keep:
+            return _missing_as_nan(matrix)
+        matrix = matrix.copy()
+        for j in range(matrix.shape[1]):
+            if j not in keep:
+                matrix[:, j] = _missing_as_nan(matrix[:, j])
+        return matrix
 
     def encode(self, table: Table) -> Any:
         """The batch as the estimator was trained on it: a DataFrame, an array or records."""
         if self._layout == "array":
+            if self._dtype.kind in "iub":
+                as_is = table.matrix()
+                if as_is.dtype.kind == "O" or (as_is.dtype.kind == "f" and np.isnan(as_is).any()):
+                    # Missing values: floats with NaN, as an imputer takes them (a cast to the
+                    # integers the model was trained on would turn NaN into -2**63).
+                    return np.asarray(_missing_as_nan(as_is), dtype=np.float64)
             matrix = table.matrix(self._dtype)
-            return _missing_as_nan(matrix) if matrix.dtype.kind == "O" else matrix
+            return self._array_missing(matrix) if matrix.dtype.kind == "O" else matrix
         if self._layout == "records":
             return table.records()
         pandas = require("pandas", extra="pandas", feature="This model (trained on a DataFrame)")
@@ -341,7 +457,7 @@ class JoblibRunner:
             labels = np.asarray(self.estimator.predict(inputs))
             if not self._is_classifier:
                 return {"value": labels}
-            fields: dict[str, Any] = {"label": plain_labels(labels)}
+            fields: dict[str, Any] = {"label": _plain_labels(labels)}
             if self._has_probabilities:
                 fields["probabilities"] = np.asarray(self.estimator.predict_proba(inputs))
             return fields
@@ -388,11 +504,11 @@ def _argmax_classes(estimator: Any) -> np.ndarray | None:
         and getattr(type(final), "predict", None) is forest.ForestClassifier.predict
         and getattr(final, "n_outputs_", None) == 1
     ):
-        return plain_labels(np.asarray(final.classes_))
+        return _plain_labels(np.asarray(final.classes_))
     return None
 
 
-def plain_labels(labels: np.ndarray) -> np.ndarray:
+def _plain_labels(labels: np.ndarray) -> np.ndarray:
     """Labels whose elements are Python values (``str``, not ``numpy.str_``), as ONNX gives."""
     if labels.dtype.kind in "US":
         return labels.astype(object)
@@ -432,14 +548,45 @@ def _pandas_column(pandas: Any, column: ColumnSpec, values: np.ndarray) -> Any:
     if column.type == "datetime":
         if getattr(target, "tz", None) is not None:
             return pandas.Series(values).dt.tz_localize("UTC").dt.tz_convert(target.tz)
-        return values.astype(target) if isinstance(target, np.dtype) else values
+        if isinstance(target, np.dtype) and target.kind == "M":
+            return _cast_checked(column, values, target)
+        # datetime objects (NaT as None), as an object column of them holds
+        return pandas.Series(values.astype(object), dtype=object, copy=False)
     if isinstance(target, np.dtype) or target is None:
         if kind == "O":
-            return _missing_as_nan(values)  # strings, and booleans with gaps, as pandas has them
+            if column.missing_marker != "none":  # else the model learned None itself as a value
+                values = _missing_as_nan(values)  # strings, and booleans with gaps, as pandas has
+            # An object column stays one: pandas 3 would make strings "str", None turned NaN.
+            return pandas.Series(values, dtype=object, copy=False)
         if kind == "f" and target is not None and target.kind in "iub":
             return values  # integers with gaps stay floats, as pandas reads them
         if target is not None and target != values.dtype and target.kind != "O":
-            return values.astype(target)
+            return _cast_checked(column, values, target)
         return values
     # pandas' own dtypes (Int64, boolean, string, Float64...) take None and NaN as missing.
+    numpy_dtype = getattr(target, "numpy_dtype", None)
+    if isinstance(numpy_dtype, np.dtype) and numpy_dtype.kind in "iu" and kind in "iu":
+        _cast_checked(column, values, numpy_dtype)  # Int8 and the like: refuse what wraps
     return pandas.array(values, dtype=target)
+
+
+def _cast_checked(column: ColumnSpec, values: np.ndarray, target: np.dtype[Any]) -> np.ndarray:
+    """``values`` as ``target``; a ValueError naming the field for a value it cannot hold.
+
+    numpy casts without range checks: 300 in a uint8 column would reach the model as 44, and a
+    year 9999 in nanoseconds as a date in 1815.
+    """
+    cast = values.astype(target)
+    if target.kind in "iuM":
+        back = cast.astype(values.dtype)
+        changed = back != values
+        if values.dtype.kind == "M":
+            changed &= ~np.isnat(values)
+        elif values.dtype.kind == "f":
+            changed &= ~np.isnan(values)
+        if changed.any():
+            value = values[np.flatnonzero(changed)[0]]
+            raise ValueError(
+                f"field {column.name!r} got {value}, which the model's {target} column cannot hold"
+            )
+    return cast

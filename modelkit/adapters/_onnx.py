@@ -15,6 +15,7 @@ import numpy as np
 
 from .._environment import installed_version
 from .._model import first_line, rejected
+from .._onnx_graph import GraphError, external_tensors, graph_values, producer_name
 from .._signature import (
     Outputs,
     Signature,
@@ -96,8 +97,9 @@ def make_session(data: bytes, options: Mapping[str, Any] | None = None, *, label
 
     Raises:
         TypeError: a bad option value.
-        BundleError: onnxruntime cannot load the model.
+        BundleError: the model stores tensors outside its bytes, or onnxruntime cannot load it.
     """
+    refuse_external_data(data, label=label)
     ort = _onnxruntime()
     options = dict(options or {})
     session_options = ort.SessionOptions()
@@ -129,6 +131,33 @@ def make_session(data: bytes, options: Mapping[str, Any] | None = None, *, label
             f"{first_line(exc)}",
             path=label,
         ) from exc
+
+
+def refuse_external_data(data: bytes, *, label: str) -> None:
+    """Raise unless every tensor of the model is stored in ``data`` itself.
+
+    A tensor with external data names a file that onnxruntime opens, relative to the working
+    directory, while it builds a session: a file outside the verified bundle that no hash or pin
+    covers, whose bytes could come back in the outputs. No graph of a bundle may have one.
+
+    Raises:
+        BundleError: naming the first such tensor, or the bytes are not an ONNX model.
+    """
+    try:
+        external = external_tensors(data)
+    except GraphError as exc:
+        raise BundleError(
+            f"modelkit cannot load {label!r}: it is not a valid ONNX model ({exc}).", path=label
+        ) from None
+    if external:
+        more = f" (and {len(external) - 1} more)" if len(external) > 1 else ""
+        raise BundleError(
+            f"Refusing to load {label!r}: tensor {external[0]!r}{more} keeps its data in an "
+            "external file, outside the verified bytes. modelkit loads self-contained graphs "
+            "only: save the model with its tensors inside it "
+            "(onnx.save_model(model, path, save_as_external_data=False)).",
+            path=label,
+        )
 
 
 def _tensor_spec(node: Any) -> TensorSpec:
@@ -164,25 +193,34 @@ def describe(
     inputs: TabularInputs | TensorInputs | None = None,
     outputs: Outputs | None = None,
     groups: Mapping[str, Sequence[str]] | None = None,
+    missing_string: str | None = None,
     label: str,
 ) -> SavedModel:
     """Inspect an ONNX model and decide its signature, input layout and task.
 
     ``groups`` (graph input name to the columns it stacks) selects the ``groups`` layout, which
     conversion from scikit-learn writes; otherwise the layout is read from the graph.
+    ``missing_string`` is the string the graph takes for a missing value in a string column.
     """
-    if session is None:
-        session = make_session(data, label=label)
-    graph_inputs = [_tensor_spec(node) for node in session.get_inputs()]
-    graph_outputs = [_output_spec(node) for node in session.get_outputs()]
+    # Read from the protobuf, not a session: describing a graph must not run or optimize it
+    # (constant folding alone can allocate gigabytes for a graph of a few hundred bytes).
+    refuse_external_data(data, label=label)
+    try:
+        read_inputs, read_outputs = graph_values(data)
+        producer = producer_name(data)
+    except GraphError as exc:
+        raise BundleError(
+            f"modelkit cannot load {label!r}: it is not a valid ONNX model ({exc}).", path=label
+        ) from None
+    graph_inputs = [_tensor_spec(value) for value in read_inputs]
+    graph_outputs = [_output_spec(value) for value in read_outputs]
     details: dict[str, Any] = {
         "artifact": ARTIFACT,
         "onnxruntime": installed_version("onnxruntime"),
         "inputs": [spec.model_dump(mode="json") for spec in graph_inputs],
         "outputs": [spec.name for spec in graph_outputs],
     }
-    meta = session.get_modelmeta()
-    details["producer"] = meta.producer_name or None
+    details["producer"] = producer
 
     if inputs is None:
         if sample_input is not None:
@@ -194,6 +232,8 @@ def describe(
         details["groups"] = [{"input": k, "columns": list(v)} for k, v in groups.items()]
     else:
         details["layout"] = _layout(inputs, graph_inputs)
+    if missing_string is not None:
+        details["missing_string"] = missing_string
     classes = outputs.classes if outputs is not None and outputs.classes else None
     decided = _outputs(
         graph_outputs,
@@ -203,6 +243,8 @@ def describe(
     )
     signature = Signature(inputs=inputs, outputs=decided)
     if sample_input is not None and isinstance(inputs, TabularInputs):
+        if session is None:
+            session = make_session(data, label=label)
         _check_sample(session, signature, str(details["layout"]), groups, sample_input)
     return SavedModel(signature=signature, details=details)
 
@@ -342,6 +384,15 @@ def _picker(indices: Sequence[int]) -> Callable[[Any], tuple[Any, ...]]:
     return operator.itemgetter(*indices)
 
 
+def _filling(pick: Callable[[Any], Any], missing: str) -> Callable[[Any], tuple[Any, ...]]:
+    """``pick``, with ``missing`` in place of each None."""
+
+    def fill(values: Any) -> tuple[Any, ...]:
+        return tuple(missing if value is None else value for value in pick(values))
+
+    return fill
+
+
 def _flat(values: Any) -> np.ndarray:
     array = np.asarray(values)
     return array if array.ndim == 1 else array.reshape(-1)
@@ -381,8 +432,16 @@ class OnnxAdapter:
             (directory / ARTIFACT).write_bytes(converted.data)
             return converted.saved
         data = _model_bytes(obj)
+        label = "the ONNX model"
+        # A bundle onnxruntime cannot load is no use: build the session before writing anything.
+        session = make_session(data, label=label)
         saved = describe(
-            data, sample_input=sample_input, inputs=inputs, outputs=outputs, label="the ONNX model"
+            data,
+            session=session,
+            sample_input=sample_input,
+            inputs=inputs,
+            outputs=outputs,
+            label=label,
         )
         (directory / ARTIFACT).write_bytes(data)
         return saved
@@ -398,6 +457,7 @@ class OnnxAdapter:
             manifest.signature,
             layout=str(manifest.adapter.get("layout", "tensors")),
             groups=_groups_of(manifest.adapter.get("groups")),
+            missing_string=_missing_string_of(manifest.adapter.get("missing_string")),
             rebuild=functools.partial(make_session, data, options, label=manifest.name),
         )
 
@@ -417,12 +477,23 @@ def _groups_of(value: Any) -> dict[str, tuple[str, ...]] | None:
     return {g["input"]: tuple(g["columns"]) for g in value}
 
 
+def _missing_string_of(value: Any) -> str | None:
+    """The ``missing_string`` of a manifest's adapter section."""
+    if value is None or isinstance(value, str):
+        return value
+    raise BundleError("The manifest's onnx missing_string is not a string.")
+
+
 class OnnxRunner:
     """Feeds validated inputs to one shared InferenceSession (``run`` is thread-safe).
 
     Layouts: ``matrix`` (one 2-D input, one column per field), ``columns`` (one ``[N, 1]`` input
     per field, named like it), ``groups`` (one 2-D input per group of fields, as conversion
     writes: one for the numbers, one for the strings), ``tensors`` (named tensors as given).
+
+    ``missing_string`` is fed for a missing (``None``) value of a nullable string column in the
+    ``groups`` layout: a string tensor cannot hold ``None``, and the converted graph takes that
+    string as missing. Missing numbers, integers and booleans go in as NaN.
     """
 
     def __init__(
@@ -432,6 +503,7 @@ class OnnxRunner:
         *,
         layout: str,
         groups: Mapping[str, Sequence[str]] | None = None,
+        missing_string: str | None = None,
         rebuild: Callable[[], Any] | None = None,
     ) -> None:
         if layout not in ("matrix", "columns", "groups", "tensors"):
@@ -447,10 +519,15 @@ class OnnxRunner:
         self._dtype = self._dtypes[self._input_name]
         self._output_names = [node.name for node in session.get_outputs()]
         self._classes = list(signature.outputs.classes or ())
+        self._bool_labels = bool(self._classes) and all(type(c) is bool for c in self._classes)
         self._has_probabilities = signature.outputs.has_probabilities
         self._column_names = [c.name for c in signature.columns]
-        # For "groups": (graph input, its columns, their positions in a record, dtype).
-        self._groups: list[tuple[str, tuple[str, ...], Callable[[Any], Any], np.dtype[Any]]] = []
+        # For "groups": (graph input, its columns, their values from a record, dtype, whether
+        # missing strings are replaced).
+        self._groups: list[
+            tuple[str, tuple[str, ...], Callable[[Any], Any], np.dtype[Any], bool]
+        ] = []
+        self._missing_string = missing_string
         if layout == "groups":
             if not groups or set(groups) != set(self._dtypes):
                 raise BundleError(
@@ -458,12 +535,14 @@ class OnnxRunner:
                     f"{sorted(self._dtypes)}."
                 )
             position = {name: j for j, name in enumerate(self._column_names)}
-            unknown = [c for cs in groups.values() for c in cs if c not in position]
-            if unknown or sorted(c for cs in groups.values() for c in cs) != sorted(position):
+            grouped = [c for cs in groups.values() for c in cs]
+            # A column in no group is one the graph does without (the pipeline dropped it).
+            if any(c not in position for c in grouped) or len(set(grouped)) != len(grouped):
                 raise BundleError(
-                    "The manifest's onnx input groups do not cover the signature's columns "
-                    "exactly once."
+                    "The manifest's onnx input groups name columns the signature does not have, "
+                    "or one column twice."
                 )
+            nullable = {c.name for c in signature.columns if c.nullable}
             for name, columns in groups.items():
                 indices = [position[c] for c in columns]
                 pick = (
@@ -471,7 +550,16 @@ class OnnxRunner:
                     if indices == list(range(len(self._column_names)))
                     else _picker(indices)
                 )
-                self._groups.append((name, tuple(columns), pick, self._dtypes[name]))
+                dtype = self._dtypes[name]
+                # Only a string group with a nullable column pays for the replacement.
+                fills = False
+                if (
+                    missing_string is not None
+                    and dtype == np.dtype(object)
+                    and any(c in nullable for c in columns)
+                ):
+                    pick, fills = _filling(pick, missing_string), True
+                self._groups.append((name, tuple(columns), pick, dtype, fills))
         self._run = session.run
         # A session's thread pool does not survive fork (gunicorn --preload): a child process
         # builds its own session from the same bytes before its first call.
@@ -492,14 +580,21 @@ class OnnxRunner:
                 feed = {self._input_name: inputs.matrix(self._dtype)}
             elif self._layout == "groups":
                 feed = {}
-                for name, names, pick, dtype in self._groups:
+                for name, names, pick, dtype, fills in self._groups:
                     if pick is _identity:
-                        feed[name] = inputs.matrix(dtype)
+                        matrix = inputs.matrix(dtype)
                     else:
                         columns = inputs.columns()
-                        feed[name] = np.column_stack([columns[n] for n in names]).astype(
+                        matrix = np.column_stack([columns[n] for n in names]).astype(
                             dtype, copy=False
                         )
+                    if fills:
+                        # NaN too: the contract says None, but a NaN must not reach a string tensor.
+                        missing = (matrix == None) | (matrix != matrix)  # noqa: E711, PLR0124
+                        if missing.any():
+                            matrix = matrix.copy()
+                            matrix[missing] = self._missing_string
+                    feed[name] = matrix
             else:
                 columns = inputs.columns()
                 feed = {
@@ -519,7 +614,7 @@ class OnnxRunner:
             elif self._layout == "groups":
                 feed = {
                     name: np.array([pick(values)], dtype=dtype)
-                    for name, _, pick, dtype in self._groups
+                    for name, _, pick, dtype, _ in self._groups
                 }
             else:
                 feed = {
@@ -551,6 +646,9 @@ class OnnxRunner:
 
     def _fields(self, outputs: list[Any]) -> dict[str, Any]:
         if self._task == "classification":
+            if self._bool_labels:
+                # skl2onnx writes boolean classes as 0 and 1; scikit-learn answers True/False.
+                outputs = [_flat(outputs[0]).astype(bool), *outputs[1:]]
             if not self._has_probabilities:
                 return {"label": _flat(outputs[0])}
             probabilities = outputs[1]

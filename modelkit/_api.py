@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import os
 import platform
@@ -23,6 +22,7 @@ from . import _environment, adapters, telemetry
 from ._batching import Batching
 from ._bundle import (
     ARTIFACTS_DIR,
+    DEFAULT_MAX_BUNDLE_SIZE,
     Artifact,
     Artifacts,
     Environment,
@@ -49,7 +49,7 @@ from ._signature import (
     TensorInputs,
     tabular_inputs_from_model,
 )
-from .errors import BundleError, ConversionError, IntegrityError, ModelkitError
+from .errors import BundleError, ConversionError, ModelkitError
 
 __all__ = ["convert", "digest", "load", "save"]
 
@@ -372,6 +372,7 @@ def load(
     path: Any,
     *,
     sha256: str | None = None,
+    max_bundle_size: int | None = DEFAULT_MAX_BUNDLE_SIZE,
     trusted: bool = False,
     version_policy: VersionPolicy = "warn",
     adapter_options: Mapping[str, Any] | None = None,
@@ -386,7 +387,11 @@ def load(
         path: a bundle directory, a ``.zip`` bundle, an ``importlib.resources`` Traversable
             (package data, also inside a zipped wheel), or a bare ``.onnx`` file. A bare
             ``.joblib``/``.pkl`` file loads only with ``trusted=True``.
-        sha256: the digest the bundle must have (see :func:`digest`); checked before loading.
+        sha256: the digest the bundle must have (see :func:`digest`); checked right after the
+            manifest is read, before any artifact is.
+        max_bundle_size: refuse a bundle whose manifest declares more bytes of artifacts (or a
+            bare file larger) than this, before reading them: 2 GiB by default, ``None`` for no
+            limit. Every artifact is held in memory while it loads.
         trusted: allow a bare pickle file, which runs code while it loads.
         version_policy: what to do when the bundle was saved with other library versions:
             ``"warn"`` (minor and patch differences warn, major ones raise), ``"error"`` or
@@ -407,7 +412,8 @@ def load(
         A :class:`modelkit.Model`.
 
     Raises:
-        BundleError: the path is missing or not a bundle, or a bare pickle without ``trusted``.
+        BundleError: the path is missing or not a bundle, a bare pickle without ``trusted``,
+            or larger than ``max_bundle_size``.
         IntegrityError: a file, size or the digest does not match.
         EnvironmentMismatchError: the library versions differ beyond ``version_policy``.
         ModelkitError: ``batching`` was asked of a model without a tabular signature.
@@ -419,9 +425,19 @@ def load(
         )
     tel = telemetry.for_providers(tracer_provider, meter_provider)
     if not tel.is_active:
-        model = _load(path, sha256, trusted, version_policy, adapter_options)
+        model = _load(
+            path, sha256, trusted, version_policy, adapter_options, max_bundle_size=max_bundle_size
+        )
     else:
-        model = _observed_load(tel, path, sha256, trusted, version_policy, adapter_options)
+        model = _observed_load(
+            tel,
+            path,
+            sha256,
+            trusted,
+            version_policy,
+            adapter_options,
+            max_bundle_size=max_bundle_size,
+        )
     if tracer_provider is not None or meter_provider is not None:
         model._telemetry = tel
     if drift:
@@ -443,7 +459,9 @@ def _label(path: Any) -> str:
     return os.fspath(path) if isinstance(path, str | os.PathLike) else str(path)
 
 
-def _observed_load(tel: telemetry.Telemetry, path: Any, *args: Any) -> Model[Any, Any]:
+def _observed_load(
+    tel: telemetry.Telemetry, path: Any, *args: Any, **kwargs: Any
+) -> Model[Any, Any]:
     """:func:`_load` inside a ``load {name}`` span, timed into ``modelkit.model.load.duration``."""
     started = time.perf_counter()
     span = token = None
@@ -453,7 +471,7 @@ def _observed_load(tel: telemetry.Telemetry, path: Any, *args: Any) -> Model[Any
         )
         token = otel_context.attach(trace.set_span_in_context(span))
     try:
-        model = _load(path, *args)
+        model = _load(path, *args, **kwargs)
     except Exception as exc:
         error_type = telemetry.error_type(exc)
         if span is not None:
@@ -484,9 +502,12 @@ def _load(
     trusted: bool,
     version_policy: VersionPolicy,
     adapter_options: Mapping[str, Any] | None,
+    *,
+    max_bundle_size: int | None = DEFAULT_MAX_BUNDLE_SIZE,
 ) -> Model[Any, Any]:
     pinned = None if sha256 is None else normalize_digest(sha256)
-    opened = open_bundle(path)
+    # The pin is checked as soon as the manifest is read (a bare file's, once it is read).
+    opened = open_bundle(path, sha256=pinned, max_bundle_size=max_bundle_size)
     if opened.kind == "pickle" and not trusted:
         raise BundleError(
             f"Refusing to load {opened.label!r}: a bare pickle runs arbitrary code while it loads, "
@@ -497,11 +518,8 @@ def _load(
     options = dict(adapter_options or {})
     if opened.bundle is None:
         assert opened.data is not None
-        found = "sha256:" + hashlib.sha256(opened.data).hexdigest()
-        _check_pin(opened.label, found, pinned)
-        return _load_bare(opened.kind, opened.label, opened.data, found, options)
+        return _load_bare(opened.kind, opened.label, opened.data, opened.digest, options)
     bundle = opened.bundle
-    _check_pin(opened.label, bundle.digest, pinned)
     manifest = bundle.manifest
     _environment.check(
         manifest.environment,
@@ -528,37 +546,23 @@ def _load(
     return RunnerModel(manifest, bundle.digest, loaded)
 
 
-def _check_pin(label: str, found: str, pinned: str | None) -> None:
-    # Compared before anything is deserialized: a pinned digest is the strongest check we have.
-    if pinned is not None and found != pinned:
-        raise IntegrityError(
-            f"Bundle {label!r} has digest {found}, not the pinned {pinned}. "
-            "It is a different model: re-pin it after checking where it came from.",
-            path=label,
-            expected=pinned,
-            actual=found,
-        )
-
-
 def _load_bare(
     kind: str, label: str, data: bytes, found: str, options: Mapping[str, Any]
 ) -> Model[Any, Any]:
     """Load a bare model file, describing it with an in-memory manifest like a bundle's."""
     runner: Any
     if kind == "onnx":
-        from .adapters._onnx import OnnxAdapter, OnnxRunner, describe, make_session
+        from .adapters._onnx import OnnxAdapter, OnnxRunner, make_session
 
         adapters.check_options(OnnxAdapter(), options)
         session = make_session(data, options, label=label)
-        saved = describe(data, session=session, label=label)
-        signature, details = saved.signature, dict(saved.details)
+        manifest = describe_bare_onnx(label, data, found)
         runner = OnnxRunner(
             session,
-            signature,
-            layout=str(details["layout"]),
+            manifest.signature,
+            layout=str(manifest.adapter["layout"]),
             rebuild=functools.partial(make_session, data, options, label=label),
         )
-        fmt, artifact_name = "onnx", "model.onnx"
     else:
         from .adapters._joblib import JoblibAdapter, JoblibRunner
 
@@ -567,8 +571,37 @@ def _load_bare(
         runner = JoblibRunner(
             estimator, signature, layout=str(details["layout"]), dtype=str(details["dtype"])
         )
-        fmt, artifact_name = "joblib", "model.joblib"
-    manifest = Manifest(
+        manifest = _bare_manifest(
+            "joblib", label, data, found, signature=signature, details=details
+        )
+    return RunnerModel(manifest, found, runner)
+
+
+def describe_bare_onnx(label: str, data: bytes, found: str) -> Manifest:
+    """The in-memory manifest of a bare ``.onnx`` file, read without running the graph.
+
+    ``modelkit inspect`` and ``schema`` describe a file with it: building an onnxruntime
+    session optimizes the graph, which for a hostile graph of a few hundred bytes can allocate
+    gigabytes.
+    """
+    from .adapters._onnx import describe
+
+    saved = describe(data, label=label)
+    return _bare_manifest(
+        "onnx", label, data, found, signature=saved.signature, details=dict(saved.details)
+    )
+
+
+def _bare_manifest(
+    fmt: str,
+    label: str,
+    data: bytes,
+    found: str,
+    *,
+    signature: Signature,
+    details: dict[str, Any],
+) -> Manifest:
+    return Manifest(
         name=re.sub(r"[^A-Za-z0-9._-]", "_", Path(label).stem)[:200] or "model",
         version="unversioned",
         format=fmt,
@@ -576,7 +609,7 @@ def _load_bare(
         signature=signature,
         artifacts=(
             Artifact(
-                path=f"{ARTIFACTS_DIR}/{artifact_name}",
+                path=f"{ARTIFACTS_DIR}/model.{fmt}",
                 sha256=found.removeprefix("sha256:"),
                 size=len(data),
             ),
@@ -585,4 +618,3 @@ def _load_bare(
         created_at=now(),
         adapter=details,
     )
-    return RunnerModel(manifest, found, runner)

@@ -27,6 +27,7 @@ from . import telemetry
 from ._batching import Batcher, Batching, Call
 from ._hooks import GLOBAL_HOOKS, Hook, HookList, PredictionContext, call_hooks, report_hook_failure
 from ._predictions import ClassifierOutput, Predictions, RegressorOutput, TensorOutput
+from ._reasons import public_reason
 from ._signature import (
     Outputs,
     SchemaInputs,
@@ -753,7 +754,7 @@ class RunnerModel(Model[Any, Any]):
                 index = self._first_rejected_row(table)
             where = "" if index is None else f"Record {index}: "
             raise InvalidInputError(
-                f"{where}the model rejected the input: {first_line(cause)}", index=index
+                f"{where}the model rejected the input: {public_reason(str(cause))}", index=index
             ) from cause
 
     def _first_rejected_row(self, table: Table) -> int | None:

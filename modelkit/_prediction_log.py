@@ -48,6 +48,9 @@ One line per record; a batch gives one line per record. Keys, in this order::
 Values are converted to JSON: numpy scalars and arrays become numbers and lists, NaN and infinity
 become null, dates become ISO strings, and anything else becomes its ``repr``. Fields named in
 ``redact`` are replaced by ``"[REDACTED]"`` wherever they appear in the input and the output.
+With ``redact`` set, a record that has no field names to go by is written as ``"input":
+"[REDACTED]"`` whole: a positional record or array row whose length the signature refused, a
+mapping keyed by positions, a scalar or a string cannot say which of its values is the secret.
 
 What is copied
 --------------
@@ -87,7 +90,7 @@ import pydantic
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 
-from ._signature import is_dataframe
+from ._signature import is_dataframe, is_series
 from ._version import __version__
 from .errors import InvalidInputError
 from .telemetry import error_type
@@ -495,6 +498,11 @@ class PredictionLogger:
         if any(isinstance(record, _POSITIONAL) for record in records):
             naming = _Naming.of(call.model)
             records = [naming.name(record) for record in records]
+        if self._redact:
+            # Redaction goes by field name. A record without names (a positional record or row
+            # whose length the signature refused, a scalar, a string) cannot say which of its
+            # values is the secret, so none of them is written.
+            records = [record if _is_keyed(record) else REDACTED for record in records]
         return records
 
     def _emit(self, line: str) -> None:
@@ -598,6 +606,22 @@ class _Naming:
         elif self.tensor is not None and isinstance(record, np.ndarray | list):
             return {self.tensor: record}
         return record
+
+
+def _is_keyed(record: Any) -> bool:
+    """Whether a record carries field names that redaction can go by (integer keys, as in
+    ``{0: ..., 1: ...}`` or a Series without labels, are positions, not names)."""
+    if isinstance(record, pydantic.BaseModel):
+        return True
+    if dataclasses.is_dataclass(record) and not isinstance(record, type):
+        return True
+    if is_series(record):
+        keys: Iterable[Any] = record.index
+    elif isinstance(record, Mapping):
+        keys = record.keys()
+    else:
+        return False
+    return all(isinstance(key, str) for key in keys)
 
 
 def _split(inputs: Any, count: int) -> list[Any]:

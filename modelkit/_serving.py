@@ -7,9 +7,18 @@ the same shape::
     {"error": {"type": "invalid_input", "message": "...",
                "details": [{"field": "tenure", "index": 3, "message": "..."}]}}
 
-Statuses: 400 malformed request, 404 unknown model, 413 batch over the limit, 422 input that
-does not fit the signature (each problem with its field and record index), 500 anything else,
-without internals (the exception goes to the ``modelkit`` logger).
+Statuses: 400 malformed request, 404 unknown model, 413 body or batch over its limit, 422 input
+that does not fit the signature (each problem with its field and record index; a runtime's
+refusal as one readable line, without its source paths), 500 anything else, without internals
+(the exception goes to the ``modelkit`` logger), and 500 ``response_too_large`` for an answer over
+its limit.
+
+Three limits hold before work is done, so that one request cannot take a worker down:
+the body is refused from its ``Content-Length`` and read no further than ``max_body_size`` + 1
+bytes (:meth:`Service.read_body`), before any JSON is parsed; the records of a batch, and the rows
+of a tensor record along its batch axis, are counted against ``max_batch_size`` before the model
+runs; and the answer is refused before it is built once its arrays alone would pass
+``max_response_size``, and written no further than that limit.
 """
 
 from __future__ import annotations
@@ -18,34 +27,73 @@ import dataclasses
 import json
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
 
-from ._predictions import Predictions
+from ._predictions import Predictions, TensorOutput
+from ._reasons import public_reason
 from ._registry import Registry, Route
-from .errors import InvalidInputError
+from .errors import InvalidInputError, ModelkitError
 
-__all__ = ["ROUTING_KEY_HEADER", "Reply", "Service"]
+__all__ = [
+    "DEFAULT_MAX_BATCH_SIZE",
+    "DEFAULT_MAX_BODY_SIZE",
+    "DEFAULT_MAX_RESPONSE_SIZE",
+    "ROUTING_KEY_HEADER",
+    "Reply",
+    "Service",
+]
 
 logger = logging.getLogger("modelkit")
 
 #: The request header whose value routes a call to a canary stickily (a user or account id).
 ROUTING_KEY_HEADER = "X-Modelkit-Key"
 
+#: The most records (or tensor rows) one predict request may hold.
+DEFAULT_MAX_BATCH_SIZE = 1000
+# 10 MiB holds a full default batch of wide records (1,000 records of 100 fields is about 2 MB)
+# or a few images as nested lists, while the worst JSON for memory (``[{},{},...]``) still parses
+# into less than about 300 MB.
+#: The largest request body the predict endpoint reads, in bytes.
+DEFAULT_MAX_BODY_SIZE = 10 * 2**20
+# Answers are wider than questions (17-digit floats for float32 probabilities, one tensor output
+# per row), so five times the body limit; the answer is built as text of at most this size.
+#: The largest answer the predict endpoint sends, in bytes.
+DEFAULT_MAX_RESPONSE_SIZE = 50 * 2**20
+
+# Reading a body, at most this much at once.
+_READ_CHUNK = 64 * 1024
+# Arrays larger than this are written as JSON a slice at a time, never as one Python list; so
+# are all arrays of an answer once this many of their elements have been made Python values.
+_ARRAY_CHUNK = 8192
+_CONVERTED_ELEMENTS = 65536
+# The fewest JSON characters an array element takes, its separator included, by dtype kind:
+# a float is at least "0.0", a boolean "true", a string '""'; anything else one character.
+_LEAST_CHARACTERS = {"f": 4, "b": 5, "U": 3}
+
 
 @dataclasses.dataclass(frozen=True)
 class Reply:
-    """One response: an HTTP status and a JSON-ready body."""
+    """One response: an HTTP status and a JSON-ready body.
+
+    Attributes:
+        status: the HTTP status.
+        body: the body as Python data (large arrays may be left as numpy arrays).
+        text: the body already written as JSON, when the service wrote it under its size limit.
+    """
 
     status: int
-    body: dict[str, Any]
+    body: Any
+    text: str | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def to_json(self) -> str:
         """The body as JSON text (compact; no NaN or Infinity, which JSON lacks)."""
-        return json.dumps(self.body, separators=(",", ":"), allow_nan=False, default=str)
+        if self.text is not None:
+            return self.text
+        return _dumps(self.body)
 
 
 def error(
@@ -58,17 +106,20 @@ def error(
     return Reply(status, {"error": body})
 
 
-def to_jsonable(output: Any) -> Any:
-    """One model output as JSON values."""
+def to_jsonable(output: Any, size: _Size | None = None) -> Any:
+    """One model output as JSON values (with ``size``: large arrays kept, and counted)."""
+    if type(output) is TensorOutput:
+        # Not to_dict, which makes one Python list of each whole array.
+        return _finite(output, size)
     to_dict = getattr(output, "to_dict", None)
     if callable(to_dict):
-        return _finite(to_dict())
+        return _finite(to_dict(), size)
     if isinstance(output, BaseModel):
-        return _finite(output.model_dump(mode="json"))
-    return _finite(output)
+        return _finite(output.model_dump(mode="json"), size)
+    return _finite(output, size)
 
 
-def _finite(value: Any) -> Any:
+def _finite(value: Any, size: _Size | None = None) -> Any:
     """Replace NaN and infinities (which JSON cannot carry) by None, and numpy values by
     Python ones."""
     # Exact types first: a batch answer is thousands of plain floats, strings and dicts, and
@@ -79,18 +130,144 @@ def _finite(value: Any) -> Any:
     if kind is str or kind is int or kind is bool or value is None:
         return value
     if kind is dict:
-        return {k if type(k) is str else str(k): _finite(v) for k, v in value.items()}
+        return {k if type(k) is str else str(k): _finite(v, size) for k, v in value.items()}
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
+        return {str(k): _finite(v, size) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [_finite(v, size) for v in value]
     if isinstance(value, np.ndarray):
+        if size is not None:
+            size.count(value)  # before tolist(), which would make a Python object per element
+            if value.size > _ARRAY_CHUNK or size.elements > _CONVERTED_ELEMENTS:
+                size.has_arrays = True
+                return value  # left for render() to write a slice at a time
         return _finite(value.tolist())
     if isinstance(value, np.generic):
         return _finite(value.item())
     return value
+
+
+class _ResponseTooLargeError(Exception):
+    """An answer would be larger than the endpoint's ``max_response_size`` (never leaves here)."""
+
+    def __init__(self, least: int, limit: int) -> None:
+        super().__init__(f"The answer is at least {least} bytes; the limit is {limit}.")
+        self.least = least
+        self.limit = limit
+
+
+class _Size:
+    """The JSON size an answer is known to reach, checked against the limit as it grows."""
+
+    __slots__ = ("elements", "has_arrays", "least", "limit")
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.least = 0
+        self.elements = 0
+        self.has_arrays = False
+
+    def count(self, array: np.ndarray) -> None:
+        self.elements += array.size
+        self.add(array.size * _LEAST_CHARACTERS.get(array.dtype.kind, 2))
+
+    def add(self, characters: int) -> None:
+        self.least += characters
+        if self.limit is not None and self.least > self.limit:
+            raise _ResponseTooLargeError(self.least, self.limit)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False, default=str)
+
+
+def render(body: Any, size: _Size) -> str:
+    """``body`` (from :func:`to_jsonable` with ``size``) as JSON text within ``size.limit``.
+
+    Raises:
+        _ResponseTooLargeError: the text would pass the limit; at most the limit (and one piece)
+            was written before the check stopped it.
+    """
+    if not size.has_arrays:
+        text = _dumps(body)
+        if size.limit is not None and len(text) > size.limit:
+            raise _ResponseTooLargeError(len(text), size.limit)
+        return text
+    written = _Size(size.limit)
+    pieces = []
+    for piece in _pieces(body):
+        written.add(len(piece))
+        pieces.append(piece)
+    return "".join(pieces)
+
+
+def _pieces(value: Any) -> Iterator[str]:
+    """JSON text for a body that holds large arrays, piece by piece, as _dumps would write it."""
+    if isinstance(value, np.ndarray):
+        yield from _array_pieces(value)
+    elif type(value) is dict:
+        yield "{"
+        for position, (key, item) in enumerate(value.items()):
+            yield ("," if position else "") + _dumps(key) + ":"
+            yield from _pieces(item)
+        yield "}"
+    elif type(value) is list:
+        yield "["
+        for position, item in enumerate(value):
+            if position:
+                yield ","
+            yield from _pieces(item)
+        yield "]"
+    else:
+        yield _dumps(value)
+
+
+def _array_pieces(array: np.ndarray) -> Iterator[str]:
+    if array.ndim == 0:
+        yield _dumps(_finite(array.item()))
+        return
+    row = math.prod(array.shape[1:])
+    yield "["
+    if row > _ARRAY_CHUNK:  # one row is itself large: a slice of rows would be too
+        for position in range(len(array)):
+            if position:
+                yield ","
+            yield from _array_pieces(array[position])
+    else:
+        step = max(1, _ARRAY_CHUNK // max(row, 1))
+        for start in range(0, len(array), step):
+            rows = _dumps(_finite(array[start : start + step].tolist()))
+            yield ("," if start else "") + rows[1:-1]
+    yield "]"
+
+
+def _public(message: str, cause: BaseException | None) -> str:
+    """An input error's message without runtime internals. When the runtime refused the input,
+    its reason is read again from the runtime's own exception (the message may have been cut
+    before the reason, after the paths and signatures); modelkit's own messages stay as they are.
+    """
+    if cause is None or isinstance(cause, ModelkitError):
+        return message
+    lines = str(cause).strip().splitlines()
+    start = message.find(lines[0][:40]) if lines and lines[0] else -1
+    if start == -1:
+        return public_reason(message)
+    return public_reason(message[:start] + " ".join(lines))
+
+
+def _tensor_rows(specs: tuple[Any, ...], record: Any) -> int:
+    """How many rows a tensor record holds: the length of its inputs along their batch axis
+    (an input of unknown shape counts its first axis too), at least 1."""
+    if not isinstance(record, dict):
+        return 1
+    rows = 1
+    for spec in specs:
+        value = record.get(spec.name)
+        if isinstance(value, list) and (spec.shape is None or spec.has_batch_axis):
+            rows = max(rows, len(value))
+    return rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,8 +284,13 @@ class Service:
     Args:
         registry: the models, or a function that returns them (read on every request, so an
             application that swaps its registry is served the new one).
-        max_batch_size: the most records one ``{"instances": [...]}`` request may hold; larger
-            ones get 413. ``None`` for no limit.
+        max_batch_size: the most records one ``{"instances": [...]}`` request may hold, a tensor
+            record counting each row along its batch axis; larger ones get 413. ``None`` for no
+            limit.
+        max_body_size: the largest body, in bytes, :meth:`read_body` reads and :meth:`predict`
+            takes; larger ones get 413. ``None`` for no limit.
+        max_response_size: the largest answer, in bytes, :meth:`predict` writes; a larger one
+            gets 500 ``response_too_large``. ``None`` for no limit.
         url_for: builds a model's URL from its name, for the links in the model list.
     """
 
@@ -116,17 +298,61 @@ class Service:
         self,
         registry: Registry | Callable[[], Registry],
         *,
-        max_batch_size: int | None = 1000,
+        max_batch_size: int | None = DEFAULT_MAX_BATCH_SIZE,
+        max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
+        max_response_size: int | None = DEFAULT_MAX_RESPONSE_SIZE,
         url_for: Callable[[str], str] | None = None,
     ) -> None:
         self._registry = registry
         self.max_batch_size = max_batch_size
+        self.max_body_size = max_body_size
+        self.max_response_size = max_response_size
         self._url_for = url_for
 
     @property
     def registry(self) -> Registry:
         registry = self._registry
         return registry if isinstance(registry, Registry) else registry()
+
+    # -- the request body -----------------------------------------------------------------------
+
+    def read_body(self, read: Callable[[int], bytes], content_length: int | None) -> bytes | Reply:
+        """Read a request body, refusing it (413) past ``max_body_size`` before parsing it.
+
+        A declared ``Content-Length`` over the limit is refused without reading a byte; a body
+        without one (chunked), or longer than it says, is read no further than the limit + 1
+        byte.
+
+        Args:
+            read: the body stream's ``read(n)``, which returns at most ``n`` bytes (``b""`` at
+                the end).
+            content_length: the request's ``Content-Length``, or ``None`` when it has none.
+        """
+        limit = self.max_body_size
+        if limit is None:
+            return read(-1)
+        if content_length is not None and content_length > limit:
+            return self._body_too_large(content_length)
+        chunks = []
+        received = 0
+        while received <= limit:
+            chunk = read(min(_READ_CHUNK, limit + 1 - received))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            received += len(chunk)
+        if received > limit:
+            return self._body_too_large(None)
+        return b"".join(chunks)
+
+    def _body_too_large(self, size: int | None) -> Reply:
+        declared = "" if size is None else f" ({size} bytes)"
+        return error(
+            413,
+            "request_too_large",
+            f"The request body{declared} is larger than the {self.max_body_size} bytes this "
+            "endpoint accepts; send fewer records per request.",
+        )
 
     # -- endpoints ------------------------------------------------------------------------------
 
@@ -179,7 +405,7 @@ class Service:
                 result = request.route.predict(request.payload, key=request.key)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON error reply
             return self._failed(name, exc)
-        return self._answer(request, result)
+        return self._answer(name, request, result)
 
     async def apredict(self, name: str, body: bytes | str, *, key: str | None = None) -> Reply:
         """:meth:`predict` for async views: the model never runs on the event loop."""
@@ -193,7 +419,7 @@ class Service:
                 result = await request.route.apredict(request.payload, key=request.key)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON error reply
             return self._failed(name, exc)
-        return self._answer(request, result)
+        return self._answer(name, request, result)
 
     # -- the parts ------------------------------------------------------------------------------
 
@@ -211,6 +437,8 @@ class Service:
             return route
         if not body:
             return error(400, "malformed_request", "The request has no body; send a JSON object.")
+        if self.max_body_size is not None and len(body) > self.max_body_size:
+            return self._body_too_large(len(body))
         try:
             document = json.loads(body)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nesting too deep
@@ -223,7 +451,7 @@ class Service:
                 f"got {type(document).__name__}.",
             )
         if "instances" not in document:
-            return _Request(route, document, is_batch=False, key=key)
+            return self._within_batch_limit(_Request(route, document, is_batch=False, key=key))
         instances = document["instances"]
         extra = sorted(set(document) - {"instances"})
         if extra or not isinstance(instances, list):
@@ -233,28 +461,76 @@ class Service:
                 'A batch is {"instances": [record, ...]} and nothing else'
                 + (f"; unexpected keys {extra}." if extra else "."),
             )
-        limit = self.max_batch_size
-        if limit is not None and len(instances) > limit:
-            return error(
-                413,
-                "batch_too_large",
-                f"The batch has {len(instances)} records; this endpoint takes at most {limit}.",
-            )
-        return _Request(route, instances, is_batch=True, key=key)
+        return self._within_batch_limit(_Request(route, instances, is_batch=True, key=key))
 
-    def _answer(self, request: _Request, result: Any) -> Reply:
-        if request.is_batch:
-            assert isinstance(result, Predictions)
-            return Reply(200, {"predictions": [to_jsonable(row) for row in result]})
-        return Reply(200, to_jsonable(result))
+    def _within_batch_limit(self, request: _Request) -> _Request | Reply:
+        limit = self.max_batch_size
+        if limit is None:
+            return request
+        tensors = request.route.signature.tensors
+        records = request.payload if request.is_batch else [request.payload]
+        if not tensors:
+            if len(records) > limit:
+                return error(
+                    413,
+                    "batch_too_large",
+                    f"The batch has {len(records)} records; this endpoint takes at most {limit}.",
+                )
+            return request
+        # A tensor record holds as many rows as its arrays have along the batch axis: counted
+        # here, a single record of two million rows cannot pass for one.
+        rows = 0
+        for record in records:
+            rows += _tensor_rows(tensors, record)
+            if rows > limit:
+                return error(
+                    413,
+                    "batch_too_large",
+                    f"The request holds more than {limit} rows (each record counts its rows "
+                    f"along the batch axis); this endpoint takes at most {limit}.",
+                )
+        return request
+
+    def _answer(self, name: str, request: _Request, result: Any) -> Reply:
+        size = _Size(self.max_response_size)
+        try:
+            if request.is_batch:
+                assert isinstance(result, Predictions)
+                body: Any = {"predictions": [to_jsonable(row, size) for row in result]}
+            else:
+                body = to_jsonable(result, size)
+            text = render(body, size)
+        except _ResponseTooLargeError as exc:
+            # The model answered; only the answer is too large to send. Nothing was built
+            # beyond the limit, so the worker carries on.
+            logger.warning(
+                "modelkit: the answer of model %r is over max_response_size (at least %d bytes, "
+                "limit %d); answered 500 response_too_large",
+                name,
+                exc.least,
+                exc.limit,
+            )
+            return error(
+                500,
+                "response_too_large",
+                f"The answer would be larger than the {exc.limit} bytes this endpoint sends; "
+                "ask for fewer records or smaller outputs per request.",
+            )
+        return Reply(200, body, text)
 
     def _failed(self, name: str, exc: Exception) -> Reply:
         if isinstance(exc, InvalidInputError):
+            # A runtime's refusal carries its source paths and signatures: one readable line.
+            cause = exc.__cause__
             details = [
-                {"field": e.get("field"), "index": e.get("index"), "message": e.get("message")}
+                {
+                    "field": e.get("field"),
+                    "index": e.get("index"),
+                    "message": _public(str(e.get("message")), cause),
+                }
                 for e in exc.errors
             ]
-            return error(422, "invalid_input", str(exc), details)
+            return error(422, "invalid_input", _public(str(exc), cause), details)
         # Unexpected: the details stay in the server's log, never in the response.
         logger.exception("modelkit: prediction by model %r failed", name)
         return error(

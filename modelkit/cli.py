@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar, NoReturn
 
+from ._bundle import DEFAULT_MAX_BUNDLE_SIZE
 from ._version import __version__
 from .errors import BundleError, IntegrityError, InvalidInputError, ModelkitError
 
@@ -198,8 +199,9 @@ def _parser() -> argparse.ArgumentParser:
         "verify",
         _run_verify,
         "Check bundles completely (file list, sizes, sha256), and against a lock file.",
-        "Nothing is deserialized, so it is safe on untrusted files. Prints 'OK PATH DIGEST'\n"
-        "or 'FAILED PATH: REASON' per bundle; exits 1 if any failed.\n\n"
+        "Nothing is deserialized or held in memory, so it is safe on untrusted files. Prints\n"
+        "'OK PATH DIGEST' or 'FAILED PATH: REASON' for every bundle given, even after a\n"
+        "failure; exits 1 if any failed.\n\n"
         "examples:\n"
         "  modelkit verify bundles/churn bundles/risk.zip\n"
         "  modelkit verify --lock models.lock          # every bundle the lock names\n"
@@ -211,6 +213,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="each bundle's digest must equal this lock file's; without PATH, verify every "
         "bundle it names (relative paths are relative to the lock file)",
+    )
+    verify.add_argument(
+        "--max-size",
+        type=_byte_size,
+        default=DEFAULT_MAX_BUNDLE_SIZE,
+        metavar="BYTES",
+        help="fail a bundle whose manifest declares more bytes of artifacts, before reading "
+        "them (2GiB; takes KiB, MiB, GiB)",
     )
 
     lock = command(
@@ -365,9 +375,37 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=1000,
         metavar="N",
-        help="most records per predict request (1,000)",
+        help="most records (or tensor rows) per predict request (1,000)",
+    )
+    serve.add_argument(
+        "--max-body-size",
+        type=_byte_size,
+        default=10 * 2**20,
+        metavar="BYTES",
+        help="largest request body, refused before it is read (10MiB; takes KiB, MiB, GiB)",
+    )
+    serve.add_argument(
+        "--max-response-size",
+        type=_byte_size,
+        default=50 * 2**20,
+        metavar="BYTES",
+        help="largest predict answer, refused before it is built (50MiB)",
     )
     return parser
+
+
+_BYTE_UNITS = {"": 1, "b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+
+def _byte_size(text: str) -> int:
+    """A positive number of bytes: ``1048576``, ``512KiB``, ``10MiB``, ``1GiB``."""
+    match = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", text)
+    unit = _BYTE_UNITS.get(match.group(2).lower()) if match else None
+    if match is None or unit is None or int(match.group(1)) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive size in bytes (such as 1048576, 512KiB or 10MiB), got {text!r}"
+        )
+    return int(match.group(1)) * unit
 
 
 def _add_version_policy(parser: argparse.ArgumentParser) -> None:
@@ -426,12 +464,21 @@ def _describe_bundle(path: str) -> _Described:
     """
     from ._bundle import open_bundle
 
-    opened = open_bundle(path)
+    # Verified as loading verifies, but an artifact's bytes are hashed and let go, not kept.
+    opened = open_bundle(path, read=False)
     if opened.bundle is not None:
         return _Described(path, opened.bundle.manifest, opened.bundle.digest)
+    if opened.kind == "onnx":
+        from ._api import describe_bare_onnx
+
+        opened = open_bundle(path)
+        assert opened.data is not None
+        # Read from the file, never run: no session, so no graph optimization either.
+        manifest = describe_bare_onnx(opened.label, opened.data, opened.digest)
+        return _Described(path, manifest, opened.digest)
     from ._api import load
 
-    model = load(path)  # a bare .onnx file: describing it needs its session; a pickle raises
+    model = load(path)  # a bare pickle: refused, as load refuses it
     assert model.manifest is not None
     assert model.digest is not None
     return _Described(path, model.manifest, model.digest)
@@ -693,7 +740,14 @@ def _run_verify(args: argparse.Namespace) -> int:
         checks = [(entry.path, entry.location, entry) for entry in entries]
     failed = 0
     for label, path, entry in checks:
-        reason, found = _verify_one(path, entry, entries, lock_path, given=entry is None)
+        try:
+            reason, found = _verify_one(
+                path, entry, entries, lock_path, given=entry is None, max_size=args.max_size
+            )
+        except Exception as exc:  # noqa: BLE001 - one bundle's surprise must not hide the others
+            if args.debug:
+                traceback.print_exc(file=sys.stderr)
+            reason, found = _error_message(exc, debug=args.debug), ""
         if reason is None:
             print(f"OK {label} {found}", file=_out())
         else:
@@ -716,21 +770,18 @@ def _verify_one(
     lock_path: Path | None,
     *,
     given: bool,
+    max_size: int,
 ) -> tuple[str | None, str]:
     """Check one bundle; return (the reason it failed or None, its digest)."""
-    import hashlib
-
     from ._bundle import open_bundle
 
     try:
-        opened = open_bundle(path)  # verifies every file; deserializes nothing
+        # Verifies every file, hashing each in chunks; keeps and deserializes nothing.
+        opened = open_bundle(path, max_bundle_size=max_size, read=False)
     except ModelkitError as exc:
         return str(exc), ""
-    if opened.bundle is not None:
-        found, name = opened.bundle.digest, opened.bundle.manifest.name
-    else:
-        assert opened.data is not None
-        found, name = "sha256:" + hashlib.sha256(opened.data).hexdigest(), None
+    found = opened.digest
+    name = None if opened.bundle is None else opened.bundle.manifest.name
     if lock_path is None:
         return None, found
     if given:
@@ -792,7 +843,7 @@ def _run_lock(args: argparse.Namespace) -> int:
 def _digest_and_name(path: Path) -> tuple[str, str]:
     from ._bundle import open_bundle
 
-    opened = open_bundle(path)
+    opened = open_bundle(path, read=False)
     if opened.bundle is None:
         raise BundleError(
             f"{str(path)!r} is a bare model file, not a bundle; lock files pin bundles. Save it "
@@ -1955,6 +2006,8 @@ def _run_serve(args: argparse.Namespace) -> int:
     # Loaded after the server starts, so that /healthz answers while a large model loads.
     app.config["MODELKIT_LAZY"] = True
     app.config["MODELKIT_MAX_BATCH_SIZE"] = args.max_batch_size
+    app.config["MODELKIT_MAX_BODY_SIZE"] = args.max_body_size
+    app.config["MODELKIT_MAX_RESPONSE_SIZE"] = args.max_response_size
     prefix = args.url_prefix.rstrip("/")
     ModelKit(app, url_prefix=prefix)
     state: ModelKitState = app.extensions[EXTENSION_KEY]
@@ -1969,9 +2022,18 @@ def _run_serve(args: argparse.Namespace) -> int:
         if handler.get_name() == _LOG_HANDLER:
             handler.setFormatter(logging.Formatter(log_format))
             handler.setLevel(logging.INFO)
+    # waitress buffers a whole body (to a temporary file) before the app sees it: its own limit
+    # keeps that to the body limit, and its refusals get the endpoints' JSON error shape.
+    listeners: dict[int, Any] = {}
     server = waitress_server.create_server(
-        app, host=args.host, port=args.port, threads=args.threads
+        app,
+        map=listeners,
+        host=args.host,
+        port=args.port,
+        threads=args.threads,
+        max_request_body_size=args.max_body_size + 1,  # waitress refuses at >= this
     )
+    _answer_server_errors_in_json(list(listeners.values()), args.max_body_size)
 
     def load_models() -> None:
         try:
@@ -2009,6 +2071,41 @@ def _run_serve(args: argparse.Namespace) -> int:
         raise failures[0]
     print("Stopped.", file=_err())
     return EXIT_OK
+
+
+def _answer_server_errors_in_json(listeners: Sequence[Any], max_body_size: int) -> None:
+    """Make waitress answer the requests it refuses itself (a body over the limit, a malformed
+    request) in the endpoints' JSON error shape, instead of its plain-text page."""
+    from waitress.channel import HTTPChannel  # type: ignore[import-untyped]
+    from waitress.server import BaseWSGIServer  # type: ignore[import-untyped]
+    from waitress.task import ErrorTask  # type: ignore[import-untyped]
+
+    class JsonErrorTask(ErrorTask):  # type: ignore[misc]  # waitress ships no types
+        def execute(self) -> None:
+            problem = self.request.error
+            code, reason = int(problem.code), str(problem.reason)
+            if code == 413:
+                kind = "request_too_large"
+                message = (
+                    f"The request body is larger than the {max_body_size} bytes this server "
+                    "accepts (--max-body-size); send fewer records per request."
+                )
+            else:
+                kind = "_".join(reason.lower().split())
+                message = f"{reason}: {problem.body}"
+            body = json.dumps({"error": {"type": kind, "message": message}}).encode()
+            self.status = f"{code} {reason}"
+            self.response_headers.append(("Content-Type", "application/json"))
+            self.set_close_on_finish()
+            self.content_length = len(body)
+            self.write(body)
+
+    class JsonErrorChannel(HTTPChannel):  # type: ignore[misc]
+        error_task_class = JsonErrorTask
+
+    for listener in listeners:
+        if isinstance(listener, BaseWSGIServer):
+            listener.channel_class = JsonErrorChannel
 
 
 def _add_health_checks(flask: Any, app: Any, state: Any, ready: Any) -> None:

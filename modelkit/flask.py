@@ -22,7 +22,8 @@
 The endpoints are those of :mod:`modelkit._serving` (the Django integration serves the same
 bodies and statuses); this module maps Flask requests and responses onto them, and turns Flask's
 own errors on those URLs (405, 413 from ``MAX_CONTENT_LENGTH``, unknown paths) into the same
-JSON error shape.
+JSON error shape. The body, batch and response limits (``MODELKIT_MAX_BODY_SIZE``,
+``MODELKIT_MAX_BATCH_SIZE``, ``MODELKIT_MAX_RESPONSE_SIZE``) are enforced there, before any work.
 """
 
 from __future__ import annotations
@@ -50,7 +51,15 @@ except ImportError:  # pragma: no cover - exercised only where Flask is not inst
     raise
 
 from ._registry import Registry, _Config, _expand_shorthand, _read_lock, _read_toml, _validated
-from ._serving import ROUTING_KEY_HEADER, Reply, Service, error
+from ._serving import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_MAX_RESPONSE_SIZE,
+    ROUTING_KEY_HEADER,
+    Reply,
+    Service,
+    error,
+)
 from .errors import BundleError
 
 __all__ = ["ModelKit", "ModelKitState", "models"]
@@ -59,13 +68,14 @@ logger = logging.getLogger("modelkit")
 
 #: Where ``init_app`` keeps an application's :class:`ModelKitState`.
 EXTENSION_KEY = "modelkit"
-DEFAULT_MAX_BATCH_SIZE = 1000
 _SETTINGS = (
     "MODELKIT_MODELS",
     "MODELKIT_CONFIG",
     "MODELKIT_LOCK",
     "MODELKIT_LAZY",
     "MODELKIT_MAX_BATCH_SIZE",
+    "MODELKIT_MAX_BODY_SIZE",
+    "MODELKIT_MAX_RESPONSE_SIZE",
 )
 # Every endpoint URL accepts these, so that a wrong method gets the JSON 405 (with ``Allow``)
 # rather than Flask's HTML page, which routing would raise before any view or blueprint runs.
@@ -84,6 +94,8 @@ class _Plan:
     base: Path
     is_lazy: bool
     max_batch_size: int | None
+    max_body_size: int | None
+    max_response_size: int | None
 
     def build(self) -> Registry:
         return Registry.from_config(self.document, lock=self.lock, base_dir=self.base)
@@ -146,12 +158,22 @@ def _plan(config: Mapping[str, Any], root: Path) -> _Plan:
     is_lazy = config.get("MODELKIT_LAZY", False)
     if not isinstance(is_lazy, bool):
         raise ValueError(f"MODELKIT_LAZY must be True or False, got {is_lazy!r}.")
-    limit = config.get("MODELKIT_MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE)
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(
-            f"MODELKIT_MAX_BATCH_SIZE must be a positive integer or None (no limit), got {limit!r}."
-        )
-    return _Plan({"models": merged}, lock, root, is_lazy, limit)
+    return _Plan(
+        {"models": merged},
+        lock,
+        root,
+        is_lazy,
+        max_batch_size=_limit(config, "MODELKIT_MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE),
+        max_body_size=_limit(config, "MODELKIT_MAX_BODY_SIZE", DEFAULT_MAX_BODY_SIZE),
+        max_response_size=_limit(config, "MODELKIT_MAX_RESPONSE_SIZE", DEFAULT_MAX_RESPONSE_SIZE),
+    )
+
+
+def _limit(config: Mapping[str, Any], key: str, default: int) -> int | None:
+    value = config.get(key, default)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{key} must be a positive integer or None (no limit), got {value!r}.")
+    return None if value is None else int(value)
 
 
 def _path_setting(key: str, value: Any) -> str | os.PathLike[str]:
@@ -187,7 +209,9 @@ class ModelKitState:
         app_name: the application's name, for messages.
         build: loads the registry.
         is_lazy: whether the registry waits for its first use.
-        max_batch_size: the most records one request to the predict endpoint may hold.
+        max_batch_size: the most records (or tensor rows) one predict request may hold.
+        max_body_size: the largest predict request body, in bytes.
+        max_response_size: the largest predict answer, in bytes.
     """
 
     def __init__(
@@ -197,10 +221,14 @@ class ModelKitState:
         *,
         is_lazy: bool = False,
         max_batch_size: int | None = DEFAULT_MAX_BATCH_SIZE,
+        max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
+        max_response_size: int | None = DEFAULT_MAX_RESPONSE_SIZE,
     ) -> None:
         self.app_name = app_name
         self.is_lazy = is_lazy
         self.max_batch_size = max_batch_size
+        self.max_body_size = max_body_size
+        self.max_response_size = max_response_size
         self._build = build
         self._registry: Registry | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
@@ -330,7 +358,12 @@ class ModelKit:
             raise RuntimeError(f"ModelKit is already initialised on Flask app {app.name!r}.")
         plan = _plan(app.config, Path(app.root_path))
         state = ModelKitState(
-            app.name, plan.build, is_lazy=plan.is_lazy, max_batch_size=plan.max_batch_size
+            app.name,
+            plan.build,
+            is_lazy=plan.is_lazy,
+            max_batch_size=plan.max_batch_size,
+            max_body_size=plan.max_body_size,
+            max_response_size=plan.max_response_size,
         )
         if not plan.is_lazy:
             # Now, so that gunicorn --preload loads the models once, before it forks.
@@ -350,11 +383,17 @@ def _endpoints(state: ModelKitState, prefix: str) -> flask.Blueprint:
     service = Service(
         lambda: state.registry,
         max_batch_size=state.max_batch_size,
+        max_body_size=state.max_body_size,
+        max_response_size=state.max_response_size,
         url_for=lambda name: flask.url_for("modelkit.describe", name=name),
     )
 
     def predict(name: str) -> Reply:
-        body = request.get_data(cache=False)  # RequestEntityTooLarge past MAX_CONTENT_LENGTH
+        # Refused from Content-Length before a byte is read, and read no further than the limit
+        # (chunked bodies); the stream raises RequestEntityTooLarge past MAX_CONTENT_LENGTH.
+        body = service.read_body(request.stream.read, request.content_length)
+        if isinstance(body, Reply):
+            return body
         return service.predict(name, body, key=request.headers.get(ROUTING_KEY_HEADER))
 
     def not_found(path: str) -> Reply:

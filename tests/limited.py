@@ -26,6 +26,10 @@ import json, resource, sys
 resource.setrlimit(resource.RLIMIT_AS, ({memory}, {memory}))
 def report(**fields):
     print("\\n@@result@@" + json.dumps(fields), flush=True)
+def peak():
+    # VmHWM, this process's own peak: ru_maxrss keeps the forking parent's across exec.
+    with open("/proc/self/status") as status:
+        return next(int(l.split()[1]) * 1024 for l in status if l.startswith("VmHWM:"))
 """
 
 
@@ -52,7 +56,8 @@ def run_limited(
 ) -> Outcome:
     """Run ``code`` in a fresh interpreter with at most ``memory`` bytes of address space.
 
-    The code calls ``report(**fields)`` to hand JSON-serializable facts back to the test.
+    The code calls ``report(**fields)`` to hand JSON-serializable facts back to the test, and
+    ``peak()`` for the most memory it has held so far, in bytes.
     A child that outlives ``timeout`` seconds fails the calling test.
     """
     if sys.platform != "linux":  # RLIMIT_AS is what makes the limit hold

@@ -1055,15 +1055,17 @@ def test_artifact_size_claim_beyond_the_file_in_a_zipped_package_is_rejected(
     monkeypatch: pytest.MonkeyPatch,
     package_name: str,
 ) -> None:
-    # Package data has no stat(): the read must stay bounded by the bytes really there.
     edit_manifest(bundle, lambda document: document["artifacts"][0].update(size=10**15))
     archive = write_zip(tmp_path / "app.zip", _package_members(package_name, bundle))
     monkeypatch.syspath_prepend(str(archive))
     resource = importlib.resources.files(package_name) / "bundles" / "iris"
 
-    with pytest.raises(modelkit.IntegrityError) as caught:
+    with pytest.raises(modelkit.BundleError, match="size limit") as too_large:
         modelkit.load(resource)
+    with pytest.raises(modelkit.IntegrityError) as caught:
+        modelkit.load(resource, max_bundle_size=None)
 
+    assert not isinstance(too_large.value, modelkit.IntegrityError)
     assert caught.value.path == ARTIFACT
 
 

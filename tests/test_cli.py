@@ -13,6 +13,7 @@ import io
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,10 +29,19 @@ from modelkit.cli import main
 
 from .bundle_fixtures import (
     ARTIFACT,
+    edit_manifest,
     flip_byte,
     malicious_pickle,
     replace_artifact,
     set_package_version,
+)
+from .limited import run_limited
+from .serving_fixtures import (
+    RUNTIME_INTERNALS,
+    post_chunked,
+    post_declared,
+    save_all,
+    save_zeros,
 )
 
 COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -416,6 +426,85 @@ def test_verify_with_a_missing_lock_file_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1
     assert "does not exist" in result.stderr
+
+
+def _corrupt_deflate(archive: Path, member: str) -> None:
+    """Overwrite the start of a deflated member's data: zlib fails on it (block type 3)."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(archive) as opened:
+        offset = opened.getinfo(member).header_offset
+    data = bytearray(archive.read_bytes())
+    name_length, extra_length = struct.unpack_from("<HH", data, offset + 26)
+    start = offset + 30 + name_length + extra_length
+    data[start : start + 16] = b"\xff" * 16
+    archive.write_bytes(bytes(data))
+
+
+def test_verify_reports_every_path_when_some_fail_in_unusual_ways(
+    bundles: Path, iris: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    corrupt = Path(shutil.make_archive(str(tmp_path / "corrupt"), "zip", bundles / "iris"))
+    _corrupt_deflate(corrupt, ARTIFACT)
+    edit_manifest(iris, lambda document: document["metadata"].update(note="\ud800"))
+    good = bundles / "diabetes"
+
+    result = run("verify", corrupt, iris, good)
+
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"FAILED {corrupt}: Cannot read 'artifacts/model.joblib'")
+    assert "invalid block type" in lines[0]
+    assert lines[1].startswith(f"FAILED {iris}: The manifest of")
+    assert "surrogate" in lines[1]
+    assert lines[2] == f"OK {good} {modelkit.digest(good)}"
+    assert result.stderr == "modelkit: error: 2 of 3 bundles failed verification\n"
+
+
+def test_verify_goes_on_after_an_unexpected_error(
+    bundles: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Whatever goes wrong with one bundle, the others are still checked and reported.
+    from modelkit import _bundle
+
+    real = _bundle.open_bundle
+
+    def fails_for_iris(path: Any, **options: Any) -> Any:
+        if Path(path).name == "iris":
+            raise RuntimeError("something no one planned for")
+        return real(path, **options)
+
+    monkeypatch.setattr(_bundle, "open_bundle", fails_for_iris)
+
+    assert main(["verify", str(bundles / "iris"), str(bundles / "diabetes")]) == 1
+    failed, ok = capsys.readouterr().out.splitlines()
+    assert failed == (
+        f"FAILED {bundles / 'iris'}: unexpected RuntimeError: something no one planned for "
+        "(run with --debug for the traceback)"
+    )
+    assert ok.startswith(f"OK {bundles / 'diabetes'} sha256:")
+
+
+def test_verify_max_size_fails_a_larger_bundle_before_reading_it(
+    bundles: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    iris = bundles / "iris"
+
+    assert main(["verify", "--max-size", "1KiB", str(iris)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"FAILED {iris}: '{iris}' declares ")
+    assert "the size limit is 1024 bytes" in out
+    assert main(["verify", "--max-size", "1GiB", str(iris)]) == 0
+
+
+def test_verify_max_size_that_is_not_a_size_is_a_usage_error(
+    bundles: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["verify", "--max-size", "lots", str(bundles / "iris")]) == 2
+    assert "--max-size" in capsys.readouterr().err
 
 
 # -- lock ---------------------------------------------------------------------------------------
@@ -994,6 +1083,37 @@ class _Server:
             connection.close()
 
 
+def _start_serve(log: IO[str], started: list[subprocess.Popen[str]], *args: Any) -> _Server:
+    """``modelkit serve ARGS --port 0``, its stderr to ``log``; returns once it listens."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modelkit", "serve", *map(str, args), "--port", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        text=True,
+    )
+    started.append(process)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        log.seek(0)
+        match = re.search(r"Serving on http://127\.0\.0\.1:(\d+)", log.read())
+        if match:
+            return _Server(process, int(match.group(1)))
+        if process.poll() is not None:
+            log.seek(0)
+            pytest.fail(f"modelkit serve exited with {process.returncode}: {log.read()}")
+        time.sleep(0.05)
+    pytest.fail("modelkit serve did not start")
+
+
+def _stop_serve(started: list[subprocess.Popen[str]], logs: list[IO[str]]) -> None:
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+    for log in logs:
+        log.close()
+
+
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Any]:
     """Start ``modelkit serve`` on a free port; stop it with SIGTERM afterwards."""
@@ -1003,32 +1123,10 @@ def serve(tmp_path: Path) -> Iterator[Any]:
     def start(*args: Any) -> _Server:
         log = (tmp_path / f"serve-{len(started)}.log").open("w+", encoding="utf-8")
         logs.append(log)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "modelkit", "serve", *map(str, args), "--port", "0"],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            text=True,
-        )
-        started.append(process)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            log.seek(0)
-            match = re.search(r"Serving on http://127\.0\.0\.1:(\d+)", log.read())
-            if match:
-                return _Server(process, int(match.group(1)))
-            if process.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"modelkit serve exited with {process.returncode}: {log.read()}")
-            time.sleep(0.05)
-        pytest.fail("modelkit serve did not start")
+        return _start_serve(log, started, *args)
 
     yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=30)
-    for log in logs:
-        log.close()
+    _stop_serve(started, logs)
 
 
 def _wait_ready(server: _Server) -> None:
@@ -1112,6 +1210,168 @@ def test_serve_lock_goes_with_a_config(bundles: Path, capsys: pytest.CaptureFixt
     assert "--lock goes with a registry config" in capsys.readouterr().err
 
 
+# -- serve: limits and runtime errors -------------------------------------------------------------
+
+BODY_LIMIT = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def guarded_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Server]:
+    """``modelkit serve`` on the hostile graphs: 64 KiB bodies, 1,000 rows, 1 MiB answers."""
+    root = tmp_path_factory.mktemp("hostile")
+    bundles = save_all(root)
+    config = root / "models.toml"
+    config.write_text(
+        "[models]\n" + "".join(f'{name} = "{path.as_posix()}"\n' for name, path in bundles.items()),
+        encoding="utf-8",
+    )
+    started: list[subprocess.Popen[str]] = []
+    logs = [(root / "serve.log").open("w+", encoding="utf-8")]
+    limits = ["--max-body-size", "64KiB", "--max-batch-size", "1000"]
+    limits += ["--max-response-size", "1MiB"]
+    try:
+        server = _start_serve(logs[0], started, config, *limits)
+        _wait_ready(server)
+        yield server
+    finally:
+        _stop_serve(started, logs)
+
+
+@pytest.mark.integration
+def test_serve_refuses_a_declared_body_over_the_limit_before_it_arrives(
+    guarded_serve: _Server,
+) -> None:
+    # Only the headers are sent: an answer proves the body was never waited for, let alone read.
+    status, answer = post_declared(guarded_serve.port, "/models/rows/predict", 200 * 2**20)
+    assert status == 413
+    assert answer["error"]["type"] == "request_too_large"
+    assert "--max-body-size" in answer["error"]["message"]
+
+
+@pytest.mark.integration
+def test_serve_answers_a_malformed_request_in_the_json_error_shape(
+    guarded_serve: _Server,
+) -> None:
+    with socket.create_connection(("127.0.0.1", guarded_serve.port), timeout=30) as sock:
+        sock.sendall(b"POST /models/rows/predict HTTP/1.1\r\nContent-Length: ten\r\n\r\n")
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        assert response.status == 400
+        assert response.getheader("Content-Type") == "application/json"
+        assert json.loads(response.read())["error"]["type"] == "bad_request"
+
+
+@pytest.mark.integration
+def test_serve_refuses_a_chunked_body_over_the_limit(guarded_serve: _Server) -> None:
+    status, answer = post_chunked(guarded_serve.port, "/models/rows/predict", [b" " * 8192] * 9)
+    assert (status, answer["error"]["type"]) == (413, "request_too_large")
+    status, answer = post_chunked(guarded_serve.port, "/models/rows/predict", [b'{"x": [[1, 2]]}'])
+    assert (status, answer) == (200, {"y": [[1.0, 2.0]]})
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("rows", "expected"), [(1000, 200), (1001, 413)], ids=["at", "over"])
+def test_serve_counts_tensor_rows_against_max_batch_size(
+    guarded_serve: _Server, rows: int, expected: int
+) -> None:
+    status, answer = guarded_serve.request("POST", "/models/rows/predict", {"x": [[0, 1]] * rows})
+    assert status == expected
+    if expected == 413:
+        assert answer["error"]["type"] == "batch_too_large"
+
+
+@pytest.mark.integration
+def test_serve_refuses_an_answer_over_the_limit_and_keeps_serving(guarded_serve: _Server) -> None:
+    zeros = "/models/zeros/predict"
+    status, answer = guarded_serve.request("POST", zeros, {"shape": [10_000_000]})
+    assert (status, answer["error"]["type"]) == (500, "response_too_large")
+    assert guarded_serve.request("POST", "/models/zeros/predict", {"shape": [1]}) == (
+        200,
+        {"zeros": [0.0]},
+    )
+
+
+@pytest.mark.integration
+def test_serve_reports_an_onnxruntime_refusal_without_its_internals(
+    guarded_serve: _Server,
+) -> None:
+    status, answer = guarded_serve.request("POST", "/models/reshape/predict", {"x": [1, 2, 3]})
+    assert status == 422
+    for internal in RUNTIME_INTERNALS:
+        assert internal not in json.dumps(answer)
+    assert "cannot be reshaped" in answer["error"]["message"]
+
+
+@pytest.mark.parametrize("size", ["0", "ten", "10MB", "-5", "1.5MiB"])
+def test_serve_size_options_take_a_positive_number_of_bytes(
+    bundles: Path, size: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for option in ("--max-body-size", "--max-response-size"):
+        assert main(["serve", str(bundles / "iris"), option, size]) == 2
+        assert "expected a positive size in bytes" in capsys.readouterr().err
+
+
+def test_serve_limits_default_to_the_endpoints_defaults() -> None:
+    from modelkit import _serving
+    from modelkit.cli import _parser
+
+    args = _parser().parse_args(["serve", "bundles/churn"])
+    assert args.max_body_size == _serving.DEFAULT_MAX_BODY_SIZE
+    assert args.max_batch_size == _serving.DEFAULT_MAX_BATCH_SIZE
+    assert args.max_response_size == _serving.DEFAULT_MAX_RESPONSE_SIZE
+    assert _parser().parse_args(["serve", "b", "--max-body-size", "512KiB"]).max_body_size == 2**19
+
+
+@pytest.mark.integration
+def test_serve_answers_a_huge_answer_and_a_huge_body_within_a_memory_limit(
+    tmp_path: Path,
+) -> None:
+    # The defaults (10 MiB bodies, 50 MiB answers): 60 million zeros would be 240 MB as an array
+    # and over 2 GB as Python floats; the child has 1.5 GB.
+    bundle = save_zeros(tmp_path / "zeros")
+    with socket.socket() as probe:  # a free port, for the client thread to call
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    outcome = run_limited(
+        f"""
+        import http.client, json, os, resource, signal, threading, time
+        from modelkit.cli import main
+        from tests.serving_fixtures import post_declared, request_json
+
+        def attack():
+            try:
+                for _ in range(600):
+                    try:
+                        if request_json({port}, "GET", "/readyz")[0] == 200:
+                            break
+                    except OSError:
+                        pass
+                    time.sleep(0.05)
+                zeros = "/models/zeros/predict"
+                answer = request_json({port}, "POST", zeros, {{"shape": [60_000_000]}})
+                body = post_declared({port}, zeros, 200 * 2**20)
+                after = request_json({port}, "POST", zeros, {{"shape": [2]}})
+                report(
+                    answer=answer, body=body, after=after,
+                    peak_mb=peak() // 2**20,
+                )
+            finally:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=attack, daemon=True).start()
+        raise SystemExit(main(["serve", {str(bundle)!r}, "--port", "{port}", "--threads", "2"]))
+        """
+    )
+    assert outcome.returncode == 0, outcome.stderr[-3000:]
+    assert outcome.result is not None, outcome.stderr[-3000:]
+    status, answer = outcome.result["answer"]
+    assert (status, answer["error"]["type"]) == (500, "response_too_large")
+    status, answer = outcome.result["body"]
+    assert (status, answer["error"]["type"]) == (413, "request_too_large")
+    assert outcome.result["after"] == [200, {"zeros": [0.0, 0.0]}]
+    assert outcome.result["peak_mb"] < 1024
+
+
 def test_the_cli_imports_nothing_heavy_for_help() -> None:
     code = (
         "import json, sys\nfrom modelkit.cli import main\nmain(['--help'])\n"
@@ -1130,3 +1390,54 @@ def test_main_reads_sys_argv_by_default(
     monkeypatch.setattr(sys, "argv", ["modelkit", "--version"])
     assert main() == 0
     assert capsys.readouterr().out == f"modelkit {modelkit.__version__}\n"
+
+
+# -- describing a graph never runs it -------------------------------------------------------------
+
+
+def _expanding_graph(path: Path) -> Path:
+    """A graph of a few hundred bytes whose constant folding allocates 1 GiB
+    (onnxruntime folds outputs up to that size)."""
+    from onnx import TensorProto, helper
+
+    shape = helper.make_tensor("shape", TensorProto.INT64, [1], [2**28])
+    one = helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])
+    nodes = [
+        helper.make_node("Constant", [], ["s"], value=shape),
+        helper.make_node("Constant", [], ["o"], value=one),
+        helper.make_node("Expand", ["o", "s"], ["big"]),
+        helper.make_node("Add", ["x", "big"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "expand",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2**28])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+@pytest.mark.parametrize("command", ["inspect", "schema"])
+def test_describing_a_bare_onnx_file_builds_no_session(tmp_path: Path, command: str) -> None:
+    from tests.limited import run_limited
+
+    graph = _expanding_graph(tmp_path / "expand.onnx")
+    assert graph.stat().st_size < 400
+    # Without a memory limit onnxruntime would fold the graph (and use over 1 GB, as loading it
+    # does); with one it skips folding quietly. So the child runs with room, and reports.
+    outcome = run_limited(
+        f"""
+        from modelkit.cli import main
+        code = main([{command!r}, {str(graph)!r}])
+        report(code=code, onnxruntime="onnxruntime" in sys.modules, peak=peak())
+        """,
+        memory=4 * 2**30,
+    )
+    assert outcome.result is not None, outcome.stderr[-2000:]
+    assert outcome.result["code"] == 0
+    assert outcome.result["onnxruntime"] is False  # no session, not even the runtime
+    assert outcome.result["peak"] < 512 * 2**20
+    assert '"x"' in outcome.stdout or "x:" in outcome.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -983,3 +984,86 @@ def test_redacted_fields_do_not_leak_through_validation_errors() -> None:
     (line,) = lines
     assert "jane@example.com" not in line
     assert json.loads(line)["error"]["message"] == "invalid input ([REDACTED])"
+
+
+# -- refused records and redaction -----------------------------------------------------------------
+
+SECRET = "jane@example.com"
+
+
+@pytest.fixture(scope="module")
+def email_model(tmp_path_factory: pytest.TempPathFactory) -> modelkit.Model[Any, Any]:
+    """A real pipeline whose signature has an ``email`` column (dropped before the estimator)."""
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    frame = pd.DataFrame(
+        {"email": [f"user{i}@example.com" for i in range(20)], "tenure": range(20)}
+    )
+    pipeline = make_pipeline(
+        make_column_transformer(("drop", ["email"]), remainder="passthrough"),
+        LogisticRegression(),
+    ).fit(frame, [i % 2 for i in range(20)])
+    path = tmp_path_factory.mktemp("email") / "churn"
+    modelkit.save(pipeline, path, name="churn", version="1.0.0", sample_input=frame)
+    return modelkit.load(path)
+
+
+@contextlib.contextmanager
+def hooked(model: modelkit.Model[Any, Any], hook: PredictionLogger) -> Iterator[None]:
+    model.add_hook(hook)
+    try:
+        yield
+    finally:
+        model.remove_hook(hook)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda model: model.predict((SECRET, 3, "extra")), id="record-too-long"),
+        pytest.param(lambda model: model.predict([SECRET]), id="record-too-short"),
+        pytest.param(
+            lambda model: model.predict_batch(np.array([[SECRET, 3, "x"], [SECRET, 4, "y"]])),
+            id="array-batch-too-wide",
+        ),
+        pytest.param(lambda model: model.predict(SECRET), id="a-string"),
+        pytest.param(lambda model: model.predict({0: SECRET, 1: 3}), id="keyed-by-position"),
+    ],
+)
+def test_a_refused_record_without_field_names_is_not_written_when_redacting(
+    make_logger: MakeLogger, email_model: modelkit.Model[Any, Any], call: Any
+) -> None:
+    sink = Lines()
+    logger = make_logger(sink, redact=["email"])
+    with hooked(email_model, logger), pytest.raises(modelkit.InvalidInputError):
+        call(email_model)
+    lines = written(logger, sink)
+    assert lines
+    assert all(line["input"] == "[REDACTED]" for line in lines)
+    assert all("error" in line for line in lines)
+    assert not any(SECRET in raw for raw in sink.raw)
+
+
+def test_a_refused_record_with_field_names_is_written_redacted(
+    make_logger: MakeLogger, email_model: modelkit.Model[Any, Any]
+) -> None:
+    sink = Lines()
+    logger = make_logger(sink, redact=["email"])
+    with hooked(email_model, logger), pytest.raises(modelkit.InvalidInputError):
+        email_model.predict({"email": SECRET, "tenure": "long"})
+    (line,) = written(logger, sink)
+    assert line["input"] == {"email": "[REDACTED]", "tenure": "long"}
+    assert SECRET not in sink.raw[0]
+
+
+def test_without_redaction_a_refused_record_is_written_as_given(
+    make_logger: MakeLogger, email_model: modelkit.Model[Any, Any]
+) -> None:
+    sink = Lines()
+    logger = make_logger(sink)
+    with hooked(email_model, logger), pytest.raises(modelkit.InvalidInputError):
+        email_model.predict((SECRET, 3, "extra"))
+    (line,) = written(logger, sink)
+    assert line["input"] == [SECRET, 3, "extra"]

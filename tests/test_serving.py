@@ -1,4 +1,5 @@
-"""The framework-neutral JSON endpoints: statuses and bodies for every kind of request."""
+"""The framework-neutral JSON endpoints: statuses and bodies for every kind of request, and the
+limits on bodies, batches and answers that hold before any work is done."""
 
 from __future__ import annotations
 
@@ -11,9 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import modelkit
+from modelkit import _serving
 from modelkit._serving import Reply, Service
+from tests import strategies
+from tests.serving_fixtures import RUNTIME_INTERNALS, save_all
 
 RECORD = {
     "sepal length (cm)": 5.1,
@@ -239,3 +246,205 @@ def test_null_and_nan_in_json_are_missing_values(penguins_bundle: Path) -> None:
     assert batch.status == 200, batch.to_json()
     assert refused.status == 422
     assert "island" in refused.to_json()
+
+
+# -- limits: the body, the batch (tensor rows too) and the answer -------------------------------
+
+LIMIT = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return save_all(tmp_path_factory.mktemp("hostile"))
+
+
+@pytest.fixture
+def guarded(hostile: dict[str, Path]) -> Iterator[Service]:
+    """The hostile graphs behind a body limit of 64 KiB, 1,000 rows and answers of 1 MiB."""
+    with modelkit.Registry() as registry:
+        for name, path in hostile.items():
+            registry.add(name, path)
+        yield Service(registry, max_batch_size=1000, max_body_size=LIMIT, max_response_size=2**20)
+
+
+class Stream:
+    """A request body stream that counts what is read from it; endless unless ``data`` ends."""
+
+    def __init__(self, data: bytes | None = None, *, piece: int | None = None) -> None:
+        self.data = data
+        self.piece = piece
+        self.read_bytes = 0
+
+    def read(self, size: int) -> bytes:
+        if size < 0:
+            raise AssertionError("a body read without a limit")
+        if self.piece is not None:
+            size = min(size, self.piece)
+        if self.data is None:
+            chunk = b" " * size
+        else:
+            chunk = self.data[self.read_bytes : self.read_bytes + size]
+        self.read_bytes += len(chunk)
+        return chunk
+
+
+def test_a_declared_body_over_the_limit_is_refused_without_reading_it(guarded: Service) -> None:
+    stream = Stream()
+    reply = guarded.read_body(stream.read, LIMIT + 1)
+    assert isinstance(reply, Reply)
+    assert (reply.status, _json(reply)["error"]["type"]) == (413, "request_too_large")
+    assert str(LIMIT) in _json(reply)["error"]["message"]
+    assert stream.read_bytes == 0
+
+
+@pytest.mark.parametrize("declared", [None, 10], ids=["chunked", "longer-than-declared"])
+def test_a_body_is_read_no_further_than_the_limit_plus_one_byte(
+    guarded: Service, declared: int | None
+) -> None:
+    stream = Stream()  # endless: a chunked body, or one that outruns its Content-Length
+    reply = guarded.read_body(stream.read, declared)
+    assert isinstance(reply, Reply)
+    assert (reply.status, _json(reply)["error"]["type"]) == (413, "request_too_large")
+    assert stream.read_bytes == LIMIT + 1
+
+
+def test_a_body_within_the_limit_is_read_whole_whatever_the_pieces(guarded: Service) -> None:
+    data = json.dumps({"x": [[0.5, 1.5]] * 3000}).encode()[:LIMIT]
+    assert guarded.read_body(Stream(data, piece=1000).read, None) == data
+    assert guarded.read_body(Stream(data).read, len(data)) == data
+
+
+def test_without_a_body_limit_the_body_is_read_whole(hostile: dict[str, Path]) -> None:
+    with modelkit.Registry() as registry:
+        service = Service(registry, max_body_size=None)
+        assert service.read_body(lambda size: b"{}" if size < 0 else b"", None) == b"{}"
+
+
+def test_predict_refuses_a_body_over_the_limit_before_parsing_it(guarded: Service) -> None:
+    reply = guarded.predict("rows", b"[" * (LIMIT + 1))  # would be a JSON error if parsed
+    assert (reply.status, _json(reply)["error"]["type"]) == (413, "request_too_large")
+
+
+def _rows(count: int) -> dict[str, Any]:
+    return {"x": [[0.5, 1.5]] * count}
+
+
+@pytest.mark.parametrize(
+    ("payload", "status"),
+    [
+        pytest.param(_rows(1000), 200, id="one-record-at-the-limit"),
+        pytest.param(_rows(1001), 413, id="one-record-over"),
+        pytest.param({"instances": [_rows(500), _rows(500)]}, 200, id="batch-at-the-limit"),
+        pytest.param({"instances": [_rows(600), _rows(600)]}, 413, id="batch-over"),
+        pytest.param({"instances": [_rows(1)] * 1001}, 413, id="records-over"),
+    ],
+)
+def test_tensor_rows_count_against_the_batch_limit(
+    guarded: Service, payload: dict[str, Any], status: int
+) -> None:
+    reply = guarded.predict("rows", json.dumps(payload))
+    assert reply.status == status, reply.to_json()
+    if status == 413:
+        assert _json(reply)["error"]["type"] == "batch_too_large"
+
+
+def test_an_answer_over_the_limit_is_refused_and_the_service_keeps_serving(
+    guarded: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="modelkit"):
+        reply = guarded.predict("zeros", json.dumps({"shape": [10_000_000]}))
+    assert reply.status == 500
+    error = _json(reply)["error"]
+    assert error["type"] == "response_too_large"
+    assert str(2**20) in error["message"]
+    assert "max_response_size" in caplog.text
+    small = guarded.predict("zeros", json.dumps({"shape": [3]}))
+    assert (small.status, _json(small)) == (200, {"zeros": [0.0, 0.0, 0.0]})
+
+
+@pytest.mark.parametrize("rows", [1000, 5000], ids=["written-whole", "written-in-pieces"])
+def test_an_answer_is_measured_as_written_not_only_estimated(
+    hostile: dict[str, Path], rows: int
+) -> None:
+    # float32 0.1 is written as 0.10000000149011612: far more than the estimate's 4 characters.
+    payload = json.dumps({"x": [[0.1, 0.1]] * rows})
+    with modelkit.Registry() as registry:
+        registry.add("rows", hostile["rows"])
+        limit = 8 * 2 * rows  # twice the estimate, under half the text
+        refused = Service(
+            registry, max_batch_size=None, max_body_size=None, max_response_size=limit
+        ).predict("rows", payload)
+        allowed = Service(
+            registry, max_batch_size=None, max_body_size=None, max_response_size=None
+        ).predict("rows", payload)
+    assert _json(refused)["error"]["type"] == "response_too_large"
+    assert allowed.status == 200
+    assert len(allowed.to_json()) > limit
+
+
+_ARRAYS = hnp.arrays(
+    dtype=st.sampled_from(["float32", "float64", "int64", "bool", "U3"]),
+    shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=6),
+    elements={"allow_subnormal": False},
+)
+
+
+@given(arrays=st.lists(_ARRAYS, max_size=3), scalar=strategies.json_values())
+@settings(deadline=None)
+def test_an_answer_written_in_pieces_is_the_same_json(arrays: list[Any], scalar: Any) -> None:
+    body = {"predictions": [{"array": array, "value": scalar} for array in arrays], "n": 1}
+    whole = _serving.render(_serving.to_jsonable(body, _serving._Size(None)), _serving._Size(None))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_serving, "_ARRAY_CHUNK", 2)  # every array of 3 elements or more in pieces
+        patch.setattr(_serving, "_CONVERTED_ELEMENTS", 3)  # and any array after 3 elements
+        size = _serving._Size(None)
+        pieces = _serving.render(_serving.to_jsonable(body, size), size)
+    assert pieces == whole
+    assert json.loads(whole) == json.loads(json.dumps(_serving.to_jsonable(body), default=str))
+
+
+def test_a_runtime_refusal_is_one_readable_line_without_internals(guarded: Service) -> None:
+    reply = guarded.predict("reshape", json.dumps({"x": [1.0, 2.0, 3.0]}))
+    assert reply.status == 422
+    text = reply.to_json()
+    for internal in RUNTIME_INTERNALS:
+        assert internal not in text
+    error = _json(reply)["error"]
+    assert error["type"] == "invalid_input"
+    assert "cannot be reshaped to the requested shape" in error["message"]
+    assert "\n" not in error["message"]
+    assert [d["message"] for d in error["details"]] == [error["message"]]
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        pytest.param(
+            "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Status Message: "
+            "/onnxruntime_src/onnxruntime/core/providers/cpu/tensor/reshape_helper.h:91 "
+            "onnxruntime::ReshapeHelper::ReshapeHelper(const onnxruntime::TensorShape&, "
+            "onnxruntime::TensorShapeVector&, bool) size == requested was false. Bad shape.",
+            "Status Message: size == requested was false. Bad shape.",
+            id="onnxruntime",
+        ),
+        pytest.param(
+            "C:\\build\\src\\kernel.cpp:12: overflow in Kernel::Run(int) const at row 3",
+            "overflow in Kernel::Run(int) const at row 3",
+            id="windows-path-then-text",
+        ),
+        pytest.param(
+            "value out of range\nTraceback (most recent call last):\n"
+            '  File "/srv/app/model.py", line 3, in run\nValueError: secret',
+            "value out of range",
+            id="python-traceback",
+        ),
+        pytest.param(
+            'bad value (File "/srv/app/model.py", line 3, in run)',
+            "bad value ()",
+            id="python-frame",
+        ),
+        pytest.param("field 'x' expected a number", "field 'x' expected a number", id="plain"),
+    ],
+)
+def test_public_reason_keeps_the_reason_and_drops_internals(message: str, expected: str) -> None:
+    assert _serving.public_reason(message) == expected

@@ -7,6 +7,8 @@ Example::
         "LOCK": "models.lock",
         "LOADING": "eager",
         "MAX_BATCH_SIZE": 100,
+        "MAX_BODY_SIZE": 2 * 2**20,
+        "MAX_RESPONSE_SIZE": 20 * 2**20,
     }
 """
 
@@ -23,6 +25,8 @@ from typing import Any, Literal
 from django.conf import settings  # type: ignore[import-untyped]  # Django ships no types
 from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
 
+from .._serving import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_RESPONSE_SIZE
+
 __all__ = ["DEFAULTS", "ModelkitSettings", "clear_cache", "get_settings"]
 
 Loading = Literal["lazy", "eager"]
@@ -33,7 +37,9 @@ DEFAULTS: Mapping[str, Any] = {
     "CONFIG": None,
     "LOCK": None,
     "LOADING": "lazy",
-    "MAX_BATCH_SIZE": 1000,
+    "MAX_BATCH_SIZE": DEFAULT_MAX_BATCH_SIZE,
+    "MAX_BODY_SIZE": DEFAULT_MAX_BODY_SIZE,
+    "MAX_RESPONSE_SIZE": DEFAULT_MAX_RESPONSE_SIZE,
 }
 _LOADING_MODES = ("lazy", "eager")
 
@@ -50,7 +56,11 @@ class ModelkitSettings:
         base_dir: what relative bundle paths in ``models`` are relative to (``BASE_DIR``).
         loading: ``"lazy"`` (load on first use) or ``"eager"`` (at the first request at the
             latest).
-        max_batch_size: the most records one ``{"instances": [...]}`` request may hold.
+        max_batch_size: the most records one ``{"instances": [...]}`` request may hold (a
+            tensor record counts its rows).
+        max_body_size: the largest predict request body, in bytes (Django's
+            ``DATA_UPLOAD_MAX_MEMORY_SIZE`` applies too, when smaller).
+        max_response_size: the largest predict answer, in bytes.
     """
 
     models: Mapping[str, Any] | None
@@ -59,6 +69,8 @@ class ModelkitSettings:
     base_dir: Path | None
     loading: Loading
     max_batch_size: int | None
+    max_body_size: int | None
+    max_response_size: int | None
 
     def registry_source(self) -> Mapping[str, Any] | Path:
         """What :meth:`modelkit.Registry.from_config` reads: the config file or the mapping."""
@@ -132,12 +144,9 @@ def _parse() -> ModelkitSettings:
         raise ImproperlyConfigured(
             f"settings.MODELKIT['LOADING'] must be 'lazy' or 'eager', got {loading!r}."
         )
-    limit = values["MAX_BATCH_SIZE"]
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ImproperlyConfigured(
-            f"settings.MODELKIT['MAX_BATCH_SIZE'] must be a positive integer or None, "
-            f"got {limit!r}."
-        )
+    max_batch_size = _limit(values, "MAX_BATCH_SIZE")
+    max_body_size = _limit(values, "MAX_BODY_SIZE")
+    max_response_size = _limit(values, "MAX_RESPONSE_SIZE")
     base_dir = getattr(settings, "BASE_DIR", None)
     base = None if base_dir is None else Path(os.fspath(base_dir))
     if models is not None:
@@ -149,8 +158,19 @@ def _parse() -> ModelkitSettings:
         lock=None if values["LOCK"] is None else _absolute("LOCK", values["LOCK"], base),
         base_dir=base,
         loading=loading,
-        max_batch_size=limit,
+        max_batch_size=max_batch_size,
+        max_body_size=max_body_size,
+        max_response_size=max_response_size,
     )
+
+
+def _limit(values: Mapping[str, Any], key: str) -> int | None:
+    value = values[key]
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ImproperlyConfigured(
+            f"settings.MODELKIT[{key!r}] must be a positive integer or None, got {value!r}."
+        )
+    return None if value is None else int(value)
 
 
 def _bundle_paths(models: Mapping[str, Any]) -> list[tuple[str, Any]]:

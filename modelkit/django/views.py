@@ -13,10 +13,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from django.core.exceptions import (  # type: ignore[import-untyped]  # Django ships no types
-    ImproperlyConfigured,
-    RequestDataTooBig,
-)
+from django.conf import settings  # type: ignore[import-untyped]  # Django ships no types
+from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
 from django.http import HttpRequest, HttpResponse  # type: ignore[import-untyped]
 from django.urls import reverse  # type: ignore[import-untyped]
 
@@ -81,18 +79,14 @@ async def describe(request: HttpRequest, name: str) -> Reply:
 @_endpoint("POST")
 async def predict(request: HttpRequest, name: str) -> Reply:
     """``POST models/<name>/predict``: one record, or ``{"instances": [...]}``."""
-    try:
-        body = request.body
-    except RequestDataTooBig:
-        return error(
-            413,
-            "request_too_large",
-            "The request body is larger than the size this server accepts "
-            "(DATA_UPLOAD_MAX_MEMORY_SIZE); send fewer records per request.",
-        )
     service = await _service(request)
     if not isinstance(service, Service):
         return service
+    # Not request.body, which reads a body without Content-Length (chunked, under ASGI) whole:
+    # refused from Content-Length, and read no further than the limit.
+    body = service.read_body(request.read, _content_length(request))
+    if isinstance(body, Reply):
+        return body
     return await service.apredict(name, body, key=request.headers.get(ROUTING_KEY_HEADER))
 
 
@@ -119,7 +113,28 @@ async def _service(request: HttpRequest) -> Service | Reply:
     def url_for(name: str) -> str:
         return str(reverse(f"{namespace}:model", kwargs={"name": name}))
 
-    return Service(registry, max_batch_size=conf.get_settings().max_batch_size, url_for=url_for)
+    limits = conf.get_settings()
+    return Service(
+        registry,
+        max_batch_size=limits.max_batch_size,
+        max_body_size=_smallest(limits.max_body_size, settings.DATA_UPLOAD_MAX_MEMORY_SIZE),
+        max_response_size=limits.max_response_size,
+        url_for=url_for,
+    )
+
+
+def _smallest(*limits: int | None) -> int | None:
+    """The tightest of several limits (``None``: no limit)."""
+    given = [limit for limit in limits if limit is not None]
+    return min(given) if given else None
+
+
+def _content_length(request: HttpRequest) -> int | None:
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return None  # none, or not a number: the read limit still holds
+    return length if length >= 0 else None
 
 
 def _namespace(request: HttpRequest) -> str:

@@ -354,3 +354,111 @@ def test_session_is_rebuilt_in_a_forked_child(
     assert label == expected
     assert rebuilt
     assert model.predict(record).label == expected  # the parent's session is untouched
+
+
+# -- external data: nothing outside the verified bytes ------------------------------------------
+
+SECRET = b"API_KEY=hunter2hunter2hunter2!!!"  # 32 bytes: eight float32 values
+
+
+def _leaking_graph(where: str) -> Any:
+    """A graph whose output is a tensor stored as external data in '.env' (the secret)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    leak = numpy_helper.from_array(np.zeros(8, dtype=np.float32), "leak")
+    leak.ClearField("raw_data")
+    leak.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", ".env"), ("offset", "0"), ("length", str(len(SECRET)))):
+        entry = leak.external_data.add()
+        entry.key, entry.value = key, value
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [8])
+    if where == "initializer":
+        nodes = [helper.make_node("Add", ["x", "leak"], ["y"])]
+        graph = helper.make_graph(nodes, "g", [x], [y], initializer=[leak])
+    elif where == "constant":
+        nodes = [
+            helper.make_node("Constant", [], ["c"], value=leak),
+            helper.make_node("Add", ["x", "c"], ["y"]),
+        ]
+        graph = helper.make_graph(nodes, "g", [x], [y])
+    else:  # a branch of an If, as a subgraph
+        out = helper.make_tensor_value_info("c", TensorProto.FLOAT, [8])
+        branch = helper.make_graph(
+            [helper.make_node("Constant", [], ["c"], value=leak)], "b", [], [out]
+        )
+        condition = helper.make_tensor_value_info("cond", TensorProto.BOOL, [])
+        nodes = [
+            helper.make_node("If", ["cond"], ["c"], then_branch=branch, else_branch=branch),
+            helper.make_node("Add", ["x", "c"], ["y"]),
+        ]
+        graph = helper.make_graph(nodes, "g", [x, condition], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("where", ["initializer", "constant", "if-branch"])
+def test_external_data_in_a_bare_onnx_file_is_refused_before_onnxruntime_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    (tmp_path / ".env").write_bytes(SECRET)
+    path = tmp_path / "model.onnx"
+    path.write_bytes(_leaking_graph(where).SerializeToString())
+    monkeypatch.chdir(tmp_path)  # onnxruntime resolves the location against the working directory
+    with pytest.raises(modelkit.BundleError, match=r"'leak'.*external file"):
+        modelkit.load(path, adapter_options={"graph_optimization_level": "disabled"})
+
+
+def test_the_leaking_graph_does_leak_without_the_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the check prevents: onnxruntime reads the file and returns its bytes."""
+    (tmp_path / ".env").write_bytes(SECRET)
+    monkeypatch.chdir(tmp_path)
+    data = _leaking_graph("initializer").SerializeToString()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception:  # noqa: BLE001 - this onnxruntime refuses on its own: nothing to show
+        pytest.skip("this onnxruntime refuses external data in a model given as bytes")
+    (leaked,) = session.run(None, {"x": np.zeros(8, dtype=np.float32)})
+    assert leaked.tobytes() == SECRET
+
+
+def test_external_data_in_a_rehashed_bundle_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.bundle_fixtures import replace_artifact
+
+    honest = _leaking_graph("initializer")
+    del honest.graph.initializer[:]
+    honest.graph.initializer.append(
+        onnx.numpy_helper.from_array(np.zeros(8, dtype=np.float32), "leak")
+    )
+    bundle = tmp_path / "bundle"
+    modelkit.save(honest, bundle, name="leaky", version="1")
+    replace_artifact(
+        bundle,
+        _leaking_graph("initializer").SerializeToString(),
+        rehash=True,
+        name="artifacts/model.onnx",
+    )
+    (tmp_path / ".env").write_bytes(SECRET)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(modelkit.BundleError, match="external file"):
+        modelkit.load(bundle)
+
+
+def test_a_runtime_refusal_reaches_python_callers_as_its_reason(tmp_path: Path) -> None:
+    """The reason, not onnxruntime's build paths and C++ signatures cut at 300 characters."""
+    from tests.serving_fixtures import save_reshape
+
+    model = modelkit.load(save_reshape(tmp_path / "reshape"))
+    with pytest.raises(modelkit.InvalidInputError) as info:
+        model.predict({"x": [1.0, 2.0, 3.0]})
+    message = str(info.value)
+    assert "cannot be reshaped to the requested shape" in message
+    assert "onnxruntime_src" not in message
+    assert "::" not in message

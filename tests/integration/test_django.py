@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import http.client
 import json
 import os
@@ -34,6 +35,8 @@ from django.core.exceptions import ImproperlyConfigured  # noqa: E402 - after th
 from django.test import AsyncClient, Client, override_settings  # noqa: E402
 
 from modelkit.django import _loading, load_models, models  # noqa: E402
+from tests.limited import run_limited  # noqa: E402
+from tests.serving_fixtures import RUNTIME_INTERNALS, post_chunked, save_all  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -402,6 +405,11 @@ def test_the_example_passes_its_checks() -> None:
         pytest.param({"MODELS": {"iris": str(BUNDLE)}, "LOADING": "soon"}, id="loading-mode"),
         pytest.param({"MODELS": {"iris": str(BUNDLE)}, "LOCK": "/no/such.lock"}, id="no-lock"),
         pytest.param({"MODELS": {"iris": {"path": str(BUNDLE), "sha256": "x"}}}, id="sha256"),
+        pytest.param({"MODELS": {"iris": str(BUNDLE)}, "MAX_BODY_SIZE": 0}, id="body-size"),
+        pytest.param(
+            {"MODELS": {"iris": str(BUNDLE)}, "MAX_RESPONSE_SIZE": "50MiB"}, id="response-size"
+        ),
+        pytest.param({"MODELS": {"iris": str(BUNDLE)}, "MAX_BATCH_SIZE": True}, id="batch-size"),
     ],
 )
 def test_e001_invalid_config(setting: dict[str, Any]) -> None:
@@ -551,8 +559,8 @@ def test_async_views_under_wsgi_threads_predict_concurrently(gate: str) -> None:
 # -- a real server ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def server(gate: str) -> Iterator[int]:
+@contextlib.contextmanager
+def _asgi_server() -> Iterator[int]:
     """The example's ASGI application on uvicorn, on a free port of 127.0.0.1."""
     from scoring.asgi import application
 
@@ -575,6 +583,13 @@ def server(gate: str) -> Iterator[int]:
         instance.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@pytest.fixture
+def server(gate: str) -> Iterator[int]:
+    """The example's ASGI application on uvicorn, with the gate model."""
+    with _asgi_server() as port:
+        yield port
 
 
 def _request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
@@ -611,3 +626,127 @@ def test_a_real_asgi_server_predicts_concurrently_and_survives_bad_requests(
             assert set(answer["error"]) >= {"type", "message"}
     status, answer = _request(server, "POST", PREDICT, record)
     assert (status, answer["label"]) == (200, "virginica")
+
+
+# -- limits and runtime errors ------------------------------------------------------------------
+
+BODY_LIMIT = 64 * 1024
+ANSWER_LIMIT = 2**20
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return save_all(tmp_path_factory.mktemp("hostile"))
+
+
+@pytest.fixture
+def guarded(hostile: dict[str, Path]) -> Iterator[None]:
+    """The hostile graphs behind a 64 KiB body, 1,000 rows and 1 MiB answers."""
+    setting = {
+        "MODELS": {name: str(path) for name, path in hostile.items()},
+        "MAX_BODY_SIZE": BODY_LIMIT,
+        "MAX_BATCH_SIZE": 1000,
+        "MAX_RESPONSE_SIZE": ANSWER_LIMIT,
+    }
+    with override_settings(MODELKIT=setting):
+        load_models()
+        yield
+
+
+def test_a_body_over_max_body_size_is_413_before_it_is_parsed(
+    client: Client, guarded: None
+) -> None:
+    body = b"[" * (BODY_LIMIT + 1)  # JSON nested past any parser's depth, had it been parsed
+    response = client.post("/models/rows/predict", body, content_type="application/json")
+    assert response.status_code == 413
+    error = _error(response)
+    assert error["type"] == "request_too_large"
+    assert str(BODY_LIMIT) in error["message"]
+
+
+@override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1024)
+def test_data_upload_max_memory_size_applies_when_smaller(client: Client, guarded: None) -> None:
+    response = client.post(
+        "/models/rows/predict", {"x": [[0.5, 1.5]] * 200}, content_type="application/json"
+    )
+    assert (response.status_code, _error(response)["type"]) == (413, "request_too_large")
+    assert "1024 bytes" in _error(response)["message"]
+
+
+@pytest.mark.parametrize(("rows", "status"), [(1000, 200), (1001, 413)], ids=["at", "over"])
+def test_tensor_rows_count_against_max_batch_size(
+    client: Client, guarded: None, rows: int, status: int
+) -> None:
+    response = client.post(
+        "/models/rows/predict", {"x": [[0.5, 1.5]] * rows}, content_type="application/json"
+    )
+    assert response.status_code == status
+    if status == 413:
+        assert _error(response)["type"] == "batch_too_large"
+
+
+def test_an_answer_over_max_response_size_is_a_json_500_and_the_server_goes_on(
+    client: Client, guarded: None
+) -> None:
+    response = client.post(
+        "/models/zeros/predict", {"shape": [10_000_000]}, content_type="application/json"
+    )
+    assert (response.status_code, _error(response)["type"]) == (500, "response_too_large")
+    response = client.post("/models/zeros/predict", {"shape": [2]}, content_type="application/json")
+    assert (response.status_code, json.loads(response.content)) == (200, {"zeros": [0.0, 0.0]})
+
+
+def test_an_onnxruntime_refusal_carries_no_runtime_internals(client: Client, guarded: None) -> None:
+    response = client.post(
+        "/models/reshape/predict", {"x": [1.0, 2.0, 3.0]}, content_type="application/json"
+    )
+    assert response.status_code == 422
+    for internal in RUNTIME_INTERNALS:
+        assert internal not in response.content.decode()
+    assert "cannot be reshaped" in _error(response)["message"]
+
+
+def test_a_chunked_body_over_the_limit_is_413_on_a_real_asgi_server(guarded: None) -> None:
+    # No Content-Length: Django's request.body would read it whole; the view reads 64 KiB + 1.
+    with _asgi_server() as port:
+        status, answer = post_chunked(port, "/models/rows/predict", [b" " * 65536] * 32)
+        assert (status, answer["error"]["type"]) == (413, "request_too_large")
+        status, answer = post_chunked(port, "/models/rows/predict", [b'{"x": [[1, 2]]}'])
+        assert (status, answer) == (200, {"y": [[1.0, 2.0]]})
+
+
+def test_a_huge_chunked_body_is_refused_under_asgi_within_a_memory_limit() -> None:
+    # 100 MB of "{}," would parse into 33 million dicts (over 2 GB); the child has 1.5 GB.
+    outcome = run_limited(
+        f"""
+        import os, resource, socket, sys, threading, time
+        sys.path.insert(0, {str(EXAMPLE_DIR)!r})
+        os.environ["DJANGO_SETTINGS_MODULE"] = "scoring.settings"
+        import uvicorn
+        from scoring.asgi import application
+        from tests.serving_fixtures import post_chunked
+
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        config = uvicorn.Config(
+            application, lifespan="off", ws="none", http="h11", loop="asyncio", log_level="error"
+        )
+        server = uvicorn.Server(config)
+        threading.Thread(target=server.run, kwargs={{"sockets": [sock]}}, daemon=True).start()
+        while not server.started:
+            time.sleep(0.01)
+        port = sock.getsockname()[1]
+        chunks = [b'{{"instances": ['] + [b"{{}}," * 349_525] * 100
+        huge = post_chunked(port, "/models/iris/predict", chunks)
+        after = post_chunked(port, "/models/iris/predict", [{json.dumps(RECORD).encode()!r}])
+        report(
+            huge=huge, after_status=after[0],
+            peak_mb=peak() // 2**20,
+        )
+        """
+    )
+    assert outcome.result is not None, outcome.stderr[-3000:]
+    status, answer = outcome.result["huge"]
+    assert (status, answer["error"]["type"]) == (413, "request_too_large")
+    assert outcome.result["after_status"] == 200
+    assert outcome.result["peak_mb"] < 512

@@ -34,6 +34,8 @@ flask = pytest.importorskip("flask")
 waitress = pytest.importorskip("waitress")
 
 from modelkit.flask import ModelKit, ModelKitState, models  # noqa: E402 - after the skip
+from tests.limited import run_limited  # noqa: E402
+from tests.serving_fixtures import RUNTIME_INTERNALS, post_chunked, save_all  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -713,3 +715,124 @@ def test_gunicorn_preload_workers_serve_the_models_loaded_before_the_fork(
     finally:
         pool.shutdown(cancel_futures=True)  # on a failure, stop at the calls in flight
     assert len(workers) == 2, workers
+
+
+# -- limits and runtime errors, on a real server ------------------------------------------------
+
+BODY_LIMIT = 64 * 1024
+ANSWER_LIMIT = 2**20
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """The hostile graphs on waitress, behind a 64 KiB body, 1,000 rows and 1 MiB answers."""
+    bundles = save_all(tmp_path_factory.mktemp("hostile"))
+    app = flask.Flask(__name__)
+    app.config.update(
+        MODELKIT_MODELS={name: str(path) for name, path in bundles.items()},
+        MODELKIT_MAX_BODY_SIZE=BODY_LIMIT,
+        MODELKIT_MAX_BATCH_SIZE=1000,
+        MODELKIT_MAX_RESPONSE_SIZE=ANSWER_LIMIT,
+    )
+    ModelKit(app, url_prefix="/models")
+    server = Server(app)
+    yield server.port
+    server.stop()
+    app.extensions["modelkit"].close()
+
+
+def test_a_body_over_modelkit_max_body_size_is_413_before_it_is_parsed(guarded: int) -> None:
+    body = b"[" * (BODY_LIMIT + 1)  # JSON nested past any parser's depth, had it been parsed
+    status, headers, answer = call(guarded, "POST", "/models/rows/predict", body, JSON)
+    assert status == 413
+    assert headers["Content-Type"] == "application/json"
+    assert answer["error"]["type"] == "request_too_large"
+    assert str(BODY_LIMIT) in answer["error"]["message"]
+
+
+def test_a_chunked_body_over_the_limit_is_413(guarded: int) -> None:
+    status, answer = post_chunked(guarded, "/models/rows/predict", [b" " * 65536] * 16)
+    assert (status, answer["error"]["type"]) == (413, "request_too_large")
+    status, answer = post_chunked(guarded, "/models/rows/predict", [b'{"x": ', b"[[1, 2]]}"])
+    assert (status, answer) == (200, {"y": [[1.0, 2.0]]})
+
+
+@pytest.mark.parametrize(
+    ("rows", "status"), [(1000, 200), (1001, 413)], ids=["at-the-limit", "over"]
+)
+def test_tensor_rows_count_against_modelkit_max_batch_size(
+    guarded: int, rows: int, status: int
+) -> None:
+    got, _, answer = call(
+        guarded, "POST", "/models/rows/predict", json.dumps({"x": [[0.5, 1.5]] * rows}), JSON
+    )
+    assert got == status
+    if status == 413:
+        assert answer["error"]["type"] == "batch_too_large"
+    else:
+        assert len(answer["y"]) == rows
+
+
+def test_an_answer_over_modelkit_max_response_size_is_a_json_500_and_the_server_goes_on(
+    guarded: int,
+) -> None:
+    status, headers, answer = call(
+        guarded, "POST", "/models/zeros/predict", json.dumps({"shape": [10_000_000]}), JSON
+    )
+    assert status == 500
+    assert headers["Content-Type"] == "application/json"
+    assert answer["error"]["type"] == "response_too_large"
+    status, _, answer = call(
+        guarded, "POST", "/models/zeros/predict", json.dumps({"shape": [2]}), JSON
+    )
+    assert (status, answer) == (200, {"zeros": [0.0, 0.0]})
+
+
+def test_an_onnxruntime_refusal_over_http_carries_no_runtime_internals(guarded: int) -> None:
+    status, _, answer = call(
+        guarded, "POST", "/models/reshape/predict", json.dumps({"x": [1.0, 2.0, 3.0]}), JSON
+    )
+    assert status == 422
+    for internal in RUNTIME_INTERNALS:
+        assert internal not in json.dumps(answer)
+    assert "cannot be reshaped" in answer["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "key", ["MODELKIT_MAX_BODY_SIZE", "MODELKIT_MAX_RESPONSE_SIZE", "MODELKIT_MAX_BATCH_SIZE"]
+)
+@pytest.mark.parametrize("value", [0, -1, "10MiB", True, 1.5])
+def test_limit_settings_must_be_positive_integers(tmp_path: Path, key: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=f"{key} must be a positive integer or None"):
+        ModelKit(_app(tmp_path, **{key: value}))
+
+
+def test_a_huge_chunked_body_is_refused_within_a_memory_limit() -> None:
+    # 100 MB of "{}," would parse into 33 million dicts (over 2 GB); the child has 1.5 GB.
+    outcome = run_limited(
+        f"""
+        import resource, threading
+        import flask, waitress
+        from modelkit.flask import ModelKit
+        from tests.serving_fixtures import post_chunked
+
+        app = flask.Flask("limited")
+        app.config["MODELKIT_MODELS"] = {{"iris": {str(BUNDLE)!r}}}
+        ModelKit(app, url_prefix="/models")
+        server = waitress.create_server(app, host="127.0.0.1", port=0, threads=2)
+        threading.Thread(target=server.run, daemon=True).start()
+        port = server.effective_port
+        chunks = [b'{{"instances": ['] + [b"{{}}," * 349_525] * 100
+        huge = post_chunked(port, "/models/iris/predict", chunks)
+        after = post_chunked(port, "/models/iris/predict", [{json.dumps(RECORD).encode()!r}])
+        report(
+            huge=huge, after_status=after[0],
+            peak_mb=peak() // 2**20,
+        )
+        """
+    )
+    assert outcome.result is not None, outcome.stderr[-3000:]
+    status, answer = outcome.result["huge"]
+    assert (status, answer["error"]["type"]) == (413, "request_too_large")
+    assert outcome.result["after_status"] == 200
+    assert outcome.result["peak_mb"] < 512

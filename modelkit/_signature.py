@@ -751,8 +751,10 @@ class TabularValidator:
     ) -> _Plan | None:
         """The checks left for values of these exact types, or None to take the slow path."""
         floats: list[int] = []
+        nan_allowed: list[int] = []
         to_float: list[int] = []
         to_nan: list[int] = []
+        nan_to_none: list[int] = []
         int64: list[int] = []
         categories: list[tuple[int, frozenset[Any]]] = []
         plan: _Plan | None = None
@@ -765,10 +767,19 @@ class TabularValidator:
                 if column.type == "number":
                     to_nan.append(position)
                 continue  # a missing value skips the category check, as in the slow path
+            if kind is float and column.nullable and column.type in _NAN_AS_NONE:
+                # NaN for missing, as df.to_dict("records") gives it: None if it is NaN.
+                nan_to_none.append(position)
+                continue
             if kind not in _PLAIN_TYPES[column.type]:
                 break
             if column.type == "number":
-                (floats if kind is float else to_float).append(position)
+                if kind is float:
+                    floats.append(position)
+                    if column.nullable:
+                        nan_allowed.append(position)
+                else:
+                    to_float.append(position)
             elif column.type == "integer":
                 int64.append(position)
             if column.categories is not None:
@@ -776,8 +787,11 @@ class TabularValidator:
         else:
             plan = _Plan(
                 _tuple_getter(floats) if floats else None,
+                tuple(floats),
+                frozenset(nan_allowed),
                 tuple(to_float),
                 tuple(to_nan),
+                tuple(nan_to_none),
                 tuple(int64),
                 tuple(categories),
             )
@@ -1057,6 +1071,8 @@ _PLAIN_TYPES: dict[str, frozenset[type]] = {
     "datetime": frozenset(),  # always checked (and parsed) by the slow path
 }
 _MAX_PLANS = 64
+# Column types whose checked missing value is None, given as NaN by pandas' records.
+_NAN_AS_NONE = frozenset({"string", "integer", "boolean"})
 
 
 def _tuple_getter(keys: Sequence[Any]) -> Callable[[Any], tuple[Any, ...]]:
@@ -1070,21 +1086,29 @@ def _tuple_getter(keys: Sequence[Any]) -> Callable[[Any], tuple[Any, ...]]:
 class _Plan(typing.NamedTuple):
     """What is left to check once every value has a type its column takes as it is."""
 
-    floats: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None  # must all be finite
+    floats: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None  # finite, or NaN where allowed
+    float_positions: tuple[int, ...]
+    nan_allowed: frozenset[int]  # float positions of nullable number columns
     to_float: tuple[int, ...]  # ints in number columns
     to_nan: tuple[int, ...]  # None in nullable number columns
+    nan_to_none: tuple[int, ...]  # floats in nullable string, integer and boolean columns
     int64: tuple[int, ...]  # ints in integer columns
     categories: tuple[tuple[int, frozenset[Any]], ...]
 
     def apply(self, values: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """The values as the slow path returns them, or None if it must decide."""
-        # A NaN (even in a nullable column) or an infinity makes the sum non-finite.
+        # One finite sum means no NaN or infinity; otherwise look at each (rarely: a gap).
         if self.floats is not None and not math.isfinite(sum(self.floats(values))):
-            return None
+            for position in self.float_positions:
+                value = values[position]
+                if not math.isfinite(value) and not (
+                    math.isnan(value) and position in self.nan_allowed
+                ):
+                    return None
         for position in self.int64:
             if not _INT64_MIN <= values[position] <= _INT64_MAX:
                 return None
-        if self.to_float or self.to_nan:
+        if self.to_float or self.to_nan or self.nan_to_none:
             converted = list(values)
             try:
                 for position in self.to_float:
@@ -1093,6 +1117,10 @@ class _Plan(typing.NamedTuple):
                 return None
             for position in self.to_nan:
                 converted[position] = math.nan
+            for position in self.nan_to_none:
+                if not math.isnan(converted[position]):
+                    return None  # 3.0 in an integer column, 1.5 in a string one: slow path
+                converted[position] = None
             values = tuple(converted)
         # After conversion, as the slow path compares the checked value: float(2**60 + 1) is in
         # {2.0**60} while 2**60 + 1 is not.

@@ -247,3 +247,20 @@ def test_a_constructed_model_with_an_int_in_a_float_field_gives_the_slow_path_an
         warnings.simplefilter("ignore")  # model_dump warns: the field holds an int
         checked = TabularValidator(MIXED).record(instance)
     assert (checked[0], type(checked[0])) == (7.0, float)
+
+
+def test_nan_gaps_as_pandas_records_give_them_skip_the_slow_path() -> None:
+    """df.to_dict("records") writes every gap as NaN, whatever the column's type."""
+    inputs = _inputs(
+        ColumnSpec(name="debt", type="number", dtype="float64", nullable=True),
+        ColumnSpec(name="age", type="integer", dtype="Int64", nullable=True),
+        ColumnSpec(name="active", type="boolean", dtype="boolean", nullable=True),
+        ColumnSpec(name="city", type="string", dtype="str", nullable=True),
+    )
+    record = {"debt": math.nan, "age": math.nan, "active": math.nan, "city": math.nan}
+    checked = _slow_path_forbidden(TabularValidator(inputs)).record(record)
+    assert _same_values(checked, (math.nan, None, None, None))
+    # A float that is not NaN is for the slow path to judge: a whole one fits an integer column.
+    assert TabularValidator(inputs).record({**record, "age": 3.0})[1] == 3
+    with pytest.raises(modelkit.InvalidInputError, match="expected a string"):
+        TabularValidator(inputs).record({**record, "city": 1.5})

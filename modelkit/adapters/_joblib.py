@@ -3,6 +3,7 @@ with ``predict``."""
 
 from __future__ import annotations
 
+import functools
 import io
 import sys
 import uuid
@@ -247,13 +248,8 @@ def _with_missing_support(
 
     def accepts(tables: list[dict[str, np.ndarray]]) -> bool:
         data = {name: np.concatenate([t[name] for t in tables]) for name in base}
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # a probe's warnings are not the caller's
-                obj.predict(runner.encode(Table(table.names, rows * len(tables), data)))
-        except Exception:  # noqa: BLE001 - any failure means "not here"
-            return False
-        return True
+        probe = Table(table.names, rows * len(tables), data)
+        return _answer(obj.predict, runner, probe) is not None
 
     if accepts([blank(c) for c in probed]):
         accepted = {c.name for c in probed}
@@ -304,16 +300,12 @@ def _with_missing_markers(
     runner = JoblibRunner(obj, signature, layout=layout, dtype=dtype)
     never_seen = f"__modelkit_unseen_{uuid.uuid4().hex}__"
 
+    # Probabilities tell apart what labels may not.
+    method = getattr(obj, "predict_proba", obj.predict)
+
     def answer(name: str, value: str | None) -> np.ndarray | None:
         column = np.full(rows, value, dtype=object)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # a probe's warnings are not the caller's
-                encoded = runner.encode(Table(tuple(base), rows, {**base, name: column}))
-                # Probabilities tell apart what labels may not.
-                return np.asarray(getattr(obj, "predict_proba", obj.predict)(encoded))
-        except Exception:  # noqa: BLE001 - a refusal is an answer too
-            return None
+        return _answer(method, runner, Table(tuple(base), rows, {**base, name: column}))
 
     decided = set()
     for name in candidates:
@@ -326,6 +318,16 @@ def _with_missing_markers(
             for c in inputs.columns
         )
     )
+
+
+def _answer(method: Callable[[Any], Any], runner: JoblibRunner, probe: Table) -> np.ndarray | None:
+    """What the model answers to a save-time probe, or ``None`` if it refuses it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a probe's warnings are not the caller's
+            return np.asarray(method(runner.encode(probe)))
+    except Exception:  # noqa: BLE001 - any failure is a refusal
+        return None
 
 
 def _holds_none(obj: Any, depth: int = 0) -> bool:
@@ -541,10 +543,7 @@ def _pandas_column(pandas: Any, column: ColumnSpec, values: np.ndarray) -> Any:
         unseen = [v for v in dict.fromkeys(values.tolist()) if not is_missing(v) and v not in known]
         present = _missing_as_nan(values) if kind == "O" else values
         return pandas.Categorical(present, categories=levels + unseen)
-    try:
-        target = pandas.api.types.pandas_dtype(trained)
-    except TypeError:
-        target = None  # a dtype this pandas does not know ("str" before pandas 3)
+    target = _trained_dtype(trained)
     if column.type == "datetime":
         if getattr(target, "tz", None) is not None:
             return pandas.Series(values).dt.tz_localize("UTC").dt.tz_convert(target.tz)
@@ -568,6 +567,18 @@ def _pandas_column(pandas: Any, column: ColumnSpec, values: np.ndarray) -> Any:
     if isinstance(numpy_dtype, np.dtype) and numpy_dtype.kind in "iu" and kind in "iu":
         _cast_checked(column, values, numpy_dtype)  # Int8 and the like: refuse what wraps
     return pandas.array(values, dtype=target)
+
+
+@functools.lru_cache(maxsize=256)
+def _trained_dtype(name: str) -> Any:
+    """The dtype a column was trained on, or None for one this pandas does not know ("str"
+    before pandas 3); cached, as every call of a record through a DataFrame needs it."""
+    import pandas
+
+    try:
+        return pandas.api.types.pandas_dtype(name)
+    except TypeError:
+        return None
 
 
 def _cast_checked(column: ColumnSpec, values: np.ndarray, target: np.dtype[Any]) -> np.ndarray:

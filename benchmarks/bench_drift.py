@@ -137,8 +137,10 @@ def print_setup(plan: Plan, *, quick: bool) -> None:
 
 def drift_benchmarks(plan: Plan) -> list[Benchmark]:
     """The monitor's updates, on a numeric and on a mixed 10-column signature."""
-    from modelkit._drift import DriftMonitor, profile_reference
-    from modelkit._signature import TabularValidator, infer_tabular_signature
+    from modelkit._drift import DriftMonitor
+    from modelkit._infer import infer_tabular_signature
+    from modelkit._profile import profile_reference
+    from modelkit._validation import TabularValidator
 
     rng = np.random.default_rng(0)
     numeric = rng.standard_normal((REFERENCE_ROWS + BATCH_ROWS, N_FEATURES))

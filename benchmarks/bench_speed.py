@@ -122,6 +122,14 @@ def default_layout_graph(pipeline: Any) -> bytes:
 
 # -- hand-written code -----------------------------------------------------------------------
 
+_ORT_FLOATS = {"tensor(float)": np.float32, "tensor(double)": np.float64}
+
+
+def _float_type(session: Any, name: str) -> Any:
+    """The numpy dtype a graph's numeric input takes, as hand-written code would look it up."""
+    kind = next(i.type for i in session.get_inputs() if i.name == name)
+    return _ORT_FLOATS[kind]
+
 
 def raw_record(session: Any) -> Callable[[dict[str, Any]], Any]:
     """Hand-written onnxruntime code for one record on skl2onnx's default layout."""
@@ -151,12 +159,14 @@ def raw_batch(session: Any) -> Callable[[Any], Any]:
 def raw_grouped_batch(session: Any) -> Callable[[Any], Any]:
     """Hand-written onnxruntime code for a DataFrame on the graph modelkit wrote."""
     run = session.run
+    numbers = next(i.name for i in session.get_inputs() if i.type in _ORT_FLOATS)
+    dtype = _float_type(session, numbers)
 
     def predict_batch(frame: Any) -> Any:
         return run(
             None,
             {
-                "float_input": frame[NUMERIC].to_numpy(dtype=np.float32),
+                numbers: frame[NUMERIC].to_numpy(dtype=dtype),
                 "string_input": frame[CATEGORICAL].to_numpy(dtype=object),
             },
         )
@@ -167,9 +177,10 @@ def raw_grouped_batch(session: Any) -> Callable[[Any], Any]:
 def raw_linear(session: Any) -> Callable[[list[float]], Any]:
     run = session.run
     name = session.get_inputs()[0].name
+    dtype = _float_type(session, name)
 
     def predict(values: list[float]) -> Any:
-        label, probabilities = run(None, {name: np.array([values], dtype=np.float32)})
+        label, probabilities = run(None, {name: np.array([values], dtype=dtype)})
         return label[0], probabilities[0]
 
     return predict

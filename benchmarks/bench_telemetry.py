@@ -143,7 +143,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         path, records = _bundle(Path(workdir), 20)
         model = modelkit.load(path)
-        plain = _cycle(model._predict_one, records)
+        plain = _cycle(model._one, records)
         observed = _cycle(model.predict, records)
         base, other = compare(plain, observed, rounds=rounds, calls=calls)
         print(_row("no SDK: predict vs uninstrumented path", base, other, "<= +1 µs"))
@@ -151,7 +151,7 @@ def main() -> None:
         echo = _echo_model()
         one = [{"x": float(i)} for i in range(64)]
         base, other = compare(
-            _cycle(echo._predict_one, one), _cycle(echo.predict, one), rounds=rounds, calls=calls
+            _cycle(echo._one, one), _cycle(echo.predict, one), rounds=rounds, calls=calls
         )
         print(_row("no SDK, pure-Python model: predict vs uninstrumented", base, other, "<= +1 µs"))
 
@@ -169,11 +169,11 @@ def main() -> None:
             # What an application would write around the call: one span, one histogram record.
             started = time.perf_counter()
             with tracer.start_as_current_span("predict logistic", attributes=attributes):
-                output = instrumented._predict_one(record)
+                output = instrumented._one(record)
             histogram.record(time.perf_counter() - started, attributes)
             return output
 
-        plain = _cycle(instrumented._predict_one, records)
+        plain = _cycle(instrumented._one, records)
         base, hand = compare(plain, _cycle(by_hand, records), rounds=rounds, calls=calls)
         sdk_cost = hand - base
         _, fastest_plain, fastest_hand = FASTEST[-1]

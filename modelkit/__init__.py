@@ -13,13 +13,14 @@ one interface whatever its format::
 from . import adapters, monitoring, telemetry
 from ._api import convert, digest, load, save
 from ._batching import Batching
-from ._bundle import Artifact, Artifacts, Environment, Manifest
+from ._bundle import Artifacts
 from ._hooks import Hook, PredictionContext, add_hook, remove_hook
+from ._manifest import Manifest
 from ._model import Model
 from ._prediction_log import PredictionLogger
 from ._predictions import ClassifierOutput, Predictions, RegressorOutput, TensorOutput
 from ._registry import Registry, Route
-from ._signature import ColumnSpec, Outputs, Signature, TabularInputs, TensorInputs, TensorSpec
+from ._spec import ColumnSpec, Outputs, Signature, TabularInputs, TensorInputs, TensorSpec
 from ._version import __version__
 from .errors import (
     BundleError,
@@ -33,14 +34,12 @@ from .errors import (
 )
 
 __all__ = [
-    "Artifact",
     "Artifacts",
     "Batching",
     "BundleError",
     "ClassifierOutput",
     "ColumnSpec",
     "ConversionError",
-    "Environment",
     "EnvironmentMismatchError",
     "EnvironmentMismatchWarning",
     "Hook",

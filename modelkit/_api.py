@@ -20,35 +20,17 @@ from pydantic import BaseModel, JsonValue, TypeAdapter, ValidationError
 
 from . import _environment, adapters, telemetry
 from ._batching import Batching
-from ._bundle import (
-    ARTIFACTS_DIR,
-    DEFAULT_MAX_BUNDLE_SIZE,
-    Artifact,
-    Artifacts,
-    Environment,
-    Manifest,
-    digest,
-    is_bundle,
-    list_artifacts,
-    normalize_digest,
-    now,
-    open_bundle,
-    publish,
-    staging_directory,
-    write_manifest,
-)
+from ._bundle import DEFAULT_MAX_BUNDLE_SIZE, Artifacts, digest, open_bundle
+from ._custom import model_for
 from ._environment import VersionPolicy
-from ._model import Model, RunnerModel
-from ._signature import (
-    Outputs,
-    SchemaInputs,
-    Signature,
-    TabularInputs,
-    TabularValidator,
-    Task,
-    TensorInputs,
-    tabular_inputs_from_model,
-)
+from ._infer import tabular_inputs_from_model
+from ._manifest import ARTIFACTS_DIR, Artifact, Environment, Manifest, normalize_digest
+from ._model import Features, Model, observer_of
+from ._protocol import Runner
+from ._publish import is_bundle, list_artifacts, now, publish, staging_directory, write_manifest
+from ._runner_model import RunnerModel
+from ._spec import Outputs, SchemaInputs, Signature, TabularInputs, Task, TensorInputs
+from ._validation import TabularValidator
 from .errors import BundleError, ConversionError, ModelkitError
 
 __all__ = ["convert", "digest", "load", "save"]
@@ -115,6 +97,16 @@ def save(
     adapter = adapters.for_object(obj) if format == "auto" else adapters.get(format)
 
     def write(directory: Path) -> adapters.SavedModel:
+        if adapter.name == "onnx" and not adapter.accepts(obj) and hasattr(obj, "predict"):
+            # A scikit-learn estimator: converted, and checked against itself, before writing.
+            from ._convert import convert_estimator
+            from .adapters._onnx import ARTIFACT
+
+            converted = convert_estimator(
+                obj, sample_input=sample_input, inputs=inputs, outputs=outputs
+            )
+            (directory / ARTIFACT).write_bytes(converted.data)
+            return converted.saved
         return adapter.save(
             obj, directory, sample_input=sample_input, inputs=inputs, outputs=outputs
         )
@@ -176,7 +168,14 @@ def convert(
 
     if to != "onnx":
         raise ValueError(f"modelkit converts to 'onnx' only, got to={to!r}")
-    model = _load(source, sha256, False, "warn", None)
+    model = _load(
+        source,
+        sha256=sha256,
+        trusted=False,
+        version_policy="warn",
+        adapter_options=None,
+        features=Features(),
+    )
     manifest = model.manifest
     assert manifest is not None
     if manifest.format != "joblib" or not isinstance(model, RunnerModel):
@@ -304,7 +303,7 @@ def _profile(
     adapter: adapters.Adapter, staging: Path, saved: adapters.SavedModel, data: Any
 ) -> dict[str, Any]:
     """The drift profile of the reference data, outputs included when the model can run them."""
-    from ._drift import profile_reference
+    from ._profile import profile_reference
 
     inputs = saved.signature.inputs
     assert isinstance(inputs, TabularInputs)
@@ -424,26 +423,23 @@ def load(
             f"batching must be True, False or a modelkit.Batching, got {type(batching).__name__}."
         )
     tel = telemetry.for_providers(tracer_provider, meter_provider)
+    features = Features(
+        telemetry=tel if tracer_provider is not None or meter_provider is not None else None,
+        drift=drift,
+        batching=(Batching() if batching is True else batching) or None,
+    )
+    arguments: dict[str, Any] = {
+        "sha256": sha256,
+        "trusted": trusted,
+        "version_policy": version_policy,
+        "adapter_options": adapter_options,
+        "features": features,
+        "max_bundle_size": max_bundle_size,
+    }
     if not tel.is_active:
-        model = _load(
-            path, sha256, trusted, version_policy, adapter_options, max_bundle_size=max_bundle_size
-        )
+        model = _load(path, **arguments)
     else:
-        model = _observed_load(
-            tel,
-            path,
-            sha256,
-            trusted,
-            version_policy,
-            adapter_options,
-            max_bundle_size=max_bundle_size,
-        )
-    if tracer_provider is not None or meter_provider is not None:
-        model._telemetry = tel
-    if drift:
-        model._start_drift()
-    if batching is not False:
-        model._start_batching(Batching() if batching is True else batching)
+        model = _observed_load(tel, path, **arguments)
     logger.info(
         "Loaded model %r version %s (%s) from %s, digest %s",
         model.name,
@@ -459,9 +455,7 @@ def _label(path: Any) -> str:
     return os.fspath(path) if isinstance(path, str | os.PathLike) else str(path)
 
 
-def _observed_load(
-    tel: telemetry.Telemetry, path: Any, *args: Any, **kwargs: Any
-) -> Model[Any, Any]:
+def _observed_load(tel: telemetry.Telemetry, path: Any, **kwargs: Any) -> Model[Any, Any]:
     """:func:`_load` inside a ``load {name}`` span, timed into ``modelkit.model.load.duration``."""
     started = time.perf_counter()
     span = token = None
@@ -471,7 +465,7 @@ def _observed_load(
         )
         token = otel_context.attach(trace.set_span_in_context(span))
     try:
-        model = _load(path, *args, **kwargs)
+        model = _load(path, **kwargs)
     except Exception as exc:
         error_type = telemetry.error_type(exc)
         if span is not None:
@@ -482,7 +476,7 @@ def _observed_load(
             tel.load_duration.record(time.perf_counter() - started, {"error.type": error_type})
         raise
     else:
-        attributes = model._telemetry_attributes()
+        attributes = observer_of(model).attributes()
         if span is not None:
             span.update_name(f"load {model.name}")
             span.set_attributes(attributes)
@@ -498,11 +492,12 @@ def _observed_load(
 
 def _load(
     path: Any,
+    *,
     sha256: str | None,
     trusted: bool,
     version_policy: VersionPolicy,
     adapter_options: Mapping[str, Any] | None,
-    *,
+    features: Features,
     max_bundle_size: int | None = DEFAULT_MAX_BUNDLE_SIZE,
 ) -> Model[Any, Any]:
     pinned = None if sha256 is None else normalize_digest(sha256)
@@ -518,7 +513,9 @@ def _load(
     options = dict(adapter_options or {})
     if opened.bundle is None:
         assert opened.data is not None
-        return _load_bare(opened.kind, opened.label, opened.data, opened.digest, options)
+        found = opened.digest
+        runner, manifest = _load_bare(opened.kind, opened.label, opened.data, found, options)
+        return model_for(manifest, opened.digest, runner, features)
     bundle = opened.bundle
     manifest = bundle.manifest
     _environment.check(
@@ -540,16 +537,13 @@ def _load(
             f"The {adapter.name} adapter cannot load {opened.label!r}: {type(exc).__name__}: {exc}",
             path=opened.label,
         ) from exc
-    if isinstance(loaded, Model):
-        loaded._bind(manifest, bundle.digest)
-        return loaded
-    return RunnerModel(manifest, bundle.digest, loaded)
+    return model_for(manifest, bundle.digest, loaded, features)
 
 
 def _load_bare(
     kind: str, label: str, data: bytes, found: str, options: Mapping[str, Any]
-) -> Model[Any, Any]:
-    """Load a bare model file, describing it with an in-memory manifest like a bundle's."""
+) -> tuple[Runner, Manifest]:
+    """Load a bare model file, described by an in-memory manifest like a bundle's."""
     runner: Any
     if kind == "onnx":
         from .adapters._onnx import OnnxAdapter, OnnxRunner, make_session
@@ -574,7 +568,7 @@ def _load_bare(
         manifest = _bare_manifest(
             "joblib", label, data, found, signature=signature, details=details
         )
-    return RunnerModel(manifest, found, runner)
+    return runner, manifest
 
 
 def describe_bare_onnx(label: str, data: bytes, found: str) -> Manifest:

@@ -1,8 +1,9 @@
 """Micro-batching: concurrent single-record calls coalesced into one vectorized call.
 
 A model loaded with ``batching=`` gets one :class:`Batcher`. Callers validate their record in
-their own thread (or on their event loop), queue the values and wait; one worker thread takes
-what is queued, runs it as one table, and hands each caller its row of the answer.
+their own thread (or on their event loop), queue the values and wait; the batcher's
+:class:`~modelkit._worker.Worker` takes what is queued, runs it as one table, and hands each
+caller its row of the answer.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ import contextlib
 import functools
 import math
 import numbers
-import os
 import threading
-import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from ._worker import Worker, after_fork_in_child
 
 __all__ = ["Batcher", "Batching", "Call"]
 
@@ -107,33 +107,32 @@ class Batcher:
     def __init__(self, run: RunRows, config: Batching, *, name: str) -> None:
         self._run = weakref.WeakMethod(run)
         self.config = config
-        self._name = name
-        self._is_closed = False
-        self._reset()
-        _BATCHERS.add(self)
-
-    def _reset(self) -> None:
-        # Reentrant: a model's finalizer (which closes its batcher) may run on the worker
-        # thread, from a garbage collection that starts while the worker holds the lock.
-        self._condition = threading.Condition(threading.RLock())
-        self._queue: deque[Call] = deque()
-        # Callers validating a record on their way to submit(): list.append and list.pop are
-        # atomic, so the hot path counts them without taking the lock twice.
-        self._arriving: list[None] = []
         # Callers answered by the last batch: in a steady stream they come back, so the worker
         # waits for that many; after a lone caller it is 1, and the next lone caller never waits.
         self._expected = 1
-        self._worker: threading.Thread | None = None
+        self._worker: Worker[Call] = Worker(
+            self._answer,
+            name=f"modelkit-batching-{name}",
+            max_batch=config.max_batch_size,
+            max_wait=config.max_wait_ms / 1000,
+            linger=self._is_expected,
+        )
+        after_fork_in_child(self._after_fork_in_child)
+
+    @property
+    def pending(self) -> int:
+        """Calls queued and not yet taken into a batch."""
+        return self._worker.pending
 
     # -- callers ------------------------------------------------------------------------------
 
     def enter(self) -> None:
         """Count a caller validating its record, so that the worker waits for it."""
-        self._arriving.append(None)
+        self._worker.announce()
 
     def leave(self) -> None:
         """Stop counting a caller whose record failed validation."""
-        self._arriving.pop()
+        self._worker.withdraw()
 
     def submit(self, values: Values) -> Call | None:
         """Queue a caller's values and block until the worker answers (after :meth:`enter`).
@@ -161,72 +160,23 @@ class Batcher:
         return call
 
     def _enqueue(self, call: Call) -> bool:
-        with self._condition:
-            self._arriving.pop()
-            if self._is_closed:
-                return False
-            if self._worker is None and not self._start():
-                return False
-            self._queue.append(call)
-            self._condition.notify()
-        return True
-
-    def _start(self) -> bool:
-        worker = threading.Thread(
-            target=self._work, name=f"modelkit-batching-{self._name}", daemon=True
-        )
-        try:
-            worker.start()
-        except RuntimeError:  # no new threads while the interpreter shuts down: run directly
-            return False
-        self._worker = worker
-        return True
+        # Refused once closed, or when no thread can start (the interpreter is shutting down).
+        return self._worker.put(call, announced=True)
 
     def close(self) -> None:
         """Answer every queued call, then stop the worker and wait for it. Idempotent."""
-        with self._condition:
-            self._is_closed = True
-            self._condition.notify_all()
-            worker = self._worker
-        if worker is not None and worker is not threading.current_thread():
-            worker.join()
+        self._worker.close()
 
     # -- the worker ---------------------------------------------------------------------------
 
-    def _work(self) -> None:
-        while calls := self._take():
-            self._answer(calls)
-
-    def _take(self) -> list[Call]:
-        """The next batch: what is queued, plus callers on their way within the wait."""
-        max_size = self.config.max_batch_size
-        max_wait = self.config.max_wait_ms / 1000
-        condition = self._condition
-        with condition:
-            queue = self._queue
-            while not queue:
-                if self._is_closed:
-                    return []
-                condition.wait()
-            calls = [queue.popleft()]
-            deadline = None
-            while len(calls) < max_size:
-                if queue:
-                    calls.append(queue.popleft())
-                    continue
-                if self._is_closed or not (self._arriving or len(calls) < self._expected):
-                    break
-                now = time.monotonic()
-                if deadline is None:
-                    deadline = now + max_wait
-                elif now >= deadline:
-                    break
-                condition.wait(deadline - now)
-            self._expected = len(calls)
-        return calls
+    def _is_expected(self, taken: int) -> bool:
+        """Whether a batch of ``taken`` calls should wait for more: as many callers as the
+        last batch answered tend to come back."""
+        return taken < self._expected
 
     def _answer(self, calls: list[Call]) -> None:
         # A method of its own, so that the model is referenced only while its batch runs.
+        self._expected = len(calls)
         run = self._run()
         fields = None
         if run is not None:
@@ -239,8 +189,8 @@ class Batcher:
             call.answer(fields, index, size)
 
     def _after_fork_in_child(self) -> None:
-        # The child has no worker thread and none of the parent's callers: start afresh.
-        self._reset()
+        # The child has none of the parent's callers (its worker resets itself).
+        self._expected = 1
 
 
 def _wake(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
@@ -252,15 +202,3 @@ def _wake(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None
 def _set_done(future: asyncio.Future[None]) -> None:
     if not future.done():  # the awaiting task may have been cancelled
         future.set_result(None)
-
-
-_BATCHERS: weakref.WeakSet[Batcher] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for batcher in list(_BATCHERS):
-        batcher._after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
-    os.register_at_fork(after_in_child=_after_fork_in_child)

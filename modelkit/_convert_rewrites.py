@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from ._deps import require
-from ._signature import is_missing
+from ._sklearn import steps
+from ._spec import is_missing
 
 __all__ = [
     "AS_DOUBLE",
@@ -56,30 +57,6 @@ AS_DOUBLE = "__modelkit_as_double"
 
 # skl2onnx's registries and the functions patched below are process-wide: one conversion at a time.
 _LOCK = threading.RLock()
-
-
-def steps(estimator: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    """``(path, object)`` for the estimator and everything nested in pipelines and transformers.
-
-    Paths name steps as the pipeline does: ``columntransformer > cat > onehotencoder``.
-    """
-    yield path, estimator
-    children: list[tuple[str, Any]] = []
-    nested_steps = getattr(estimator, "steps", None)
-    if isinstance(nested_steps, list):
-        children += [(str(name), step) for name, step, *_ in nested_steps]
-    for attribute in ("transformers_", "transformer_list"):
-        nested = getattr(estimator, attribute, None)
-        if isinstance(nested, list):
-            children += [(str(name), step) for name, step, *_ in nested]
-    for attribute in ("estimator", "base_estimator", "final_estimator_"):
-        child = getattr(estimator, attribute, None)
-        if child is not None and hasattr(child, "get_params"):
-            children.append((attribute, child))
-    for name, child in children:
-        if isinstance(child, str):  # "drop" and "passthrough"
-            continue
-        yield from steps(child, f"{path} > {name}" if path else name)
 
 
 # -- missing strings ----------------------------------------------------------------------------

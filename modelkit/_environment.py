@@ -11,13 +11,32 @@ from collections.abc import Iterable, Mapping
 from importlib import metadata
 from typing import Literal
 
-from ._bundle import Environment
+from ._manifest import Environment
 from .errors import EnvironmentMismatchError, EnvironmentMismatchWarning
 
-__all__ = ["VersionPolicy", "capture", "check", "distribution_of", "installed_version"]
+__all__ = [
+    "PackageStatus",
+    "VersionPolicy",
+    "capture",
+    "check",
+    "depends_on_python",
+    "distribution_of",
+    "installed_version",
+    "mismatch_text",
+    "mismatches",
+    "package_status",
+    "python_status",
+    "release",
+    "same_release_line",
+]
 
 logger = logging.getLogger("modelkit")
 VersionPolicy = Literal["warn", "error", "ignore"]
+#: A package's recorded version and the installed one (``None``: not installed).
+Mismatch = tuple[str, str | None]
+#: How an installed package stands against the version a bundle recorded: the same version;
+#: another on the same release line (loads, with a warning); another major version; none.
+PackageStatus = Literal["ok", "differs", "incompatible", "missing"]
 _POLICIES = ("warn", "error", "ignore")
 
 
@@ -47,9 +66,30 @@ def capture(distributions: Iterable[str]) -> Environment:
     return Environment(python=platform.python_version(), packages=packages)
 
 
-def _release(version: str) -> tuple[int, ...]:
+def release(version: str) -> tuple[int, ...]:
+    """The numeric release of a version string: ``"1.5.2rc1"`` -> ``(1, 5, 2)``."""
     match = re.match(r"^\s*v?(\d+(?:\.\d+)*)", version)
     return tuple(int(part) for part in match.group(1).split(".")) if match else ()
+
+
+def same_release_line(saved: str, current: str) -> bool:
+    """The one compatibility rule: a package loads across versions of the same major version
+    (semantic versioning's promise); another major version may break the saved artifacts."""
+    return release(saved)[:1] == release(current)[:1]
+
+
+def package_status(recorded: str, installed: str | None) -> PackageStatus:
+    """How the installed version of a package stands against the one a bundle recorded."""
+    if installed is None:
+        return "missing"
+    if installed == recorded:
+        return "ok"
+    return "differs" if same_release_line(recorded, installed) else "incompatible"
+
+
+def python_status(recorded: str, current: str) -> Literal["ok", "differs"]:
+    """Whether this Python is the recorded one's minor version (pickles may differ across)."""
+    return "ok" if release(current)[:2] == release(recorded)[:2] else "differs"
 
 
 # Formats whose artifacts load the same on any Python (a pickle may not).
@@ -75,43 +115,60 @@ def check(
         EnvironmentMismatchError: as the policy says.
         ValueError: an unknown policy.
     """
-    if policy not in _POLICIES:
-        raise ValueError(f"version_policy must be one of {_POLICIES}, got {policy!r}")
-    if policy == "ignore":
-        return
-    severe: dict[str, tuple[str, str | None]] = {}
-    mild: dict[str, tuple[str, str | None]] = {}
-    for name, saved in recorded.packages.items():
-        current = installed_version(name)
-        if current is None:
-            severe[name] = (saved, None)
-        elif current != saved:
-            same_major = _release(current)[:1] == _release(saved)[:1]
-            (mild if same_major else severe)[name] = (saved, current)
-    python_now = platform.python_version()
-    if compare_python and _release(python_now)[:2] != _release(recorded.python)[:2]:
-        mild["python"] = (recorded.python, python_now)
-    if policy == "error":
-        severe.update(mild)
-        mild = {}
+    severe, mild = mismatches(recorded, policy, compare_python=compare_python)
     if severe:
         raise EnvironmentMismatchError(
-            f"Bundle {label!r} was saved with {_describe(severe)}. Install the recorded versions, "
-            "or pass version_policy='ignore' to load it anyway (results may differ).",
+            f"Bundle {label!r} was saved with {mismatch_text(severe)}. Install the recorded "
+            "versions, or pass version_policy='ignore' to load it anyway (results may differ).",
             mismatches=severe,
         )
     if mild:
         message = (
-            f"Bundle {label!r} was saved with {_describe(mild)}; results may differ slightly. "
+            f"Bundle {label!r} was saved with {mismatch_text(mild)}; results may differ slightly. "
             "Pass version_policy='ignore' to silence this, or re-save the model."
         )
         logger.warning(message)
         warnings.warn(message, EnvironmentMismatchWarning, stacklevel=4)
 
 
-def _describe(mismatches: Mapping[str, tuple[str, str | None]]) -> str:
+def mismatches(
+    recorded: Environment, policy: VersionPolicy, *, compare_python: bool = True
+) -> tuple[dict[str, Mismatch], dict[str, Mismatch]]:
+    """The differences between a bundle's recorded environment and this process, split into
+    those the policy refuses to load and those it only warns about.
+
+    Each maps a package name (or ``"python"``) to its recorded and installed versions (``None``
+    when the package is missing). See :func:`check` for the policies.
+
+    Raises:
+        ValueError: an unknown policy.
+    """
+    if policy not in _POLICIES:
+        raise ValueError(f"version_policy must be one of {_POLICIES}, got {policy!r}")
+    severe: dict[str, Mismatch] = {}
+    mild: dict[str, Mismatch] = {}
+    if policy == "ignore":
+        return severe, mild
+    for name, saved in recorded.packages.items():
+        current = installed_version(name)
+        status = package_status(saved, current)
+        if status == "differs":
+            mild[name] = (saved, current)
+        elif status != "ok":
+            severe[name] = (saved, current)
+    python_now = platform.python_version()
+    if compare_python and python_status(recorded.python, python_now) == "differs":
+        mild["python"] = (recorded.python, python_now)
+    if policy == "error":
+        severe.update(mild)
+        mild = {}
+    return severe, mild
+
+
+def mismatch_text(found: Mapping[str, Mismatch]) -> str:
+    """Mismatches as text: ``scikit-learn 1.5.2 (this process has 1.6.0), ...``."""
     parts = [
         f"{name} {saved} (this process has {current or 'none installed'})"
-        for name, (saved, current) in sorted(mismatches.items())
+        for name, (saved, current) in sorted(found.items())
     ]
     return ", ".join(parts)

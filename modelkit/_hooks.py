@@ -10,11 +10,26 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from ._model import Model
+    from ._spec import Signature
 
 __all__ = ["Hook", "PredictionContext", "add_hook", "remove_hook"]
 
 logger = logging.getLogger("modelkit")
+
+
+class CalledModel(Protocol):
+    """What a hook may read of the model it observes (a :class:`modelkit.Model`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def digest(self) -> str | None: ...
+    @property
+    def signature(self) -> Signature: ...
 
 
 @dataclass
@@ -32,7 +47,7 @@ class PredictionContext:
         extra: free space for hooks to pass values from ``before_predict`` to the later calls.
     """
 
-    model: Model[Any, Any]
+    model: CalledModel
     inputs: Any
     batch_size: int | None
     is_batch: bool

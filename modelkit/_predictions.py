@@ -198,7 +198,8 @@ class Predictions(Sequence[Out], Generic[Out]):
     def to_pandas(self) -> Any:
         """A DataFrame with one row per record.
 
-        Classifiers give ``label`` and one ``probability[CLASS]`` column per class; regressors
+        Classifiers give ``label`` and one ``probability_<class>`` column per class (the naming
+        of every flat table modelkit writes, ``modelkit predict`` files included); regressors
         ``value``; tensor and custom models one column per field.
         """
         pandas = require("pandas", extra="pandas", feature="Predictions.to_pandas()")
@@ -207,12 +208,17 @@ class Predictions(Sequence[Out], Generic[Out]):
             value = self._column(name)
             if name == "probabilities" and self._classes is not None:
                 for j, cls in enumerate(self._classes):
-                    data[f"probability[{cls}]"] = value[:, j]
+                    data[probability_column(cls)] = value[:, j]
             elif isinstance(value, np.ndarray) and value.ndim > 1:
                 data[name] = list(value)
             else:
                 data[name] = value
         return pandas.DataFrame(data)
+
+
+def probability_column(cls: Any) -> str:
+    """The flat-table column of one class's probability: ``probability_<class>``."""
+    return f"probability_{cls}"
 
 
 def _row_fields(row: Any) -> tuple[str, ...]:

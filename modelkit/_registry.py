@@ -4,182 +4,53 @@ A :class:`Registry` maps names to :class:`Route` objects. A route is a live hand
 registry's current state on every call, so a canary, a shadow, a promotion or a reload applies to
 routes obtained earlier. Each state is an immutable snapshot swapped in with one assignment:
 callers never take a lock, and a call in flight finishes on the model it started on.
+
+Configs and lock files are read and written by :mod:`modelkit._config`; shadow traffic runs in
+:mod:`modelkit._shadow`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import hashlib
 import math
 import os
-import queue
 import random
-import re
-import sys
 import threading
-import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
-
-import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from typing import Any
 
 from . import telemetry
 from ._api import load
-from ._bundle import normalize_digest
-from ._model import Model, RunnerModel, _RejectedError
-from ._predictions import ClassifierOutput, Predictions, RegressorOutput, TensorOutput
-from ._signature import Signature
+from ._atomic import write_atomically
+from ._config import (
+    LOAD_OPTIONS,
+    LOCK_VERSION,
+    Variant,
+    check_name,
+    format_lock,
+    pin_conflict,
+    pins_of,
+    read_config,
+    read_lock,
+    relative_path,
+)
+from ._manifest import normalize_digest
+from ._model import Model, observer_of
+from ._predictions import Predictions
+from ._runner_model import warm
+from ._shadow import ShadowTraffic
+from ._spec import Signature
 from .errors import (
     BundleError,
     EnvironmentMismatchError,
     IntegrityError,
-    InvalidInputError,
     ModelkitError,
 )
 
-__all__ = ["LOCK_VERSION", "Registry", "Route"]
-
-LOCK_VERSION = 1
-Variant = Literal["primary", "canary", "shadow"]
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_LOAD_OPTIONS = frozenset(
-    {
-        "sha256",
-        "trusted",
-        "version_policy",
-        "adapter_options",
-        "drift",
-        "batching",
-        "tracer_provider",
-        "meter_provider",
-    }
-)
-#: Regression values and tensors count as matching their shadow's within this relative
-#: difference (the tolerance conversion to ONNX is held to).
-SHADOW_TOLERANCE = 1e-4
-#: Shadow calls waiting for the shadow worker; beyond this they are dropped (and counted).
-SHADOW_QUEUE_SIZE = 1000
-
-
-# -- configuration ------------------------------------------------------------------------------
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _BundleConfig(_Strict):
-    path: str = Field(min_length=1)
-    sha256: str | None = None
-    version_policy: Literal["warn", "error", "ignore"] | None = None
-    adapter_options: dict[str, JsonValue] | None = None
-    drift: bool | None = None
-    batching: bool | dict[str, JsonValue] | None = None
-
-
-class _CanaryConfig(_BundleConfig):
-    weight: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
-
-
-class _ModelConfig(_BundleConfig):
-    canary: _CanaryConfig | None = None
-    shadow: _BundleConfig | None = None
-
-
-class _Config(_Strict):
-    models: dict[str, _ModelConfig]
-
-
-class _LockedBundle(_Strict):
-    path: str
-    sha256: str
-
-
-class _LockedModel(_LockedBundle):
-    canary: _LockedBundle | None = None
-    shadow: _LockedBundle | None = None
-
-
-class _Lock(_Strict):
-    lock_version: Literal[1]
-    models: dict[str, _LockedModel]
-
-
-def _read_toml(path: Path, what: str) -> dict[str, Any]:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on Python 3.10 only
-        from ._deps import require
-
-        tomllib = require("tomli", extra="toml", feature=f"Reading a {what}")
-    try:
-        with path.open("rb") as handle:
-            document: dict[str, Any] = tomllib.load(handle)
-    except FileNotFoundError:
-        raise BundleError(f"The {what} {str(path)!r} does not exist.", path=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BundleError(f"Cannot read the {what} {str(path)!r}: {exc}", path=str(path)) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"The {what} {str(path)!r} is not valid TOML: {exc}") from exc
-    return document
-
-
-def _validated(schema: type[_Strict], document: Any, label: str) -> Any:
-    """``document`` validated, or a ValueError naming the key (``models.churn.canary.weight``)."""
-    if not isinstance(document, Mapping):
-        raise ValueError(f"{label} must be a table (mapping), got {type(document).__name__}.")
-    try:
-        return schema.model_validate(document)
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors()[:10]:
-            where = ".".join(str(part) for part in error["loc"])
-            message = error["msg"]
-            if error["type"] == "extra_forbidden":
-                known = _known_keys(schema, error["loc"])
-                near = difflib.get_close_matches(str(error["loc"][-1]), known, n=1)
-                message = "unknown key" + (f" (did you mean {near[0]!r}?)" if near else "")
-            problems.append(f"{where}: {message}")
-        raise ValueError(f"Invalid {label}: " + "; ".join(problems)) from None
-
-
-def _known_keys(schema: type[_Strict], location: tuple[Any, ...]) -> list[str]:
-    """The keys allowed where ``location`` (ending in the unknown key) points."""
-    model: Any = schema
-    for part in location[:-1]:
-        if isinstance(model, type) and issubclass(model, BaseModel):
-            field = model.model_fields.get(str(part))
-            if field is None:
-                continue  # a free-form name, such as the model's
-            model = field.annotation
-            for arg in getattr(model, "__args__", ()):  # Optional[...] and dict[str, X]
-                if isinstance(arg, type) and issubclass(arg, BaseModel):
-                    model = arg
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return list(model.model_fields)
-    return []
-
-
-def _toml_key(name: str) -> str:
-    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else _toml_string(name)
-
-
-def _toml_string(value: str) -> str:
-    """A TOML basic string: quotes, backslashes and control characters escaped, the rest as is
-    (the file is UTF-8; TOML has no surrogate escapes for characters beyond the BMP)."""
-    escaped = []
-    for char in value:
-        if char in ('"', "\\"):
-            escaped.append("\\" + char)
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            escaped.append(f"\\u{ord(char):04x}")
-        else:
-            escaped.append(char)
-    return '"' + "".join(escaped) + '"'
+__all__ = ["Registry", "Route"]
 
 
 # -- routing ------------------------------------------------------------------------------------
@@ -192,8 +63,9 @@ def _key_fraction(name: str, key: object) -> float:
 
 
 @dataclass(frozen=True)
-class _Bundle:
-    """One loaded bundle in a route, with how it was loaded (to reload and lock it)."""
+class _LoadedModel:
+    """A model loaded into a route (its primary, canary or shadow), with where it came from and
+    the options it was loaded with, to reload it and to lock it."""
 
     model: Model[Any, Any]
     path: Any
@@ -202,10 +74,10 @@ class _Bundle:
 
 @dataclass(frozen=True)
 class _State:
-    primary: _Bundle
-    canary: _Bundle | None = None
+    primary: _LoadedModel
+    canary: _LoadedModel | None = None
     weight: float = 0.0
-    shadow: _Bundle | None = None
+    shadow: _LoadedModel | None = None
 
 
 class _Entry:
@@ -268,7 +140,7 @@ class Route:
         state = self._entry.state
         result = self._choose(state, key).predict(record)
         if state.shadow is not None:
-            self._registry._shadow_queue.submit(self._entry.name, state.shadow, record, result)
+            self._registry._shadows.submit(self._entry.name, state.shadow.model, record, result)
         return result
 
     def predict_batch(self, records: Any, *, key: object = None) -> Predictions[Any]:
@@ -276,8 +148,8 @@ class Route:
         state = self._entry.state
         result = self._choose(state, key).predict_batch(records)
         if state.shadow is not None:
-            self._registry._shadow_queue.submit(
-                self._entry.name, state.shadow, records, result, is_batch=True
+            self._registry._shadows.submit(
+                self._entry.name, state.shadow.model, records, result, is_batch=True
             )
         return result
 
@@ -286,7 +158,7 @@ class Route:
         state = self._entry.state
         result = await self._choose(state, key).apredict(record)
         if state.shadow is not None:
-            self._registry._shadow_queue.submit(self._entry.name, state.shadow, record, result)
+            self._registry._shadows.submit(self._entry.name, state.shadow.model, record, result)
         return result
 
     async def apredict_batch(self, records: Any, *, key: object = None) -> Predictions[Any]:
@@ -294,8 +166,8 @@ class Route:
         state = self._entry.state
         result = await self._choose(state, key).apredict_batch(records)
         if state.shadow is not None:
-            self._registry._shadow_queue.submit(
-                self._entry.name, state.shadow, records, result, is_batch=True
+            self._registry._shadows.submit(
+                self._entry.name, state.shadow.model, records, result, is_batch=True
             )
         return result
 
@@ -307,146 +179,6 @@ class Route:
         if state.shadow is not None:
             parts.append(f"shadow={state.shadow.model.version!r}")
         return f"<Route {' '.join(parts)}>"
-
-
-# -- shadow traffic -----------------------------------------------------------------------------
-
-
-def _same_output(expected: Any, actual: Any) -> bool:
-    """Whether a shadow's answer matches the primary's: same label, or values within
-    :data:`SHADOW_TOLERANCE`."""
-    if isinstance(expected, ClassifierOutput) and isinstance(actual, ClassifierOutput):
-        return bool(expected.label == actual.label)
-    if isinstance(expected, RegressorOutput) and isinstance(actual, RegressorOutput):
-        return _close(expected.value, actual.value)
-    if isinstance(expected, TensorOutput) and isinstance(actual, TensorOutput):
-        return set(expected) == set(actual) and all(
-            _close(expected[name], actual[name]) for name in expected
-        )
-    return bool(expected == actual)
-
-
-def _close(expected: Any, actual: Any) -> bool:
-    try:
-        a = np.asarray(expected, dtype=np.float64)
-        b = np.asarray(actual, dtype=np.float64)
-    except (TypeError, ValueError):
-        return bool(np.array_equal(np.asarray(expected), np.asarray(actual)))
-    return a.shape == b.shape and bool(
-        np.allclose(a, b, rtol=SHADOW_TOLERANCE, atol=SHADOW_TOLERANCE, equal_nan=True)
-    )
-
-
-def _snapshot(inputs: Any) -> Any:
-    """A copy of a record or batch deep enough that the caller's later changes do not reach it."""
-    if isinstance(inputs, list):
-        return [_snapshot(record) for record in inputs]
-    if isinstance(inputs, dict):
-        return dict(inputs)
-    if isinstance(inputs, np.ndarray):
-        return inputs.copy()
-    if isinstance(inputs, BaseModel):
-        return inputs.model_copy(deep=True)
-    copy = getattr(inputs, "copy", None)  # a DataFrame, or another mapping
-    return copy() if callable(copy) else inputs
-
-
-class _ShadowQueue:
-    """Runs shadow models off the callers' path: a bounded queue and one daemon thread."""
-
-    def __init__(self, tel: telemetry.Telemetry) -> None:
-        self._telemetry = tel
-        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(SHADOW_QUEUE_SIZE)
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-        #: Comparisons so far by outcome (the metric's values, also without an SDK).
-        self.counts = dict.fromkeys(("match", "mismatch", "error", "dropped"), 0)
-
-    def submit(
-        self, name: str, shadow: _Bundle, inputs: Any, result: Any, *, is_batch: bool = False
-    ) -> None:
-        """Queue a comparison; drop it (and count it) when the queue is full."""
-        if self._thread is None or self._pid != os.getpid():
-            self._start()
-        try:
-            # A copy: the caller may change its dict or frame as soon as predict returns.
-            self._queue.put_nowait((name, shadow.model, _snapshot(inputs), result, is_batch))
-        except queue.Full:
-            self._count(name, shadow.model, "dropped", len(result) if is_batch else 1)
-
-    def _start(self) -> None:
-        with self._lock:
-            if self._thread is not None and self._pid == os.getpid():
-                return
-            if self._pid != os.getpid():  # a forked child: the parent's thread is not here
-                self._queue = queue.Queue(SHADOW_QUEUE_SIZE)
-                self._pid = os.getpid()
-            self._thread = threading.Thread(
-                target=_shadow_worker, args=(weakref.ref(self), self._queue), daemon=True
-            )
-            self._thread.name = "modelkit-shadow"
-            self._thread.start()
-
-    def compare(
-        self, name: str, model: Model[Any, Any], inputs: Any, expected: Any, is_batch: bool
-    ) -> None:
-        try:
-            actual = model.predict_batch(inputs) if is_batch else model.predict(inputs)
-        except Exception:  # noqa: BLE001 - a failing shadow is counted, never raised
-            self._count(name, model, "error", len(expected) if is_batch else 1)
-            return
-        if not is_batch:
-            self._count(name, model, "match" if _same_output(expected, actual) else "mismatch")
-            return
-        matches = sum(_same_output(e, a) for e, a in zip(expected, actual, strict=True))
-        self._count(name, model, "match", matches)
-        self._count(name, model, "mismatch", len(expected) - matches)
-
-    def _count(self, name: str, model: Model[Any, Any], outcome: str, amount: int = 1) -> None:
-        if amount <= 0:
-            return
-        with self._lock:  # callers count drops while the shadow thread counts comparisons
-            self.counts[outcome] += amount
-        tel = self._telemetry
-        if tel.is_active and tel.meter is not None:
-            tel.shadow_comparisons.add(
-                amount,
-                {
-                    "modelkit.model.name": name,
-                    "modelkit.model.version": model.version,
-                    "modelkit.model.variant": "shadow",
-                    "modelkit.shadow.outcome": outcome,
-                },
-            )
-
-    def join(self) -> None:
-        """Wait until every queued comparison is done (for tests and shutdown)."""
-        if self._thread is not None and self._pid == os.getpid():
-            self._queue.join()
-
-    def close(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is not None and self._pid == os.getpid():
-            self._queue.put(None)
-            thread.join()
-
-
-def _shadow_worker(
-    owner: weakref.ref[_ShadowQueue], items: queue.Queue[tuple[Any, ...] | None]
-) -> None:
-    while True:
-        item = items.get()
-        try:
-            if item is None:
-                return
-            shadows = owner()
-            if shadows is None:
-                return
-            shadows.compare(*item)
-            del shadows
-        finally:
-            items.task_done()
 
 
 # -- the registry -------------------------------------------------------------------------------
@@ -479,7 +211,7 @@ class Registry:
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
         self._pins: dict[str, str] = {}  # "churn", "churn.canary": digests a lock file requires
-        self._shadow_queue = _ShadowQueue(telemetry.for_providers(tracer_provider, meter_provider))
+        self._shadows = ShadowTraffic(telemetry.for_providers(tracer_provider, meter_provider))
 
     # -- building -------------------------------------------------------------------------------
 
@@ -516,31 +248,21 @@ class Registry:
             BundleError: a bundle is missing or unreadable.
             IntegrityError: a bundle's digest differs from the config's or the lock file's.
         """
-        if isinstance(config, Mapping):
-            document, base, label = config, Path.cwd(), "registry config"
-        else:
-            path = Path(os.fspath(config))
-            document = _read_toml(path, "registry config")
-            base, label = path.parent, f"registry config {str(path)!r}"
-        if base_dir is not None:
-            base = Path(os.fspath(base_dir))
-        parsed: _Config = _validated(_Config, _expand_shorthand(document), label)
-        locked = None if lock is None else _read_lock(lock)
+        parsed = read_config(config, base_dir=base_dir)
+        locked = None if lock is None else read_lock(lock)
         registry = cls(tracer_provider=tracer_provider, meter_provider=meter_provider)
         if locked is not None:
-            registry._pins = _pins_of(locked, parsed)
+            registry._pins = pins_of(locked, parsed)
         try:
-            for name, entry in parsed.models.items():
-                _check_name(name)
-                primary = _bundle_options(entry, base)
-                registry._add(name, primary.pop("path"), primary, pinned=True)
-                if entry.canary is not None:
-                    canary = _bundle_options(entry.canary, base)
-                    weight = canary.pop("weight")
-                    registry._set_canary(name, canary.pop("path"), weight, canary, pinned=True)
-                if entry.shadow is not None:
-                    shadow = _bundle_options(entry.shadow, base)
-                    registry._set_shadow(name, shadow.pop("path"), shadow, pinned=True)
+            for bundle in parsed.bundles:
+                if bundle.variant == "primary":
+                    registry._add(bundle.name, bundle.path, bundle.options, pinned=True)
+                elif bundle.variant == "canary":
+                    registry._set_canary(
+                        bundle.name, bundle.path, bundle.weight, bundle.options, pinned=True
+                    )
+                else:
+                    registry._set_shadow(bundle.name, bundle.path, bundle.options, pinned=True)
         except BaseException:
             registry.close()
             raise
@@ -563,7 +285,7 @@ class Registry:
     def _add(
         self, name: str, path: Any, options: Mapping[str, Any], *, pinned: bool = False
     ) -> Route:
-        _check_name(name)
+        check_name(name)
         with self._lock:
             if name in self._entries:
                 raise ValueError(f"A model named {name!r} is already in the registry.")
@@ -583,12 +305,12 @@ class Registry:
         options: Mapping[str, Any],
         *,
         pinned: bool = False,
-    ) -> _Bundle:
+    ) -> _LoadedModel:
         """Load (and verify) one bundle; with ``pinned``, it must have the lock file's digest."""
-        unknown = sorted(set(options) - _LOAD_OPTIONS)
+        unknown = sorted(set(options) - LOAD_OPTIONS)
         if unknown:
             raise ValueError(
-                f"models.{name}: unknown load option(s) {unknown}; known: {sorted(_LOAD_OPTIONS)}."
+                f"models.{name}: unknown load option(s) {unknown}; known: {sorted(LOAD_OPTIONS)}."
             )
         where = name if variant == "primary" else f"{name}.{variant}"
         options = dict(options)
@@ -596,12 +318,7 @@ class Registry:
         if pin is not None:
             given = options.get("sha256")
             if given is not None and normalize_digest(given) != pin:
-                raise IntegrityError(
-                    f"models.{where}: the config pins {normalize_digest(given)} but the lock "
-                    f"file pins {pin}.",
-                    expected=pin,
-                    actual=normalize_digest(given),
-                )
+                raise pin_conflict(where, normalize_digest(given), pin)
             options["sha256"] = pin
         try:
             model = load(path, **{**self._providers, **options})
@@ -610,8 +327,8 @@ class Registry:
             if located is exc:
                 raise
             raise located from exc
-        model._set_variant(variant)
-        return _Bundle(model, path, options)
+        observer_of(model).set_variant(variant)
+        return _LoadedModel(model, path, options)
 
     # -- the mapping ----------------------------------------------------------------------------
 
@@ -709,7 +426,7 @@ class Registry:
             state = entry.state
             if state.canary is None:
                 raise ModelkitError(f"models.{name} has no canary to promote.")
-            state.canary.model._set_variant("primary")
+            observer_of(state.canary.model).set_variant("primary")
             entry.state = replace(state, primary=state.canary, canary=None, weight=0.0)
             self._pins.pop(name, None)
             pin = self._pins.pop(f"{name}.canary", None)
@@ -832,14 +549,14 @@ class Registry:
         for model in lock["models"].values():
             for bundle in (model, model.get("canary"), model.get("shadow")):
                 if bundle is not None:
-                    bundle["path"] = _relative_to(bundle["path"], target.parent)
-        target.write_text(format_lock(lock), encoding="utf-8")
+                    bundle["path"] = relative_path(bundle["path"], target.parent)
+        write_atomically(target, format_lock(lock))
 
     # -- shutting down --------------------------------------------------------------------------
 
     def close(self) -> None:
         """Stop the shadow worker and every model's background work (micro-batching)."""
-        self._shadow_queue.close()
+        self._shadows.close()
         with self._lock:
             entries = list(self._entries.values())
         for entry in entries:
@@ -856,39 +573,6 @@ class Registry:
 
     def __repr__(self) -> str:
         return f"<Registry {self.names()}>"
-
-
-def _expand_shorthand(document: Any) -> Any:
-    """``{"models": {"churn": "path"}}`` as ``{"models": {"churn": {"path": "path"}}}``."""
-    if not isinstance(document, Mapping) or not isinstance(document.get("models"), Mapping):
-        return document
-    models = {
-        name: {"path": os.fspath(entry)} if isinstance(entry, str | os.PathLike) else entry
-        for name, entry in document["models"].items()
-    }
-    return {**document, "models": models}
-
-
-def _check_name(name: object) -> None:
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ValueError(
-            f"A model's name must be 1-100 letters, digits, '.', '_' and '-', got {name!r}."
-        )
-
-
-def _bundle_options(entry: _BundleConfig, base: Path) -> dict[str, Any]:
-    """Load options from a config table, its path made relative to the config file."""
-    options = entry.model_dump(exclude_none=True, exclude={"canary", "shadow"})
-    path = Path(options["path"]).expanduser()
-    options["path"] = path if path.is_absolute() else base / path
-    if isinstance(options.get("batching"), dict):
-        from ._batching import Batching
-
-        try:
-            options["batching"] = Batching(**options["batching"])
-        except TypeError as exc:
-            raise ValueError(f"Invalid batching options {options['batching']}: {exc}") from exc
-    return options
 
 
 def _check_compatible(
@@ -951,14 +635,7 @@ def _warm_up(model: Model[Any, Any]) -> None:
         else:
             record[column.name] = float(summary.get("mean") or 0.0)
     # Below the public predict: no hook, span, metric, prediction log or drift count sees it.
-    if not isinstance(model, RunnerModel) or model._tabular is None:
-        return
-    try:
-        values = model._tabular.record(record)
-    except InvalidInputError:
-        return
-    with contextlib.suppress(_RejectedError):
-        model.runner.run(model._tabular._from_rows([values]))
+    warm(model, record)
 
 
 def _same_path(a: Any, b: Any) -> bool:
@@ -969,72 +646,10 @@ def _path_text(path: Any) -> str:
     return os.fspath(path) if isinstance(path, str | os.PathLike) else str(path)
 
 
-def _relative_to(path: str, directory: Path) -> str:
-    """``path`` relative to ``directory`` (POSIX separators), or as it is if it cannot be."""
-    try:
-        relative = os.path.relpath(Path(path).resolve(), directory.resolve())
-    except (OSError, ValueError):  # another drive, or not a filesystem path
-        return path
-    return Path(relative).as_posix()
-
-
-def _locked(bundle: _Bundle) -> dict[str, Any]:
+def _locked(bundle: _LoadedModel) -> dict[str, Any]:
     digest = bundle.model.digest
     assert digest is not None
     return {"path": _path_text(bundle.path), "sha256": digest}
-
-
-def format_lock(lock: Mapping[str, Any]) -> str:
-    """A lock structure as TOML text."""
-    parsed: _Lock = _validated(_Lock, lock, "lock file")
-    lines = [
-        "# modelkit lock file: the digest of every bundle in use. Generated; commit it, and",
-        "# check it in CI with `modelkit verify --lock`.",
-        f"lock_version = {parsed.lock_version}",
-    ]
-    for name, model in parsed.models.items():
-        for suffix, bundle in (("", model), (".canary", model.canary), (".shadow", model.shadow)):
-            if bundle is None:
-                continue
-            lines += [
-                "",
-                f"[models.{_toml_key(name)}{suffix}]",
-                f"path = {_toml_string(bundle.path)}",
-                f"sha256 = {_toml_string(bundle.sha256)}",
-            ]
-    return "\n".join(lines) + "\n"
-
-
-def _read_lock(lock: str | os.PathLike[str] | Mapping[str, Any]) -> _Lock:
-    if isinstance(lock, Mapping):
-        return _validated(_Lock, lock, "lock file")  # type: ignore[no-any-return]
-    path = Path(os.fspath(lock))
-    return _validated(_Lock, _read_toml(path, "lock file"), f"lock file {str(path)!r}")  # type: ignore[no-any-return]
-
-
-def _pins_of(lock: _Lock, config: _Config) -> dict[str, str]:
-    """The digest each configured bundle must have; every one must be in the lock file."""
-    pins: dict[str, str] = {}
-    for name, entry in config.models.items():
-        locked = lock.models.get(name)
-        for suffix, configured, pinned in (
-            ("", entry, locked),
-            (".canary", entry.canary, locked.canary if locked else None),
-            (".shadow", entry.shadow, locked.shadow if locked else None),
-        ):
-            if configured is None:
-                continue
-            if pinned is None:
-                raise IntegrityError(
-                    f"models.{name}{suffix} is not in the lock file: regenerate the lock file "
-                    "after changing the config.",
-                    path=configured.path,
-                )
-            try:
-                pins[f"{name}{suffix}"] = normalize_digest(pinned.sha256)
-            except (BundleError, ValueError) as exc:
-                raise ValueError(f"lock file: models.{name}{suffix}.sha256: {exc}") from exc
-    return pins
 
 
 def _located(exc: ModelkitError, where: str) -> ModelkitError:

@@ -24,6 +24,7 @@ runs; and the answer is refused before it is built once its arrays alone would p
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -31,8 +32,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel
 
+from ._jsonable import to_jsonable
 from ._predictions import Predictions, TensorOutput
 from ._reasons import public_reason
 from ._registry import Registry, Route
@@ -106,47 +107,81 @@ def error(
     return Reply(status, {"error": body})
 
 
-def to_jsonable(output: Any, size: _Size | None = None) -> Any:
-    """One model output as JSON values (with ``size``: large arrays kept, and counted)."""
+#: What the catch-all route of every surface takes, so any method gets a JSON answer.
+ANY_METHOD = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allow_header(allowed: tuple[str, ...]) -> str:
+    """The ``Allow`` header of an endpoint that takes ``allowed`` (and always ``OPTIONS``)."""
+    return ", ".join(dict.fromkeys((*allowed, "OPTIONS")))
+
+
+def refused_method(path: str, method: str, allowed: tuple[str, ...]) -> Reply | None:
+    """``None`` when the endpoint takes ``method``; otherwise what to answer, with the
+    ``Allow`` header of :func:`allow_header`: 204 without a body to ``OPTIONS``, else a JSON 405."""
+    if method in allowed:
+        return None
+    if method == "OPTIONS":
+        return Reply(204, None)
+    takes = ", ".join(m for m in allowed if m != "OPTIONS")
+    return error(405, "method_not_allowed", f"{path} takes {takes}, not {method}.")
+
+
+def no_endpoint(path: str, index: str, base: str) -> Reply:
+    """The JSON 404 for a URL under the prefix that names no endpoint.
+
+    Args:
+        path: the URL asked for.
+        index: the index endpoint's URL.
+        base: what a model's name follows in the other endpoints' URLs (``/models/``).
+    """
+    return error(
+        404,
+        "not_found",
+        f"No endpoint at {path}: the endpoints are GET {index}, GET {base}<name> and "
+        f"POST {base}<name>/predict.",
+    )
+
+
+def json_values(output: Any, size: _Size | None = None) -> Any:
+    """One model output (or any body) as JSON values; with ``size``, its arrays are counted
+    against the answer's limit, and large ones kept for :func:`render` to write in slices."""
     if type(output) is TensorOutput:
-        # Not to_dict, which makes one Python list of each whole array.
-        return _finite(output, size)
-    to_dict = getattr(output, "to_dict", None)
-    if callable(to_dict):
-        return _finite(to_dict(), size)
-    if isinstance(output, BaseModel):
-        return _finite(output.model_dump(mode="json"), size)
-    return _finite(output, size)
+        output = dict(output)  # not to_dict(), which makes one Python list of each whole array
+    if size is None:
+        return to_jsonable(output, default=str)
+    counted = (size.least, size.elements)
+    try:
+        return to_jsonable(output, default=str, on_array=functools.partial(_convertible, size))
+    except _KeepArraysError:
+        # Seldom: an array too large to become Python values. Count again, and keep them.
+        size.least, size.elements = counted
+        return _kept(output, size)
 
 
-def _finite(value: Any, size: _Size | None = None) -> Any:
-    """Replace NaN and infinities (which JSON cannot carry) by None, and numpy values by
-    Python ones."""
-    # Exact types first: a batch answer is thousands of plain floats, strings and dicts, and
-    # an isinstance check against Mapping costs more than the rest of the work on them.
-    kind = type(value)
-    if kind is float:
-        return value if math.isfinite(value) else None
-    if kind is str or kind is int or kind is bool or value is None:
-        return value
-    if kind is dict:
-        return {k if type(k) is str else str(k): _finite(v, size) for k, v in value.items()}
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _finite(v, size) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v, size) for v in value]
+class _KeepArraysError(Exception):
+    """An answer holds an array to write a slice at a time (never leaves this module)."""
+
+
+def _convertible(size: _Size, array: np.ndarray) -> None:
+    size.count(array)  # before tolist(), which would make a Python object per element
+    if array.size > _ARRAY_CHUNK or size.elements > _CONVERTED_ELEMENTS:
+        raise _KeepArraysError
+
+
+def _kept(value: Any, size: _Size) -> Any:
+    """JSON values with large arrays left as arrays (counted), for render() to write."""
     if isinstance(value, np.ndarray):
-        if size is not None:
-            size.count(value)  # before tolist(), which would make a Python object per element
-            if value.size > _ARRAY_CHUNK or size.elements > _CONVERTED_ELEMENTS:
-                size.has_arrays = True
-                return value  # left for render() to write a slice at a time
-        return _finite(value.tolist())
-    if isinstance(value, np.generic):
-        return _finite(value.item())
-    return value
+        size.count(value)
+        if value.size > _ARRAY_CHUNK or size.elements > _CONVERTED_ELEMENTS:
+            size.has_arrays = True
+            return value
+        return to_jsonable(value, default=str)
+    if isinstance(value, Mapping):
+        return {str(key): _kept(item, size) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_kept(item, size) for item in value]
+    return to_jsonable(value, default=str)
 
 
 class _ResponseTooLargeError(Exception):
@@ -184,7 +219,7 @@ def _dumps(value: Any) -> str:
 
 
 def render(body: Any, size: _Size) -> str:
-    """``body`` (from :func:`to_jsonable` with ``size``) as JSON text within ``size.limit``.
+    """``body`` (from :func:`json_values` with ``size``) as JSON text within ``size.limit``.
 
     Raises:
         _ResponseTooLargeError: the text would pass the limit; at most the limit (and one piece)
@@ -226,7 +261,7 @@ def _pieces(value: Any) -> Iterator[str]:
 
 def _array_pieces(array: np.ndarray) -> Iterator[str]:
     if array.ndim == 0:
-        yield _dumps(_finite(array.item()))
+        yield _dumps(to_jsonable(array, default=str))
         return
     row = math.prod(array.shape[1:])
     yield "["
@@ -238,7 +273,7 @@ def _array_pieces(array: np.ndarray) -> Iterator[str]:
     else:
         step = max(1, _ARRAY_CHUNK // max(row, 1))
         for start in range(0, len(array), step):
-            rows = _dumps(_finite(array[start : start + step].tolist()))
+            rows = _dumps(to_jsonable(array[start : start + step], default=str))
             yield ("," if start else "") + rows[1:-1]
     yield "]"
 
@@ -496,9 +531,9 @@ class Service:
         try:
             if request.is_batch:
                 assert isinstance(result, Predictions)
-                body: Any = {"predictions": [to_jsonable(row, size) for row in result]}
+                body: Any = {"predictions": [json_values(row, size) for row in result]}
             else:
-                body = to_jsonable(result, size)
+                body = json_values(result, size)
             text = render(body, size)
         except _ResponseTooLargeError as exc:
             # The model answered; only the answer is too large to send. Nothing was built

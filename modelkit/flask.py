@@ -50,15 +50,20 @@ except ImportError:  # pragma: no cover - exercised only where Flask is not inst
     require("flask", extra="flask", feature="The Flask integration (modelkit.flask)")
     raise
 
-from ._registry import Registry, _Config, _expand_shorthand, _read_lock, _read_toml, _validated
+from ._config import RegistryConfig, read_config, read_lock, resolve
+from ._registry import Registry
 from ._serving import (
+    ANY_METHOD,
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_MAX_RESPONSE_SIZE,
     ROUTING_KEY_HEADER,
     Reply,
     Service,
+    allow_header,
     error,
+    no_endpoint,
+    refused_method,
 )
 from .errors import BundleError
 
@@ -77,9 +82,6 @@ _SETTINGS = (
     "MODELKIT_MAX_BODY_SIZE",
     "MODELKIT_MAX_RESPONSE_SIZE",
 )
-# Every endpoint URL accepts these, so that a wrong method gets the JSON 405 (with ``Allow``)
-# rather than Flask's HTML page, which routing would raise before any view or blueprint runs.
-_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 # -- configuration ------------------------------------------------------------------------------
@@ -118,7 +120,7 @@ def _plan(config: Mapping[str, Any], root: Path) -> _Plan:
                 f"Unknown Flask config key {key!r}; modelkit reads {list(_SETTINGS)}.{hint}"
             )
 
-    sources: list[tuple[str, Any, Path]] = []
+    configs: list[RegistryConfig] = []
     models = config.get("MODELKIT_MODELS")
     if models is not None:
         if not isinstance(models, Mapping):
@@ -126,34 +128,34 @@ def _plan(config: Mapping[str, Any], root: Path) -> _Plan:
                 "MODELKIT_MODELS must map model names to a bundle path or a table of options "
                 f"({{'churn': 'bundles/churn'}}), got {type(models).__name__}."
             )
-        sources.append(("MODELKIT_MODELS", {"models": models}, root))
+        configs.append(read_config({"models": models}, base_dir=root, label="MODELKIT_MODELS"))
     config_file = config.get("MODELKIT_CONFIG")
     if config_file is not None:
-        path = _resolve(_path_setting("MODELKIT_CONFIG", config_file), root)
+        path = resolve(_path_setting("MODELKIT_CONFIG", config_file), root)
+        label = f"MODELKIT_CONFIG {str(path)!r}"
         try:
-            document = _read_toml(path, "registry config")
+            configs.append(read_config(path, label=label))
         except BundleError as exc:
             raise BundleError(f"MODELKIT_CONFIG: {exc}", path=exc.path) from exc
-        sources.append((f"MODELKIT_CONFIG {str(path)!r}", document, path.parent))
 
+    # One registry from both: each table's paths made absolute, relative to its own source.
     merged: dict[str, Any] = {}
     origins: dict[str, str] = {}
-    for label, document, base in sources:
-        parsed: _Config = _validated(_Config, _expand_shorthand(document), label)
-        for name, entry in parsed.models.items():
+    for source in configs:
+        for name, table in source.document()["models"].items():
             if name in merged:
                 raise ValueError(
-                    f"models.{name} is configured twice, in {origins[name]} and in {label}; "
-                    "keep one of them."
+                    f"models.{name} is configured twice, in {origins[name]} and in "
+                    f"{source.label}; keep one of them."
                 )
-            merged[name] = _absolute(entry.model_dump(exclude_none=True), base)
-            origins[name] = label
+            merged[name] = table
+            origins[name] = source.label
 
     lock = config.get("MODELKIT_LOCK")
     if lock is not None and not isinstance(lock, Mapping):
-        lock = _resolve(_path_setting("MODELKIT_LOCK", lock), root)
+        lock = resolve(_path_setting("MODELKIT_LOCK", lock), root)
     if lock is not None:
-        _read_lock(lock)  # a missing or malformed lock file fails now, even with lazy loading
+        read_lock(lock)  # a missing or malformed lock file fails now, even with lazy loading
 
     is_lazy = config.get("MODELKIT_LAZY", False)
     if not isinstance(is_lazy, bool):
@@ -180,20 +182,6 @@ def _path_setting(key: str, value: Any) -> str | os.PathLike[str]:
     if not isinstance(value, str | os.PathLike) or not os.fspath(value):
         raise ValueError(f"{key} must be a file path, got {value!r}.")
     return value
-
-
-def _resolve(path: str | os.PathLike[str], base: Path) -> Path:
-    resolved = Path(os.fspath(path)).expanduser()
-    return resolved if resolved.is_absolute() else base / resolved
-
-
-def _absolute(entry: dict[str, Any], base: Path) -> dict[str, Any]:
-    """A model's config table with its bundle paths (and its canary's and shadow's) made
-    absolute, so that tables from files in different directories can share one registry."""
-    for table in (entry, entry.get("canary"), entry.get("shadow")):
-        if table is not None:
-            table["path"] = os.fspath(_resolve(table["path"], base))
-    return entry
 
 
 # -- the state of one application ---------------------------------------------------------------
@@ -397,43 +385,34 @@ def _endpoints(state: ModelKitState, prefix: str) -> flask.Blueprint:
         return service.predict(name, body, key=request.headers.get(ROUTING_KEY_HEADER))
 
     def not_found(path: str) -> Reply:
-        return error(
-            404,
-            "not_found",
-            f"No endpoint at {request.path}: the endpoints are GET {prefix or '/'}, "
-            f"GET {prefix}/<name> and POST {prefix}/<name>/predict.",
-        )
+        return no_endpoint(request.path, prefix or "/", f"{prefix}/")
 
     index = _view(service.index, ("GET", "HEAD"))
     routes: list[tuple[str, str, Callable[..., Any]]] = [
         ("index", prefix or "/", index),
         ("describe", f"{prefix}/<name>", _view(service.describe, ("GET", "HEAD"))),
         ("predict", f"{prefix}/<name>/predict", _view(predict, ("POST",))),
-        ("not_found", f"{prefix}/<path:path>", _view(not_found, _METHODS)),
+        ("not_found", f"{prefix}/<path:path>", _view(not_found, ANY_METHOD)),
     ]
     if prefix:
         routes.append(("index", f"{prefix}/", index))
+    # Every URL accepts every method, so that a wrong one gets the JSON 405 (with ``Allow``)
+    # rather than Flask's HTML page, which routing would raise before any view runs.
     for endpoint, rule, view in routes:
-        blueprint.add_url_rule(rule, endpoint, view, methods=_METHODS)
+        blueprint.add_url_rule(rule, endpoint, view, methods=ANY_METHOD)
     return blueprint
 
 
 def _view(handle: Callable[..., Reply], allowed: tuple[str, ...]) -> Callable[..., Any]:
     """A Flask view around ``handle``: the method check, and every failure as a JSON reply."""
-    allow = ", ".join(dict.fromkeys((*allowed, "OPTIONS")))
+    allow = allow_header(allowed)
 
     @functools.wraps(handle)
     def view(**arguments: Any) -> flask.Response:
         method = flask.request.method
-        if method not in allowed:
-            if method == "OPTIONS":
-                return flask.current_app.response_class(status=204, headers={"Allow": allow})
-            reply = error(
-                405,
-                "method_not_allowed",
-                f"{flask.request.path} takes {allow.replace(', OPTIONS', '')}, not {method}.",
-            )
-            return _respond(reply, {"Allow": allow})
+        refused = refused_method(flask.request.path, method, allowed)
+        if refused is not None:
+            return _respond(refused, {"Allow": allow})
         try:
             reply = handle(**arguments)
         except HTTPException as exc:
@@ -448,6 +427,8 @@ def _view(handle: Callable[..., Reply], allowed: tuple[str, ...]) -> Callable[..
 
 
 def _respond(reply: Reply, headers: Mapping[str, str] | None = None) -> flask.Response:
+    if reply.body is None:
+        return flask.current_app.response_class(status=reply.status, headers=headers)
     return flask.current_app.response_class(
         reply.to_json(), status=reply.status, headers=headers, mimetype="application/json"
     )

@@ -12,13 +12,9 @@ from ._drift import (
     MIN_RECORDS,
     MODERATE_THRESHOLD,
     SIGNIFICANT_THRESHOLD,
-    DriftMonitor,
     DriftReport,
     DriftStatus,
     FeatureDrift,
-    drift_status,
-    population_stability_index,
-    profile_reference,
 )
 from ._prediction_log import PredictionLogger
 
@@ -26,12 +22,8 @@ __all__ = [
     "MIN_RECORDS",
     "MODERATE_THRESHOLD",
     "SIGNIFICANT_THRESHOLD",
-    "DriftMonitor",
     "DriftReport",
     "DriftStatus",
     "FeatureDrift",
     "PredictionLogger",
-    "drift_status",
-    "population_stability_index",
-    "profile_reference",
 ]

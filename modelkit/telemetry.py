@@ -179,11 +179,11 @@ class Telemetry:
         )
 
     def _observe_drift(self, options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
-        for model in list(_watched):
-            if (model._telemetry or DEFAULT) is not self:
+        for observer in list(_watched):
+            if (observer.telemetry or DEFAULT) is not self or observer.drift is None:
                 continue
-            report = model.drift()
-            base = model._telemetry_attributes()
+            report = observer.drift.report()
+            base = observer.attributes()
             features = [*report.features, *([report.outputs] if report.outputs else [])]
             for feature in features:
                 if feature.score is not None:
@@ -197,13 +197,13 @@ class Telemetry:
             self.hook_errors.add(1, attributes)
 
 
-# Models with drift statistics on, observed by the drift gauge while they are alive.
+# The observers of models with drift statistics on, read by the drift gauge while they live.
 _watched: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-def watch_drift(model: Any) -> None:
-    """Report ``model.drift()`` through the ``modelkit.drift.score`` gauge."""
-    _watched.add(model)
+def watch_drift(observer: Any) -> None:
+    """Report an observer's drift statistics through the ``modelkit.drift.score`` gauge."""
+    _watched.add(observer)
 
 
 _telemetries: dict[tuple[int, int], Telemetry] = {}

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from modelkit._signature import ColumnSpec, TabularInputs
+from modelkit._spec import ColumnSpec, TabularInputs
 
 column_names = st.text(
     alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=12

@@ -114,7 +114,7 @@ class Gate:
         return self._run_record(values)  # type: ignore[no-any-return]
 
     def queued(self) -> int:
-        return len(self.model._batcher._queue)  # type: ignore[attr-defined]
+        return self.model._batcher.pending  # type: ignore[attr-defined,no-any-return]
 
     def wait_until_queued(self, count: int) -> None:
         for _ in range(int(HANG * 100)):

@@ -27,7 +27,8 @@ from typing import Any, NamedTuple
 import pytest
 
 import modelkit
-from modelkit import _bundle
+from modelkit._manifest import MAX_BUNDLE_ENTRIES, parse_manifest
+from modelkit._sources import DirectorySource
 from tests.bundle_fixtures import (
     ARTIFACT,
     MANIFEST,
@@ -205,14 +206,14 @@ def after_listing(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[], Non
     window. The listing runs unchanged; the change is a real filesystem operation."""
 
     def install(change: Callable[[], None]) -> None:
-        listed = _bundle._DirectorySource.files
+        listed = DirectorySource.files
 
         def files_then_change(self: Any) -> dict[str, int]:
             found = listed(self)
             change()
             return found
 
-        monkeypatch.setattr(_bundle._DirectorySource, "files", files_then_change)
+        monkeypatch.setattr(DirectorySource, "files", files_then_change)
 
     return install
 
@@ -254,7 +255,7 @@ def released_if_blocked(fifo: Path) -> Iterator[None]:
 
 def test_digest_comes_from_the_manifest_alone(bundle: Path) -> None:
     # The pin can be checked before any artifact is read because this holds.
-    manifest, digest = _bundle.parse_manifest((bundle / MANIFEST).read_bytes(), str(bundle))
+    manifest, digest = parse_manifest((bundle / MANIFEST).read_bytes(), str(bundle))
 
     assert digest == modelkit.digest(bundle)
     assert manifest == modelkit.load(bundle).manifest
@@ -327,7 +328,7 @@ def test_zip_bomb_within_the_declared_size_is_refused_by_the_size_limit(zip_bomb
 def test_digest_hashes_a_1_gib_artifact_in_bounded_memory(sparse_bundle: Path) -> None:
     result = attack(f"modelkit.digest({str(sparse_bundle)!r})")
 
-    _manifest, digest = _bundle.parse_manifest((sparse_bundle / MANIFEST).read_bytes(), "")
+    _manifest, digest = parse_manifest((sparse_bundle / MANIFEST).read_bytes(), "")
     assert result["value"] == digest
     assert result["read"] >= GIB  # every byte was hashed...
     assert result["grew"] < 64 * MIB  # ...without being held
@@ -336,7 +337,7 @@ def test_digest_hashes_a_1_gib_artifact_in_bounded_memory(sparse_bundle: Path) -
 def test_verify_inflates_and_hashes_a_zip_bomb_in_bounded_memory(zip_bomb: Path) -> None:
     result = attack(f"verify({str(zip_bomb)!r})")
 
-    digest = _bundle.parse_manifest(zipfile.ZipFile(zip_bomb).read(MANIFEST), "")[1]
+    digest = parse_manifest(zipfile.ZipFile(zip_bomb).read(MANIFEST), "")[1]
     assert result["value"] == f"OK {zip_bomb} {digest}\n"
     assert result["grew"] < 64 * MIB
 
@@ -550,7 +551,7 @@ def test_bundle_path_may_still_be_a_link_to_a_bundle(
 def test_directory_with_more_entries_than_a_manifest_can_list_is_refused(bundle: Path) -> None:
     crowd = bundle / "artifacts" / "crowd"
     crowd.mkdir()
-    for index in range(_bundle.MAX_BUNDLE_ENTRIES):
+    for index in range(MAX_BUNDLE_ENTRIES):
         (crowd / str(index)).touch()
 
     with pytest.raises(modelkit.BundleError, match="more than 10000 files") as caught:
@@ -643,7 +644,7 @@ def test_zip_with_more_members_than_a_manifest_can_list_is_refused(
     template: Path, tmp_path: Path
 ) -> None:
     members = bundle_members(template)
-    crowd = [(f"artifacts/crowd/{index}", b"") for index in range(_bundle.MAX_BUNDLE_ENTRIES)]
+    crowd = [(f"artifacts/crowd/{index}", b"") for index in range(MAX_BUNDLE_ENTRIES)]
     archive = write_zip(tmp_path / "m.zip", [*members, *crowd])
 
     with pytest.raises(modelkit.BundleError, match="more than 10000 files"):
@@ -806,13 +807,13 @@ EXAMPLE_BUNDLES = sorted(
 
 @pytest.mark.parametrize("example", EXAMPLE_BUNDLES, ids=lambda path: path.parent.parent.name)
 def test_example_bundles_pass_strict_validation(example: Path) -> None:
-    manifest, digest = _bundle.parse_manifest((example / MANIFEST).read_bytes(), str(example))
+    manifest, digest = parse_manifest((example / MANIFEST).read_bytes(), str(example))
 
     assert modelkit.digest(example) == digest
     assert manifest.artifacts
 
 
 def test_manifest_written_by_save_passes_strict_validation(template: Path) -> None:
-    manifest, _digest = _bundle.parse_manifest((template / MANIFEST).read_bytes(), "")
+    manifest, _digest = parse_manifest((template / MANIFEST).read_bytes(), "")
 
     assert manifest == modelkit.load(template).manifest

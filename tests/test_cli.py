@@ -2,7 +2,8 @@
 
 Most tests call :func:`modelkit.cli.main` in-process (as click's ``CliRunner`` does); the exit
 codes and usage lines, ``serve`` and the million-row ``predict`` run the real entry points
-(``python -m modelkit`` and the ``modelkit`` script) in a subprocess.
+(``python -m modelkit`` and the ``modelkit`` script) in a subprocess. What click gives the command
+(near misses, ranges, usage lines) is tested through ``CliRunner`` in ``tests/cli/``.
 """
 
 from __future__ import annotations
@@ -325,9 +326,9 @@ def test_verify_names_the_tampered_file_with_expected_and_actual_hash(
     iris: Path, bundles: Path
 ) -> None:
     artifact = iris / ARTIFACT
-    expected = modelkit._bundle.file_sha256(artifact)
+    expected = modelkit._publish.file_sha256(artifact)
     artifact.write_bytes(flip_byte(artifact.read_bytes()))  # same size, other bytes
-    actual = modelkit._bundle.file_sha256(artifact)
+    actual = modelkit._publish.file_sha256(artifact)
     result = run("verify", iris, bundles / "diabetes")
     assert result.returncode == 1
     failed, ok = result.stdout.splitlines()
@@ -1312,14 +1313,21 @@ def test_serve_size_options_take_a_positive_number_of_bytes(
 
 
 def test_serve_limits_default_to_the_endpoints_defaults() -> None:
-    from modelkit import _serving
-    from modelkit.cli import _parser
+    from types import SimpleNamespace
 
-    args = _parser().parse_args(["serve", "bundles/churn"])
+    from modelkit import _serving
+    from modelkit.cli import cli
+
+    def parse(*argv: str) -> SimpleNamespace:
+        """The options ``modelkit serve ARGV`` would run with (nothing is served)."""
+        with cli.commands["serve"].make_context("serve", list(argv)) as ctx:
+            return SimpleNamespace(**ctx.params)
+
+    args = parse("bundles/churn")
     assert args.max_body_size == _serving.DEFAULT_MAX_BODY_SIZE
     assert args.max_batch_size == _serving.DEFAULT_MAX_BATCH_SIZE
     assert args.max_response_size == _serving.DEFAULT_MAX_RESPONSE_SIZE
-    assert _parser().parse_args(["serve", "b", "--max-body-size", "512KiB"]).max_body_size == 2**19
+    assert parse("b", "--max-body-size", "512KiB").max_body_size == 2**19
 
 
 @pytest.mark.integration

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import modelkit
-from modelkit import _convert
+from modelkit import _convert, _parity
 
 NUMERIC = [f"n{i}" for i in range(8)]
 CATEGORICAL = ["plan", "region"]
@@ -107,13 +107,13 @@ def test_manifest_records_the_parity_report(boosted_bundle: Path) -> None:
     assert manifest is not None
     parity = manifest.adapter["parity"]
     assert parity["sample_rows"] == 300
-    assert parity["generated_rows"] == _convert.GENERATED_ROWS
-    assert parity["rows"] == 300 + _convert.GENERATED_ROWS
+    assert parity["generated_rows"] == _parity.GENERATED_ROWS
+    assert parity["rows"] == 300 + _parity.GENERATED_ROWS
     assert parity["label_mismatches"] == 0
-    assert 0 <= parity["max_probability_difference"] <= _convert.PROBABILITY_TOLERANCE
+    assert 0 <= parity["max_probability_difference"] <= _parity.PROBABILITY_TOLERANCE
     assert parity["tolerance"] == {
-        "probability": _convert.PROBABILITY_TOLERANCE,
-        "tie": _convert.TIE_TOLERANCE,
+        "probability": _parity.PROBABILITY_TOLERANCE,
+        "tie": _parity.TIE_TOLERANCE,
     }
     assert parity["tie_rows"] == 0
     assert parity["tie_examples"] == []
@@ -132,7 +132,7 @@ def test_converted_labels_match_scikit_learn_on_a_thousand_rows(
         [[row.probabilities[c] for c in (0, 1)] for row in predictions], dtype=np.float64
     )
     difference = np.abs(probabilities - boosted.predict_proba(frame)).max()
-    assert difference <= _convert.PROBABILITY_TOLERANCE
+    assert difference <= _parity.PROBABILITY_TOLERANCE
 
 
 def test_single_record_of_the_converted_model_matches_scikit_learn(
@@ -381,7 +381,7 @@ def test_convert_turns_a_joblib_bundle_into_an_onnx_bundle(
     assert source.manifest is not None
     assert manifest.profile == source.manifest.profile  # drift reference carried over
     # No sample given: parity ran on rows generated from the reference profile.
-    assert manifest.adapter["parity"]["generated_rows"] == _convert.GENERATED_ROWS
+    assert manifest.adapter["parity"]["generated_rows"] == _parity.GENERATED_ROWS
     assert "sample_rows" not in manifest.adapter["parity"]
     converted = modelkit.load(tmp_path / "iris-onnx")
     X = iris[0]

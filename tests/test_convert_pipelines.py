@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import modelkit
-from modelkit import _convert
 from modelkit._convert_rewrites import MISSING_STRING, root_cause
+from modelkit._parity import GENERATED_ROWS, TIE_TOLERANCE, compare, generate_rows
 
 ROWS = 300
 
@@ -205,7 +205,7 @@ def test_classifier_after_the_usual_column_transformer_converts(
     _agrees(model, pipeline, frame)
     parity = manifest.adapter["parity"]
     assert parity["label_mismatches"] == 0
-    assert parity["generated_rows"] == _convert.GENERATED_ROWS
+    assert parity["generated_rows"] == GENERATED_ROWS
 
 
 @pytest.mark.parametrize("name", REGRESSORS)
@@ -378,7 +378,7 @@ def test_forest_ties_are_reported_not_refused(tmp_path: Path) -> None:
     _, manifest = _save_onnx(forest, X, tmp_path)
     parity = manifest.adapter["parity"]
     assert parity["tie_rows"] > 0  # four pure-leaved trees: 2 against 2 happens
-    assert parity["tolerance"]["tie"] == _convert.TIE_TOLERANCE
+    assert parity["tolerance"]["tie"] == TIE_TOLERANCE
     example = parity["tie_examples"][0]
     assert set(example) == {"source", "row", "labels"}
 
@@ -394,10 +394,10 @@ class _Answers:
 
 
 def _parity(expected: _Answers, actual: _Answers) -> dict[str, Any]:
-    from modelkit._signature import Table
+    from modelkit._spec import Table
 
     rows = Table(("x",), 3, {"x": np.zeros(3)})
-    return _convert._check_parity(expected, actual, "classification", True, {"sample": rows})
+    return compare(expected, actual, "classification", True, {"sample": rows})
 
 
 def test_a_different_label_on_a_tie_is_not_a_disagreement() -> None:
@@ -429,21 +429,16 @@ def test_probabilities_on_a_tie_are_still_compared() -> None:
 
 
 def test_generated_rows_leave_nullable_columns_missing_at_the_missing_rate(frame: Any) -> None:
-    from modelkit._signature import (
-        TabularInputs,
-        TabularValidator,
-        infer_tabular_signature,
-        is_missing,
-    )
+    from modelkit._infer import infer_tabular_signature
+    from modelkit._spec import TabularInputs, is_missing
+    from modelkit._validation import TabularValidator
 
     inputs, _ = infer_tabular_signature(frame)
     strict = TabularInputs(
         columns=tuple(c.model_copy(update={"nullable": c.name != "age"}) for c in inputs.columns)
     )
     sample = TabularValidator(strict).batch(frame.fillna({"age": 0}))
-    table = _convert._generate(
-        strict, sample, None, 1000, np.random.default_rng(0), missing_rate=0.1
-    )
+    table = generate_rows(strict, sample, None, 1000, np.random.default_rng(0), missing_rate=0.1)
     assert table is not None
     columns = table.columns()
     missing = {
@@ -529,7 +524,7 @@ def test_a_datetime_column_the_pipeline_drops_is_left_out_of_the_graph(
 
 def test_a_datetime_column_the_model_uses_is_refused_naming_it() -> None:
     from modelkit._convert import _untyped
-    from modelkit._signature import ColumnSpec
+    from modelkit._spec import ColumnSpec
 
     error = _untyped(ColumnSpec(name="joined", type="datetime", dtype="datetime64[ns]"))
     assert "'joined'" in str(error)

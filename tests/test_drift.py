@@ -18,20 +18,16 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from modelkit import _drift
+from modelkit import _profile
 from modelkit._drift import (
     MIN_RECORDS,
     DriftMonitor,
     population_stability_index,
-    profile_reference,
 )
-from modelkit._signature import (
-    ColumnSpec,
-    Table,
-    TabularInputs,
-    TabularValidator,
-    infer_tabular_signature,
-)
+from modelkit._infer import infer_tabular_signature
+from modelkit._profile import profile_reference
+from modelkit._spec import ColumnSpec, Table, TabularInputs
+from modelkit._validation import TabularValidator
 from tests import strategies
 
 
@@ -273,7 +269,7 @@ def test_any_reference_fed_back_scores_zero_by_record_and_by_table(
     assert all(feature.score == 0.0 for feature in report.features)
     # Short columns are binned by binary search, long ones by comparisons: both must agree.
     for compare_rows in (10**9, 0):
-        with mock.patch.object(_drift, "_COMPARE_ROWS", compare_rows):
+        with mock.patch.object(_profile, "_COMPARE_ROWS", compare_rows):
             by_table = DriftMonitor(profile, inputs, min_records=1)
             by_table.update_table(table)
             assert by_table.report() == report

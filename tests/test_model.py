@@ -54,7 +54,7 @@ def test_predictions_to_pandas_has_one_column_per_class(
     iris_bundle: Path, iris: tuple[Any, Any]
 ) -> None:
     frame = modelkit.load(iris_bundle).predict_batch(iris[0].head(4)).to_pandas()
-    assert list(frame.columns) == ["label", "probability[0]", "probability[1]", "probability[2]"]
+    assert list(frame.columns) == ["label", "probability_0", "probability_1", "probability_2"]
     assert len(frame) == 4
 
 

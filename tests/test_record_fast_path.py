@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pydantic
@@ -13,12 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import modelkit
-from modelkit._signature import (
-    ColumnSpec,
-    TabularInputs,
-    TabularValidator,
-    tabular_inputs_from_model,
-)
+from modelkit._infer import tabular_inputs_from_model
+from modelkit._spec import ColumnSpec, TabularInputs
+from modelkit._validation import TabularValidator
 from tests import strategies
 
 
@@ -223,6 +220,72 @@ def test_a_serialization_alias_is_honoured() -> None:
     validator = TabularValidator(tabular_inputs_from_model(Aliased))
     with pytest.raises(modelkit.InvalidInputError, match="'plan' is missing"):
         validator.record(Aliased(plan="pro"))
+
+
+def test_a_model_serializer_is_honoured() -> None:
+    class Halved(pydantic.BaseModel):
+        value: float
+
+        @pydantic.model_serializer
+        def dump(self) -> dict[str, float]:
+            return {"value": self.value / 2}
+
+    validator = TabularValidator(_inputs(ColumnSpec(name="value", type="number", dtype="float64")))
+    assert validator.record(Halved(value=3.0)) == (1.5,)
+
+
+def test_an_annotated_serializer_is_honoured() -> None:
+    class Rounded(pydantic.BaseModel):
+        value: Annotated[float, pydantic.PlainSerializer(round)]
+
+    validator = TabularValidator(_inputs(ColumnSpec(name="value", type="number", dtype="float64")))
+    assert validator.record(Rounded(value=2.75)) == (3.0,)
+
+
+def test_an_overridden_model_dump_is_honoured() -> None:
+    class Doubled(pydantic.BaseModel):
+        value: float
+
+        def model_dump(self, **options: Any) -> dict[str, Any]:
+            return {"value": self.value * 2}
+
+    validator = TabularValidator(_inputs(ColumnSpec(name="value", type="number", dtype="float64")))
+    assert validator.record(Doubled(value=1.5)) == (3.0,)
+
+
+def test_an_excluded_field_is_missing() -> None:
+    class Hidden(pydantic.BaseModel):
+        price: float = pydantic.Field(exclude=True)
+
+    validator = TabularValidator(_inputs(ColumnSpec(name="price", type="number", dtype="float64")))
+    with pytest.raises(modelkit.InvalidInputError, match="'price' is missing"):
+        validator.record(Hidden(price=1.0))
+
+
+def test_an_allowed_extra_field_is_an_extra_field() -> None:
+    class Open(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="allow")
+        price: float
+
+    validator = TabularValidator(_inputs(ColumnSpec(name="price", type="number", dtype="float64")))
+    with pytest.raises(modelkit.InvalidInputError, match="'tax' is not an input"):
+        validator.record(Open(price=1.0, tax=0.2))  # type: ignore[call-arg]
+
+
+def test_a_plain_model_with_aliases_is_read_without_model_dump() -> None:
+    class Applicant(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(alias_generator=str.upper)
+        income: float = pydantic.Field(gt=0)
+        city: str | None = None
+        plan: Literal["basic", "pro"] = pydantic.Field(serialization_alias="tier")
+
+    inputs = _inputs(
+        ColumnSpec(name="INCOME", type="number", dtype="float64"),
+        ColumnSpec(name="CITY", type="string", dtype="object", nullable=True),
+        ColumnSpec(name="tier", type="string", dtype="object", categories=("basic", "pro")),
+    )
+    record = Applicant.model_validate({"INCOME": 2.5, "PLAN": "pro"})
+    assert _slow_path_forbidden(TabularValidator(inputs)).record(record) == (2.5, None, "pro")
 
 
 def test_a_computed_field_is_an_extra_field() -> None:

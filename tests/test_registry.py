@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import modelkit
-from modelkit import _registry
+from modelkit import _registry, _shadow
 
 from .otel import Otel
 
@@ -229,7 +229,7 @@ def test_shadow_is_compared_and_counted_without_changing_answers(
         registry.set_shadow("churn", bundles["b"])
         assert [route.predict(RECORD).label for _ in range(5)] == ["a"] * 5
         assert [p.label for p in route.predict_batch([RECORD] * 3)] == ["a"] * 3
-        registry._shadow_queue.join()
+        registry._shadows.join()
         outcomes = {
             point.attributes["modelkit.shadow.outcome"]: point.value
             for _, point in otel.points("modelkit.shadow.comparisons")
@@ -237,8 +237,8 @@ def test_shadow_is_compared_and_counted_without_changing_answers(
         assert outcomes == {"mismatch": 8}
         registry.set_shadow("churn", bundles["a"])
         route.predict(RECORD)
-        registry._shadow_queue.join()
-        counts = registry._shadow_queue.counts
+        registry._shadows.join()
+        counts = registry._shadows.counts
         assert (counts["match"], counts["mismatch"]) == (1, 8)
 
 
@@ -254,30 +254,30 @@ def test_failing_shadow_counts_an_error_and_the_caller_never_sees_it(
 
     monkeypatch.setattr(shadow, "predict", broken)
     assert route.predict(RECORD).label == "a"
-    registry._shadow_queue.join()
-    assert registry._shadow_queue.counts["error"] == 1
+    registry._shadows.join()
+    assert registry._shadows.counts["error"] == 1
 
 
 def test_shadow_drops_when_its_queue_is_full(
     bundles: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_registry, "SHADOW_QUEUE_SIZE", 2)
+    monkeypatch.setattr(_shadow, "SHADOW_QUEUE_SIZE", 2)
     release = threading.Event()
-    original = _registry._ShadowQueue.compare
+    original = _shadow.ShadowTraffic.compare
 
     def held(self: Any, *args: Any) -> None:
         release.wait(10)
         original(self, *args)
 
-    monkeypatch.setattr(_registry._ShadowQueue, "compare", held)
+    monkeypatch.setattr(_shadow.ShadowTraffic, "compare", held)
     with modelkit.Registry() as registry:
         route = registry.add("churn", bundles["a"])
         registry.set_shadow("churn", bundles["b"])
         answers = [route.predict(RECORD).label for _ in range(10)]
         assert answers == ["a"] * 10
         release.set()
-        registry._shadow_queue.join()
-        counts = registry._shadow_queue.counts
+        registry._shadows.join()
+        counts = registry._shadows.counts
         assert counts["dropped"] >= 7  # one in the worker's hands, two queued
         assert counts["dropped"] + counts["mismatch"] == 10
 
@@ -639,8 +639,8 @@ def test_shadow_sees_the_record_as_it_was_when_predicted(
         frame_records = [dict(RECORD)]
         route.predict_batch(frame_records)
         frame_records[0].clear()
-    registry._shadow_queue.join()
-    counts = registry._shadow_queue.counts
+    registry._shadows.join()
+    counts = registry._shadows.counts
     assert (counts["match"], counts["error"]) == (100, 0)
 
 
@@ -703,3 +703,23 @@ def test_lock_file_with_any_characters_in_paths_round_trips(
     parsed = tomllib.loads((tmp_path / "models.lock").read_text(encoding="utf-8"))
     assert parsed["models"]["churn"]["sha256"] == lock["models"]["churn"]["sha256"]
     assert (tmp_path / parsed["models"]["churn"]["path"]).resolve() == odd.resolve()
+
+
+def test_write_lock_that_fails_leaves_the_previous_lock_file(
+    tmp_path: Path, bundles: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelkit import _atomic
+
+    target = tmp_path / "models.lock"
+    target.write_text("# the previous lock file\n", encoding="utf-8")
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    with modelkit.Registry() as registry:
+        registry.add("churn", bundles["a"])
+        monkeypatch.setattr(_atomic.os, "fsync", full)
+        with pytest.raises(OSError, match="No space left"):
+            registry.write_lock(target)
+    assert target.read_text(encoding="utf-8") == "# the previous lock file\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["models.lock"]

@@ -274,7 +274,7 @@ def test_interrupt_while_syncing_keeps_the_previous_bundle(
     def interrupted(_root: Path) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("modelkit._bundle._fsync_tree", interrupted)
+    monkeypatch.setattr("modelkit._publish._fsync_tree", interrupted)
 
     with pytest.raises(KeyboardInterrupt):
         save_bundle(fit_tree(), target, version="2.0.0", overwrite=True)

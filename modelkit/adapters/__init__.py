@@ -15,19 +15,15 @@ model onnxruntime runs) and ``python`` (subclasses of :class:`modelkit.Model`).
 from __future__ import annotations
 
 import difflib
+import importlib
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any
 
-from .._model import rejected
-from .._signature import Outputs, Signature, Table, TabularInputs, TensorInputs
+from .._protocol import Adapter, Runner, SavedModel, rejected
+from .._spec import Table
 from ..errors import BundleError
-
-if TYPE_CHECKING:
-    from .._bundle import Artifacts, Manifest
 
 __all__ = [
     "Adapter",
@@ -43,83 +39,13 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "modelkit.adapters"
 
-
-@dataclass(frozen=True)
-class SavedModel:
-    """What an adapter reports after writing an object's artifacts.
-
-    Attributes:
-        signature: the inputs and outputs the saved model has.
-        details: adapter-specific facts for the manifest's ``adapter`` section (JSON values).
-        packages: distributions whose installed versions the manifest records and ``load``
-            compares (``{"scikit-learn": "1.5.2"}``).
-    """
-
-    signature: Signature
-    details: Mapping[str, Any] = field(default_factory=dict)
-    packages: Mapping[str, str] = field(default_factory=dict)
-
-
-@runtime_checkable
-class Runner(Protocol):
-    """What an adapter's ``load`` returns: runs validated inputs through the model.
-
-    ``run`` takes a :class:`~modelkit._signature.Table` for tabular signatures, or a mapping of
-    input name to array for tensor signatures, and returns the output fields as arrays: ``label``
-    and ``probabilities`` for classifiers, ``value`` for regressors, one entry per named output for
-    tensor models. A runner may also define ``run_record(values)`` for one record's values in
-    signature order, the fast path for single predictions.
-
-    When the runtime refuses inputs that passed the signature (an unseen category, say), raise
-    ``rejected(exc)``: modelkit turns it into an :class:`~modelkit.InvalidInputError` naming the
-    record, where any other exception would propagate as a bug.
-    """
-
-    def run(self, inputs: Table | Mapping[str, Any]) -> Mapping[str, Any]: ...
-
-
-@runtime_checkable
-class Adapter(Protocol):
-    """One serialization format.
-
-    Attributes:
-        name: the id recorded in manifests (``format``), such as ``"joblib"``.
-
-    An adapter may also declare ``options``, the names ``load(adapter_options=...)`` accepts;
-    modelkit then refuses any other name before loading.
-    """
-
-    name: str
-
-    def accepts(self, obj: object) -> bool:
-        """Whether ``format="auto"`` should pick this adapter for ``obj``."""
-        ...
-
-    def save(
-        self,
-        obj: Any,
-        directory: Path,
-        *,
-        sample_input: Any,
-        inputs: TabularInputs | TensorInputs | None,
-        outputs: Outputs | None,
-    ) -> SavedModel:
-        """Write ``obj``'s artifacts into ``directory`` (the bundle's ``artifacts/``).
-
-        Args:
-            obj: the object to save.
-            directory: where to write; every file written here becomes an artifact.
-            sample_input: the caller's sample rows, or ``None``.
-            inputs: inputs the caller declared, or ``None`` to infer them.
-            outputs: outputs (at least the task) the caller declared, or ``None`` to infer them.
-        """
-        ...
-
-    def load(
-        self, artifacts: Artifacts, manifest: Manifest, *, options: Mapping[str, Any]
-    ) -> Runner | Any:
-        """Build a :class:`Runner` (or a ready :class:`modelkit.Model`) from verified artifacts."""
-        ...
+# The built-in formats, loaded on first use by import path as entry points are: the table needs
+# none of them to import, and the ``python`` format lives beside the model class it saves.
+_BUILTIN = {
+    "joblib": "modelkit.adapters._joblib:JoblibAdapter",
+    "onnx": "modelkit.adapters._onnx:OnnxAdapter",
+    "python": "modelkit._custom:PythonAdapter",
+}
 
 
 _registry: dict[str, Adapter] = {}
@@ -217,12 +143,12 @@ def check_options(adapter: Adapter, options: Mapping[str, Any]) -> None:
 def _ensure_builtin() -> None:
     if "joblib" in _registry:
         return
-    from ._joblib import JoblibAdapter
-    from ._onnx import OnnxAdapter
-    from ._python import PythonAdapter
-
+    built = []
+    for path in _BUILTIN.values():
+        module, _, attribute = path.partition(":")
+        built.append(getattr(importlib.import_module(module), attribute)())
     with _lock:
-        for adapter in (JoblibAdapter(), OnnxAdapter(), PythonAdapter()):
+        for adapter in built:
             _registry.setdefault(adapter.name, adapter)
 
 

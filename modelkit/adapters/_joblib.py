@@ -16,28 +16,28 @@ import numpy as np
 
 from .._deps import require
 from .._environment import distribution_of, installed_version
-from .._model import rejected
-from .._signature import (
+from .._infer import infer_tabular_signature
+from .._protocol import SavedModel, rejected
+from .._sklearn import holds_none, ignore_version_warning, is_sklearn, task_of
+from .._spec import (
     ColumnSpec,
     Outputs,
     Signature,
     Table,
     TabularInputs,
-    TabularValidator,
-    Task,
     TensorInputs,
     column_array,
-    infer_tabular_signature,
     is_missing,
     none_mask,
     python_scalar,
     record_table,
 )
+from .._validation import TabularValidator
 from ..errors import BundleError, InvalidInputError
-from . import SavedModel
 
 if TYPE_CHECKING:
-    from .._bundle import Artifacts, Manifest
+    from .._bundle import Artifacts
+    from .._manifest import Manifest
 
 __all__ = ["JoblibAdapter", "JoblibRunner"]
 
@@ -76,8 +76,8 @@ class JoblibAdapter:
             )
         if isinstance(inputs, TensorInputs):
             raise BundleError("The joblib format needs tabular inputs (named columns).")
-        inputs, layout, dtype = _inputs_for(obj, sample_input, inputs)
-        task = outputs.task if outputs is not None else _task_of(obj)
+        inputs, layout, dtype = inputs_for(obj, sample_input, inputs)
+        task = outputs.task if outputs is not None else task_of(obj)
         if task not in ("classification", "regression"):
             raise BundleError(
                 f"The joblib format serves classifiers and regressors, not task {task!r}."
@@ -104,7 +104,7 @@ class JoblibAdapter:
         with open(directory / ARTIFACT, "wb") as handle:
             joblib.dump(obj, handle)
         packages = ["joblib", "numpy"]
-        if _is_sklearn(obj):
+        if is_sklearn(obj):
             packages.append("scikit-learn")
         if layout == "dataframe":
             packages.append("pandas")
@@ -130,7 +130,7 @@ class JoblibAdapter:
         with warnings.catch_warnings():
             # Version differences were already reported, before unpickling, by the environment
             # check; scikit-learn's own warning would repeat it after the fact.
-            _ignore_sklearn_version_warning()
+            ignore_version_warning()
             estimator = joblib.load(artifacts.open(name))
         return JoblibRunner(
             estimator,
@@ -144,8 +144,8 @@ class JoblibAdapter:
         import joblib
 
         estimator = joblib.load(io.BytesIO(data))
-        inputs, layout, dtype = _inputs_for(estimator, None, None)
-        task = _task_of(estimator)
+        inputs, layout, dtype = inputs_for(estimator, None, None)
+        task = task_of(estimator)
         classes = None
         if task == "classification" and getattr(estimator, "classes_", None) is not None:
             classes = tuple(python_scalar(c) for c in np.asarray(estimator.classes_).tolist())
@@ -159,37 +159,7 @@ class JoblibAdapter:
         return estimator, Signature(inputs=inputs, outputs=outputs), details
 
 
-def _is_sklearn(obj: Any) -> bool:
-    """Whether unpickling ``obj`` needs scikit-learn (its estimators, or subclasses of them)."""
-    base = sys.modules.get("sklearn.base")
-    return base is not None and isinstance(obj, base.BaseEstimator)
-
-
-def _ignore_sklearn_version_warning() -> None:
-    try:
-        from sklearn.exceptions import InconsistentVersionWarning
-    except ImportError:  # scikit-learn absent, or too old to have the warning
-        return
-    warnings.simplefilter("ignore", InconsistentVersionWarning)
-
-
-def _task_of(obj: Any) -> Task:
-    estimator_type = getattr(obj, "_estimator_type", None)
-    try:
-        from sklearn.base import is_classifier, is_regressor
-
-        if is_classifier(obj):
-            return "classification"
-        if is_regressor(obj):
-            return "regression"
-    except (ImportError, AttributeError, TypeError):
-        pass  # scikit-learn absent, or an object it does not know: duck typing decides
-    if estimator_type == "classifier" or getattr(obj, "classes_", None) is not None:
-        return "classification"
-    return "regression"
-
-
-def _inputs_for(
+def inputs_for(
     obj: Any, sample_input: Any, declared: TabularInputs | None
 ) -> tuple[TabularInputs, str, str]:
     """The tabular inputs, the layout the estimator expects, and the array dtype."""
@@ -287,7 +257,7 @@ def _with_missing_markers(
         for c in inputs.columns
         if c.name in gapless and c.type == "string" and c.dtype == "object" and c.categories is None
     ]
-    if not candidates or not _holds_none(obj):
+    if not candidates or not holds_none(obj):
         return inputs
     rows = len(next(iter(base.values())))
     columns = tuple(
@@ -328,37 +298,6 @@ def _answer(method: Callable[[Any], Any], runner: JoblibRunner, probe: Table) ->
             return np.asarray(method(runner.encode(probe)))
     except Exception:  # noqa: BLE001 - any failure is a refusal
         return None
-
-
-def _holds_none(obj: Any, depth: int = 0) -> bool:
-    """Whether a fitted estimator (or a step inside it) learned ``None`` as a value."""
-    if depth > 20:
-        return False
-    for attribute in ("categories_", "statistics_"):
-        learned = getattr(obj, attribute, None)
-        if learned is None:
-            continue
-        for values in learned if isinstance(learned, list) else [learned]:
-            array = np.asarray(values)
-            if array.dtype.kind == "O" and none_mask(array).any():
-                return True
-    if getattr(obj, "missing_values", np.nan) is None:
-        return True
-    children: list[Any] = []
-    for attribute in ("steps", "transformers_", "transformer_list"):
-        nested = getattr(obj, attribute, None)
-        if isinstance(nested, list):
-            children += [
-                entry[1] for entry in nested if isinstance(entry, tuple) and len(entry) > 1
-            ]
-    for attribute in ("estimator_", "estimators_", "final_estimator_", "base_estimator_"):
-        child = getattr(obj, attribute, None)
-        children += child if isinstance(child, list) else [child]
-    return any(
-        _holds_none(child, depth + 1)
-        for child in children
-        if child is not None and not isinstance(child, str) and hasattr(child, "get_params")
-    )
 
 
 def _sample_dtype(sample: Any, layout: str) -> str:

@@ -14,23 +14,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._environment import installed_version
-from .._model import first_line, rejected
+from .._infer import infer_tabular_signature
 from .._onnx_graph import GraphError, external_tensors, graph_values, producer_name
-from .._signature import (
-    Outputs,
-    Signature,
-    Table,
-    TabularInputs,
-    Task,
-    TensorInputs,
-    TensorSpec,
-    infer_tabular_signature,
-)
+from .._protocol import SavedModel, first_line, rejected
+from .._spec import Outputs, Signature, Table, TabularInputs, Task, TensorInputs, TensorSpec
+from .._worker import after_fork_in_child
 from ..errors import BundleError, InvalidInputError
-from . import SavedModel
 
 if TYPE_CHECKING:
-    from .._bundle import Artifacts, Manifest
+    from .._bundle import Artifacts
+    from .._manifest import Manifest
 
 __all__ = ["OnnxAdapter", "OnnxRunner", "describe"]
 
@@ -257,7 +250,7 @@ def _check_sample(
     sample: Any,
 ) -> None:
     """Run the sample through the graph before anything is written."""
-    from .._signature import TabularValidator
+    from .._validation import TabularValidator
 
     assert isinstance(signature.inputs, TabularInputs)
     try:
@@ -422,15 +415,6 @@ class OnnxAdapter:
         inputs: TabularInputs | TensorInputs | None,
         outputs: Outputs | None,
     ) -> SavedModel:
-        if not self.accepts(obj) and callable(getattr(obj, "predict", None)):
-            # A scikit-learn estimator: converted, and checked against itself, before writing.
-            from .._convert import convert_estimator
-
-            converted = convert_estimator(
-                obj, sample_input=sample_input, inputs=inputs, outputs=outputs
-            )
-            (directory / ARTIFACT).write_bytes(converted.data)
-            return converted.saved
         data = _model_bytes(obj)
         label = "the ONNX model"
         # A bundle onnxruntime cannot load is no use: build the session before writing anything.
@@ -564,17 +548,21 @@ class OnnxRunner:
         # A session's thread pool does not survive fork (gunicorn --preload): a child process
         # builds its own session from the same bytes before its first call.
         self._rebuild = rebuild
-        self._pid = os.getpid()
+        # Set in a forked child: onnxruntime's thread pools did not survive the fork, so the
+        # session is rebuilt there before its first run.
+        self._forked = False
+        after_fork_in_child(self._mark_forked)
         self._fork_lock = threading.Lock()
 
     def run(self, inputs: Table | Mapping[str, Any]) -> dict[str, Any]:
         try:
-            feed = self._feed(inputs)
+            feed = self.feed(inputs)
         except (ValueError, TypeError, OverflowError) as exc:
             raise rejected(exc) from exc  # a value the graph's dtype cannot hold
         return self._fields(self._session_run(feed))
 
-    def _feed(self, inputs: Table | Mapping[str, Any]) -> dict[str, Any]:
+    def feed(self, inputs: Table | Mapping[str, Any]) -> dict[str, Any]:
+        """The ``session.run`` feed for validated inputs (``modelkit bench`` times the raw run)."""
         if isinstance(inputs, Table):
             if self._layout == "matrix":
                 feed = {self._input_name: inputs.matrix(self._dtype)}
@@ -626,7 +614,7 @@ class OnnxRunner:
         return self._fields(self._session_run(feed))
 
     def _session_run(self, feed: dict[str, Any]) -> list[Any]:
-        if self._pid != os.getpid():
+        if self._forked:
             self._after_fork()
         try:
             outputs: list[Any] = self._run(self._output_names, feed)
@@ -634,15 +622,18 @@ class OnnxRunner:
             raise rejected(exc) from exc
         return outputs
 
+    def _mark_forked(self) -> None:
+        self._forked = True
+
     def _after_fork(self) -> None:
         with self._fork_lock:
-            if self._pid == os.getpid():
+            if not self._forked:
                 return
             if self._rebuild is not None:
                 _abandon(self.session)
                 self.session = self._rebuild()
                 self._run = self.session.run
-            self._pid = os.getpid()
+            self._forked = False
 
     def _fields(self, outputs: list[Any]) -> dict[str, Any]:
         if self._task == "classification":

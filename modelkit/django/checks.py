@@ -26,19 +26,11 @@ from django.core import checks  # type: ignore[import-untyped]  # Django ships n
 from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
 
 from .. import adapters
-from .._bundle import Opened, normalize_digest, open_bundle
-from .._environment import _release, check, depends_on_python
-from .._registry import (
-    _bundle_options,
-    _check_name,
-    _Config,
-    _expand_shorthand,
-    _pins_of,
-    _read_lock,
-    _read_toml,
-    _validated,
-)
-from ..errors import BundleError, EnvironmentMismatchError, IntegrityError
+from .._bundle import Opened, open_bundle
+from .._config import pin_conflict, pin_mismatch, pins_of, read_config, read_lock
+from .._environment import VersionPolicy, depends_on_python, mismatch_text, mismatches
+from .._manifest import normalize_digest
+from ..errors import BundleError, IntegrityError
 from . import conf
 
 __all__ = ["TAG", "check_models", "register"]
@@ -93,60 +85,48 @@ def _message(check_id: str, text: str, *, obj: Any = None) -> Any:
 class _Planned:
     """One bundle the registry would load, with what it must match."""
 
-    where: str  # "models.iris", "models.iris.canary"
+    key: str  # "iris", "iris.canary"
     path: Path
     sha256: str | None
     pin: str | None
-    version_policy: str
+    version_policy: VersionPolicy
 
 
 def _planned(settings: conf.ModelkitSettings, messages: list[Any]) -> Iterator[_Planned]:
     """The bundles ``Registry.from_config`` would load, read the way it reads them."""
     source = settings.registry_source()
     if isinstance(source, Path):
-        document: Any = _read_toml(source, "registry config")
-        base, label = source.parent, f"registry config {str(source)!r}"
+        config = read_config(source)
     else:
-        document, label = source, "settings.MODELKIT['MODELS']"
-        base = settings.base_dir or Path.cwd()  # conf refused relative paths without BASE_DIR
-    parsed: _Config = _validated(_Config, _expand_shorthand(document), label)
-    for name in parsed.models:
-        _check_name(name)
+        # conf refused relative paths without BASE_DIR
+        base = settings.base_dir or Path.cwd()
+        config = read_config(source, base_dir=base, label="settings.MODELKIT['MODELS']")
     pins: dict[str, str] = {}
     if settings.lock is not None:
-        locked = _read_lock(settings.lock)
+        locked = read_lock(settings.lock)
         try:
-            pins = _pins_of(locked, parsed)
+            pins = pins_of(locked, config)
         except IntegrityError as exc:
             # Reported once; the bundles are still checked, against the config's pins only.
             messages.append(_message("modelkit.E003", f"lock file: {exc}"))
-    for name, entry in parsed.models.items():
-        for suffix, table in (("", entry), (".canary", entry.canary), (".shadow", entry.shadow)):
-            if table is None:
-                continue
-            options = _bundle_options(table, base)
-            yield _Planned(
-                where=f"models.{name}{suffix}",
-                path=options["path"],
-                sha256=options.get("sha256"),
-                pin=pins.get(f"{name}{suffix}"),
-                version_policy=options.get("version_policy") or "warn",
-            )
+    for bundle in config.bundles:
+        yield _Planned(
+            key=bundle.key,
+            path=bundle.path,
+            sha256=bundle.table.sha256,
+            pin=pins.get(bundle.key),
+            version_policy=bundle.table.version_policy or "warn",
+        )
 
 
 def _verify(bundle: _Planned) -> list[Any]:
-    where = bundle.where
+    where = f"models.{bundle.key}"
     try:
         expected = None if bundle.sha256 is None else normalize_digest(bundle.sha256)
     except ValueError as exc:
         return [_message("modelkit.E001", f"{where}.sha256: {exc}")]
     if expected is not None and bundle.pin is not None and expected != bundle.pin:
-        return [
-            _message(
-                "modelkit.E003",
-                f"{where}: the config pins {expected} but the lock file pins {bundle.pin}.",
-            )
-        ]
+        return [_message("modelkit.E003", str(pin_conflict(bundle.key, expected, bundle.pin)))]
     try:
         opened = open_bundle(bundle.path)
     except IntegrityError as exc:
@@ -157,15 +137,14 @@ def _verify(bundle: _Planned) -> list[Any]:
     found = _digest(opened)
     pinned = expected or bundle.pin
     if pinned is not None and found != pinned:
-        source = "config" if expected is not None else "lock file"
-        messages.append(
-            _message(
-                "modelkit.E003",
-                f"{where}: the bundle {str(bundle.path)!r} has digest {found}, but the {source} "
-                f"pins {pinned}.",
-                obj=str(bundle.path),
-            )
+        error = pin_mismatch(
+            bundle.key,
+            bundle.path,
+            found,
+            pinned,
+            pinned_by="config" if expected is not None else "lock file",
         )
+        messages.append(_message("modelkit.E003", str(error), obj=str(bundle.path)))
     if opened.kind == "pickle":
         messages.append(
             _message(
@@ -195,28 +174,14 @@ def _digest(opened: Opened) -> str:
 def _environment(where: str, bundle: _Planned, manifest: Any) -> list[Any]:
     if bundle.version_policy == "ignore":
         return []
-    try:
-        # Policy "error" raises on any difference, before warning or logging anything.
-        check(
-            manifest.environment,
-            "error",
-            label=str(bundle.path),
-            compare_python=depends_on_python(manifest.format),
-        )
-    except EnvironmentMismatchError as exc:
-        mismatches = exc.mismatches
-    else:
+    refused, warned = mismatches(
+        manifest.environment,
+        bundle.version_policy,
+        compare_python=depends_on_python(manifest.format),
+    )
+    if not refused and not warned:
         return []
-    described = ", ".join(
-        f"{name} {saved} (this process has {current or 'none installed'})"
-        for name, (saved, current) in sorted(mismatches.items())
-    )
-    # The policy's rule (modelkit._environment.check): under "warn", a missing package or
-    # another major version refuses to load; other differences, Python's included, warn.
-    refused = bundle.version_policy == "error" or any(
-        name != "python" and (current is None or _release(current)[:1] != _release(saved)[:1])
-        for name, (saved, current) in mismatches.items()
-    )
+    described = mismatch_text({**refused, **warned})
     check_id = "modelkit.E004" if refused else "modelkit.W001"
     outcome = "refuses to load it" if refused else "loads it with a warning"
     return [

@@ -18,7 +18,16 @@ from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-u
 from django.http import HttpRequest, HttpResponse  # type: ignore[import-untyped]
 from django.urls import reverse  # type: ignore[import-untyped]
 
-from .._serving import ROUTING_KEY_HEADER, Reply, Service, error
+from .._serving import (
+    ANY_METHOD,
+    ROUTING_KEY_HEADER,
+    Reply,
+    Service,
+    allow_header,
+    error,
+    no_endpoint,
+    refused_method,
+)
 from . import conf
 from ._loading import aload_models
 
@@ -31,20 +40,14 @@ _Handler = Callable[..., Awaitable[Reply]]
 
 def _endpoint(*allowed: str) -> Callable[[_Handler], Callable[..., Awaitable[Any]]]:
     """An async view around ``handle``: the method check, and every failure as a JSON reply."""
-    allow = ", ".join((*allowed, "OPTIONS"))
+    allow = allow_header(allowed)
 
     def decorate(handle: _Handler) -> Callable[..., Awaitable[Any]]:
         @functools.wraps(handle)
         async def view(request: HttpRequest, **arguments: Any) -> Any:
-            if request.method not in allowed:
-                if request.method == "OPTIONS":
-                    return HttpResponse(status=204, headers={"Allow": allow})
-                reply = error(
-                    405,
-                    "method_not_allowed",
-                    f"{request.path} takes {', '.join(allowed)}, not {request.method}.",
-                )
-                return _respond(reply, {"Allow": allow})
+            refused = refused_method(request.path, str(request.method), allowed)
+            if refused is not None:
+                return _respond(refused, {"Allow": allow})
             try:
                 reply = await handle(request, **arguments)
             except Exception:  # an endpoint answers in JSON whatever happens
@@ -90,16 +93,11 @@ async def predict(request: HttpRequest, name: str) -> Reply:
     return await service.apredict(name, body, key=request.headers.get(ROUTING_KEY_HEADER))
 
 
-@_endpoint("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+@_endpoint(*ANY_METHOD)
 async def not_found(request: HttpRequest, path: str) -> Reply:
     """Any other URL under the prefix: a JSON 404 naming the endpoints."""
     prefix = str(reverse(f"{_namespace(request)}:index"))
-    return error(
-        404,
-        "not_found",
-        f"No endpoint at {request.path}: the endpoints are GET {prefix}, "
-        f"GET {prefix}<name> and POST {prefix}<name>/predict.",
-    )
+    return no_endpoint(request.path, prefix, prefix)
 
 
 async def _service(request: HttpRequest) -> Service | Reply:
@@ -143,6 +141,8 @@ def _namespace(request: HttpRequest) -> str:
 
 
 def _respond(reply: Reply, headers: dict[str, str] | None = None) -> Any:
+    if reply.body is None:
+        return HttpResponse(status=reply.status, headers=headers)
     return HttpResponse(
         reply.to_json(), status=reply.status, headers=headers, content_type="application/json"
     )

@@ -12,7 +12,8 @@ import pytest
 
 import modelkit
 from modelkit import adapters
-from modelkit._signature import Outputs, Signature, Table, infer_tabular_signature
+from modelkit._infer import infer_tabular_signature
+from modelkit._spec import Outputs, Signature, Table
 
 
 class MeanRunner:

@@ -327,7 +327,10 @@ def test_the_task_closure_carries_no_model_and_checks_the_executors_python(
 ) -> None:
     from pyspark import cloudpickle
 
-    scorer = modelkit.spark._Scorer.prepare(
+    from modelkit.spark._executor import executor_function
+    from modelkit.spark._plan import Scorer
+
+    scorer = Scorer.prepare(
         iris_bundle,
         sha256=None,
         ship=False,
@@ -335,7 +338,7 @@ def test_the_task_closure_carries_no_model_and_checks_the_executors_python(
         adapter_options=None,
         with_errors=False,
     )
-    payload = cloudpickle.dumps(modelkit.spark._executor_function(scorer.job))
+    payload = cloudpickle.dumps(executor_function(scorer.job))
     assert len(payload) < 20_000
     assert (iris_bundle / "artifacts" / "model.joblib").read_bytes()[:64] not in payload
 

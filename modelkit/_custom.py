@@ -1,7 +1,9 @@
-"""The ``python`` adapter: custom models, subclasses of :class:`modelkit.Model`.
+"""The ``python`` format: custom models, subclasses of :class:`modelkit.Model`.
 
 The bundle holds the files the model writes in ``save_artifacts`` and the import path of its
-class; the code itself ships with the application, like any other module of it.
+class; the code itself ships with the application, like any other module of it. The format lives
+beside the model class it saves (the adapter table finds it by import path), and what it loads is
+a :class:`CustomRunner` holding the ready model, which :func:`model_for` hands out.
 """
 
 from __future__ import annotations
@@ -11,16 +13,43 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._environment import distribution_of, installed_version
-from .._model import Model, RunnerModel
-from .._signature import Outputs, TabularInputs, TensorInputs
-from ..errors import BundleError
-from . import SavedModel
+from ._environment import distribution_of, installed_version
+from ._model import Features, Model
+from ._protocol import Runner, SavedModel
+from ._runner_model import RunnerModel
+from ._spec import Outputs, TabularInputs, TensorInputs
+from .errors import BundleError
 
 if TYPE_CHECKING:
-    from .._bundle import Artifacts, Manifest
+    from ._bundle import Artifacts
+    from ._manifest import Manifest
 
-__all__ = ["PythonAdapter"]
+__all__ = ["CustomRunner", "PythonAdapter", "model_for"]
+
+
+class CustomRunner:
+    """What the python format loads: the custom model, which runs its own batches.
+
+    Attributes:
+        model: the instance its class's ``from_artifacts`` built.
+    """
+
+    def __init__(self, model: Model[Any, Any]) -> None:
+        self.model = model
+
+    def run(self, inputs: Any) -> Mapping[str, Any]:
+        """The model's ``run_batch`` on validated inputs, as the ``outputs`` field."""
+        return {"outputs": list(self.model.run_batch(list(inputs)))}
+
+
+def model_for(
+    manifest: Manifest, digest: str, runner: Runner, features: Features
+) -> Model[Any, Any]:
+    """The model to hand out for what an adapter loaded, built with its features."""
+    if isinstance(runner, CustomRunner):
+        runner.model._bind(manifest, digest, features)
+        return runner.model
+    return RunnerModel(manifest, digest, runner, features)
 
 
 class PythonAdapter:
@@ -68,7 +97,7 @@ class PythonAdapter:
 
     def load(
         self, artifacts: Artifacts, manifest: Manifest, *, options: Mapping[str, Any]
-    ) -> Model[Any, Any]:
+    ) -> CustomRunner:
         path = manifest.adapter.get("class")
         if not isinstance(path, str) or ":" not in path:
             raise BundleError(
@@ -90,4 +119,4 @@ class PythonAdapter:
         model = target.from_artifacts(artifacts)
         if not isinstance(model, target):
             raise BundleError(f"{path}.from_artifacts returned a {type(model).__qualname__}.")
-        return model
+        return CustomRunner(model)

@@ -1,0 +1,238 @@
+"""``modelkit serve``: the JSON endpoints on waitress, with health checks."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .._serving import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_RESPONSE_SIZE
+from ._app import EXIT_OK, LOG_HANDLER, ByteSize, command, usage_error
+from ._common import describe_bundle
+
+if TYPE_CHECKING:
+    from .. import Registry
+
+__all__ = ["serve"]
+
+
+def _url_prefix(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not value.startswith("/"):
+        raise click.BadParameter(f"must start with '/', got {value!r}", ctx, param)
+    return value
+
+
+@command(
+    "serve",
+    epilog=(
+        "\b\nExamples:\n"
+        "  modelkit serve bundles/churn --port 8000\n"
+        "  modelkit serve models.toml --lock models.lock --host 0.0.0.0"
+    ),
+)
+@click.argument("path", metavar="PATH|CONFIG", type=click.Path())
+@click.option(
+    "--lock",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="A lock file the config's bundles must match.",
+)
+@click.option(
+    "--host", default="127.0.0.1", metavar="HOST", help="Interface to listen on (127.0.0.1)."
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    metavar="PORT",
+    help="Port to listen on (8000; 0 picks a free one).",
+)
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=4, metavar="N", help="Worker threads (4)."
+)
+@click.option(
+    "--url-prefix",
+    default="/models",
+    metavar="PREFIX",
+    callback=_url_prefix,
+    help="The endpoints' prefix (/models).",
+)
+@click.option(
+    "--max-batch-size",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_BATCH_SIZE,
+    metavar="N",
+    help="Most records (or tensor rows) per predict request (1,000).",
+)
+@click.option(
+    "--max-body-size",
+    type=ByteSize(),
+    default=DEFAULT_MAX_BODY_SIZE,
+    metavar="BYTES",
+    help="Largest request body, refused before it is read (10MiB; takes KiB, MiB, GiB).",
+)
+@click.option(
+    "--max-response-size",
+    type=ByteSize(),
+    default=DEFAULT_MAX_RESPONSE_SIZE,
+    metavar="BYTES",
+    help="Largest predict answer, refused before it is built (50MiB).",
+)
+def serve(
+    *,
+    path: str,
+    lock: str | None,
+    host: str,
+    port: int,
+    threads: int,
+    url_prefix: str,
+    max_batch_size: int,
+    max_body_size: int,
+    max_response_size: int,
+) -> int:
+    """Serve bundles over HTTP: the JSON endpoints on waitress, with health checks.
+
+    PATH is one bundle (served under its manifest name) or a registry config (.toml). Needs the
+    'serve' extra (waitress). Endpoints: GET /healthz (the process is up), GET /readyz (200 once
+    the models are loaded, 503 before), and under the prefix (default /models): GET /models,
+    GET /models/<name>, POST /models/<name>/predict. SIGTERM or Ctrl-C stops it after the
+    requests in flight.
+    """
+    import _thread
+    import signal
+    import threading
+
+    from .._deps import require
+    from ._wsgi import Application, Models
+
+    is_config = Path(path).suffix.lower() == ".toml"
+    if lock is not None and not is_config:
+        raise usage_error("--lock goes with a registry config (.toml), not a single bundle")
+    waitress_server = require("waitress.server", extra="serve", feature="modelkit serve")
+    build = _registry_builder(path, lock, is_config=is_config)
+    models = Models(build)
+    prefix = url_prefix.rstrip("/")
+    app = Application(
+        models,
+        prefix,
+        max_batch_size=max_batch_size,
+        max_body_size=max_body_size,
+        max_response_size=max_response_size,
+    )
+    failures: list[BaseException] = []
+
+    # A server logs: what it loaded, and waitress's own warnings (a full task queue...).
+    log_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=logging.INFO, format=log_format)
+    for handler in logging.getLogger("modelkit").handlers:
+        if handler.get_name() == LOG_HANDLER:
+            handler.setFormatter(logging.Formatter(log_format))
+            handler.setLevel(logging.INFO)
+    # waitress buffers a whole body (to a temporary file) before the app sees it: its own limit
+    # keeps that to the body limit, and its refusals get the endpoints' JSON error shape.
+    listeners: dict[int, Any] = {}
+    server = waitress_server.create_server(
+        app,
+        map=listeners,
+        host=host,
+        port=port,
+        threads=threads,
+        max_request_body_size=max_body_size + 1,  # waitress refuses at >= this
+    )
+    _answer_server_errors_in_json(list(listeners.values()), max_body_size)
+
+    def load_models() -> None:
+        try:
+            models.load()
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            failures.append(exc)
+            _thread.interrupt_main(signal.SIGTERM)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        threading.Thread(target=load_models, name="modelkit-load", daemon=True).start()
+        shown = server.effective_host
+        if ":" in str(shown):
+            shown = f"[{shown}]"
+        click.echo(
+            f"Serving on http://{shown}:{server.effective_port} (models under {prefix or '/'}, "
+            "health at /healthz and /readyz); Ctrl-C to stop",
+            err=True,
+        )
+        server.run()  # returns on SIGTERM or Ctrl-C, once the requests in flight are answered
+    except KeyboardInterrupt:
+        pass  # stopped before (or after) the loop: the same clean stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        with contextlib.suppress(Exception):
+            server.close()
+        models.close()
+    if failures:
+        raise failures[0]
+    click.echo("Stopped.", err=True)
+    return EXIT_OK
+
+
+def _registry_builder(path: str, lock: str | None, *, is_config: bool) -> Callable[[], Registry]:
+    """What loads the models: a registry config with its lock file, or one verified bundle."""
+    from .. import Registry
+
+    target = Path(path)
+    if is_config:
+        from .._config import read_config, read_lock
+
+        config = target.resolve()
+        pinned = None if lock is None else Path(lock).resolve()
+        # Read and checked now, so that a malformed config or lock file fails before the port
+        # is opened; the bundles load in the background.
+        read_config(config)
+        if pinned is not None:
+            read_lock(pinned)
+        return lambda: Registry.from_config(config, lock=pinned)
+    described = describe_bundle(path)  # fails now, before the port is opened
+    # Loaded with the digest it was verified with: a bundle swapped meanwhile is refused.
+    models = {described.manifest.name: {"path": str(target.resolve()), "sha256": described.digest}}
+    return lambda: Registry.from_config({"models": models})
+
+
+def _answer_server_errors_in_json(listeners: Sequence[Any], max_body_size: int) -> None:
+    """Make waitress answer the requests it refuses itself (a body over the limit, a malformed
+    request) in the endpoints' JSON error shape, instead of its plain-text page."""
+    from waitress.channel import HTTPChannel  # type: ignore[import-untyped]
+    from waitress.server import BaseWSGIServer  # type: ignore[import-untyped]
+    from waitress.task import ErrorTask  # type: ignore[import-untyped]
+
+    class JsonErrorTask(ErrorTask):  # type: ignore[misc]  # waitress ships no types
+        def execute(self) -> None:
+            problem = self.request.error
+            code, reason = int(problem.code), str(problem.reason)
+            if code == 413:
+                kind = "request_too_large"
+                message = (
+                    f"The request body is larger than the {max_body_size} bytes this server "
+                    "accepts (--max-body-size); send fewer records per request."
+                )
+            else:
+                kind = "_".join(reason.lower().split())
+                message = f"{reason}: {problem.body}"
+            body = json.dumps({"error": {"type": kind, "message": message}}).encode()
+            self.status = f"{code} {reason}"
+            self.response_headers.append(("Content-Type", "application/json"))
+            self.set_close_on_finish()
+            self.content_length = len(body)
+            self.write(body)
+
+    class JsonErrorChannel(HTTPChannel):  # type: ignore[misc]
+        error_task_class = JsonErrorTask
+
+    for listener in listeners:
+        if isinstance(listener, BaseWSGIServer):
+            listener.channel_class = JsonErrorChannel

@@ -1,0 +1,196 @@
+"""The JSON endpoints of :mod:`modelkit._serving` as a plain WSGI application, with health checks.
+
+``modelkit serve`` runs it on waitress: no web framework sits between the server and the
+endpoints. The answers are those the Flask and Django integrations give (the same service
+writes them): ``GET {prefix}``, ``GET {prefix}/<name>``, ``POST {prefix}/<name>/predict``, a JSON
+404 for any other URL and a JSON 405 (with ``Allow``) for a wrong method. ``GET /healthz``
+answers while the process is up, ``GET /readyz`` once the models are loaded; until then the
+model endpoints answer 503 at once rather than wait for the loading registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from .._serving import (
+    ANY_METHOD,
+    ROUTING_KEY_HEADER,
+    Reply,
+    Service,
+    allow_header,
+    error,
+    no_endpoint,
+    refused_method,
+)
+
+if TYPE_CHECKING:
+    from .. import Registry
+
+__all__ = ["Application", "Models"]
+
+logger = logging.getLogger("modelkit")
+
+_Response = tuple[int, list[tuple[str, str]], bytes]
+_READ = ("GET", "HEAD")
+# The WSGI environ key of the routing-key header: X-Modelkit-Key -> HTTP_X_MODELKIT_KEY.
+_ROUTING_KEY = "HTTP_" + ROUTING_KEY_HEADER.upper().replace("-", "_")
+
+
+class Models:
+    """A registry loaded once, in the background, while the server already answers.
+
+    Args:
+        build: loads the registry.
+    """
+
+    def __init__(self, build: Callable[[], Registry]) -> None:
+        self._build = build
+        self.registry: Registry | None = None
+        #: Set once the registry is loaded.
+        self.ready = threading.Event()
+
+    def load(self) -> None:
+        """Load the registry (the exceptions of ``build`` propagate)."""
+        started = time.perf_counter()
+        registry = self._build()
+        self.registry = registry
+        logger.info(
+            "modelkit: loaded %d model(s) in %.0f ms (pid %d)",
+            len(registry),
+            1000 * (time.perf_counter() - started),
+            os.getpid(),
+        )
+        self.ready.set()
+
+    def loaded(self) -> Registry:
+        """The registry, once :attr:`ready` is set."""
+        registry = self.registry
+        if registry is None:
+            raise RuntimeError("The models are not loaded yet.")
+        return registry
+
+    def close(self) -> None:
+        """Stop the registry's background work, if it was loaded."""
+        if self.registry is not None:
+            self.registry.close()
+
+
+class Application:
+    """The WSGI application: health checks, then the endpoints under ``prefix``.
+
+    Args:
+        models: the registry, loading or loaded.
+        prefix: where the endpoints live (``/models``), or ``""`` for the root.
+        max_batch_size: as for :class:`modelkit._serving.Service`.
+        max_body_size: as for :class:`modelkit._serving.Service`.
+        max_response_size: as for :class:`modelkit._serving.Service`.
+    """
+
+    def __init__(
+        self,
+        models: Models,
+        prefix: str,
+        *,
+        max_batch_size: int,
+        max_body_size: int,
+        max_response_size: int,
+    ) -> None:
+        self.models = models
+        self.prefix = prefix
+        self.service = Service(
+            models.loaded,
+            max_batch_size=max_batch_size,
+            max_body_size=max_body_size,
+            max_response_size=max_response_size,
+            url_for=lambda name: f"{prefix}/{quote(name)}",
+        )
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        # PEP 3333 hands the path over as latin-1; URLs are UTF-8.
+        path = str(environ.get("PATH_INFO") or "/").encode("latin-1").decode("utf-8", "replace")
+        try:
+            status, headers, body = self._handle(method, path, environ)
+        except Exception:  # an endpoint answers in JSON whatever happens
+            # The details stay in the server's log, never in the response.
+            logger.exception("modelkit: %s %s failed", method, path)
+            reply = error(500, "internal_error", "The request failed; see the server log.")
+            status, headers, body = _json(reply)
+        headers.append(("Content-Length", str(len(body))))
+        start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+        return [b"" if method == "HEAD" else body]
+
+    def _handle(self, method: str, path: str, environ: dict[str, Any]) -> _Response:
+        if path == "/healthz":
+            return _endpoint(method, path, _READ, lambda: Reply(200, {"status": "ok"}))
+        if path == "/readyz":
+            return _endpoint(method, path, _READ, self._readiness)
+        if not self.models.ready.is_set():
+            # The model endpoints would wait for the loading registry: answer 503 at once.
+            reply = error(503, "not_ready", "The models are loading; retry shortly.")
+            return _json(reply, [("Retry-After", "1")])
+        prefix = self.prefix
+        if path in (prefix or "/", f"{prefix}/"):
+            return _endpoint(method, path, _READ, self.service.index)
+        if path.startswith(f"{prefix}/"):
+            name, slash, action = path[len(prefix) + 1 :].partition("/")
+            if name and not slash:
+                return _endpoint(method, path, _READ, lambda: self.service.describe(name))
+            if name and action == "predict":
+                return _endpoint(method, path, ("POST",), lambda: self._predict(name, environ))
+        return _endpoint(method, path, ANY_METHOD, lambda: self._not_found(path))
+
+    def _readiness(self) -> Reply:
+        registry = self.models.registry
+        if self.models.ready.is_set() and registry is not None:
+            return Reply(200, {"status": "ready", "models": registry.names()})
+        return Reply(503, {"status": "loading"})
+
+    def _predict(self, name: str, environ: dict[str, Any]) -> Reply:
+        # Refused from Content-Length before a byte is read, and read no further than the limit
+        # (chunked bodies).
+        body = self.service.read_body(environ["wsgi.input"].read, _content_length(environ))
+        if isinstance(body, Reply):
+            return body
+        return self.service.predict(name, body, key=environ.get(_ROUTING_KEY))
+
+    def _not_found(self, path: str) -> Reply:
+        return no_endpoint(path, self.prefix or "/", f"{self.prefix}/")
+
+
+def _endpoint(
+    method: str, path: str, allowed: tuple[str, ...], handle: Callable[[], Reply]
+) -> _Response:
+    """``handle``'s reply, after the method check (405 with ``Allow``, or 204 to ``OPTIONS``)."""
+    refused = refused_method(path, method, allowed)
+    if refused is None:
+        return _json(handle())
+    headers = [("Allow", allow_header(allowed))]
+    if refused.body is None:
+        return refused.status, headers, b""
+    return _json(refused, headers)
+
+
+def _json(reply: Reply, headers: list[tuple[str, str]] | None = None) -> _Response:
+    return (
+        reply.status,
+        [("Content-Type", "application/json"), *(headers or [])],
+        reply.to_json().encode(),
+    )
+
+
+def _content_length(environ: dict[str, Any]) -> int | None:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return None  # none, or not a number: the read limit still holds
+    return length if length >= 0 else None

@@ -578,9 +578,9 @@ def describe_bare_onnx(label: str, data: bytes, found: str) -> Manifest:
     session optimizes the graph, which for a hostile graph of a few hundred bytes can allocate
     gigabytes.
     """
-    from .adapters._onnx import describe
+    from .adapters._onnx import describe_graph
 
-    saved = describe(data, label=label)
+    saved = describe_graph(data, label=label)
     return _bare_manifest(
         "onnx", label, data, found, signature=saved.signature, details=dict(saved.details)
     )

@@ -81,7 +81,7 @@ def convert_estimator(
             worst rows.
     """
     from .adapters._joblib import JoblibRunner, inputs_for
-    from .adapters._onnx import OnnxRunner, describe, make_session
+    from .adapters._onnx import OnnxRunner, describe_graph, make_session
 
     if isinstance(inputs, TensorInputs):
         raise ConversionError("Conversion from scikit-learn needs tabular inputs (named columns).")
@@ -137,7 +137,7 @@ def convert_estimator(
     data, groups, opsets = _to_onnx(convertible, inputs, layout, task)
     try:
         session = make_session(data, label="the converted model")
-        saved = describe(
+        saved = describe_graph(
             data,
             session=session,
             inputs=inputs,

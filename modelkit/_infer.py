@@ -20,7 +20,7 @@ from ._spec import (
     ColumnSpec,
     ColumnType,
     TabularInputs,
-    describe,
+    describe_value,
     is_dataframe,
     is_missing,
     python_scalar,
@@ -203,7 +203,7 @@ def _scalar_type(value: Any) -> ColumnType:
     if isinstance(value, dt.date | np.datetime64):  # datetime is a date
         return "datetime"
     raise InvalidInputError(
-        f"Cannot infer a signature: unsupported value {describe(value)} in the sample."
+        f"Cannot infer a signature: unsupported value {describe_value(value)} in the sample."
     )
 
 

@@ -36,7 +36,7 @@ __all__ = [
     "TensorInputs",
     "TensorSpec",
     "column_array",
-    "describe",
+    "describe_value",
     "is_dataframe",
     "is_missing",
     "is_series",
@@ -388,7 +388,7 @@ def python_scalar(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def describe(value: Any) -> str:
+def describe_value(value: Any) -> str:
     """A value as error messages show it: its type and a short repr."""
     text = repr(value)
     if len(text) > 40:

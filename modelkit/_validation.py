@@ -26,7 +26,7 @@ from ._spec import (
     TensorInputs,
     TensorSpec,
     column_array,
-    describe,
+    describe_value,
     is_dataframe,
     is_missing,
     is_series,
@@ -95,11 +95,12 @@ def _number_check(column: ColumnSpec) -> Callable[[Any], Any]:
             try:
                 return float(value)
             except OverflowError:
-                raise _BadValueError(f"got {describe(value)}, too large for a float") from None
+                too_large = f"got {describe_value(value)}, too large for a float"
+                raise _BadValueError(too_large) from None
         try:
             return _missing(value, nullable, math.nan)
         except _NotMissingError:
-            raise _BadValueError(f"expected a number, got {describe(value)}") from None
+            raise _BadValueError(f"expected a number, got {describe_value(value)}") from None
 
     return check
 
@@ -116,7 +117,7 @@ def _integer_check(column: ColumnSpec) -> Callable[[Any], Any]:
             try:
                 return _missing(value, nullable, None)
             except _NotMissingError:
-                raise _BadValueError(f"expected an integer, got {describe(value)}") from None
+                raise _BadValueError(f"expected an integer, got {describe_value(value)}") from None
         if not INT64_MIN <= number <= INT64_MAX:
             raise _BadValueError("got an integer outside the 64-bit range")
         return number
@@ -133,7 +134,7 @@ def _boolean_check(column: ColumnSpec) -> Callable[[Any], Any]:
         try:
             return _missing(value, nullable, None)
         except _NotMissingError:
-            raise _BadValueError(f"expected true or false, got {describe(value)}") from None
+            raise _BadValueError(f"expected true or false, got {describe_value(value)}") from None
 
     return check
 
@@ -147,7 +148,7 @@ def _string_check(column: ColumnSpec) -> Callable[[Any], Any]:
         try:
             return _missing(value, nullable, None)
         except _NotMissingError:
-            raise _BadValueError(f"expected a string, got {describe(value)}") from None
+            raise _BadValueError(f"expected a string, got {describe_value(value)}") from None
 
     return check
 
@@ -164,11 +165,11 @@ def _datetime_check(column: ColumnSpec) -> Callable[[Any], Any]:
         try:
             return to_datetime64(value)
         except OverflowError:
-            raise _BadValueError(f"got {describe(value)}, a time out of range") from None
+            raise _BadValueError(f"got {describe_value(value)}, a time out of range") from None
         except (TypeError, ValueError):
             raise _BadValueError(
                 f"expected a date and time (ISO 8601, such as '2024-05-17T13:45:00'), "
-                f"got {describe(value)}"
+                f"got {describe_value(value)}"
             ) from None
 
     return check
@@ -197,7 +198,7 @@ def _column_check(column: ColumnSpec) -> Callable[[Any], Any]:
         value = check(value)
         if value in allowed or (column.nullable and is_missing(value)):
             return value
-        raise _BadValueError(f"got {describe(value)}; expected one of {shown}")
+        raise _BadValueError(f"got {describe_value(value)}; expected one of {shown}")
 
     return check_category
 
@@ -321,7 +322,7 @@ class TabularValidator:
             None,
             index,
             f"expected a record (a dict with fields {_preview(self.names)}), "
-            f"got {describe(record)}",
+            f"got {describe_value(record)}",
         )
 
     def _mapping(self, record: Mapping[Any, Any], index: int | None) -> tuple[Any, ...]:
@@ -345,7 +346,7 @@ class TabularValidator:
                 problems.append((name, index, f"field {name!r} {exc}"))
             except Exception as exc:  # noqa: BLE001 - junk values may fail in arbitrary ways
                 problems.append(
-                    (name, index, f"field {name!r} cannot be read: {describe(value)} ({exc})")
+                    (name, index, f"field {name!r} cannot be read: {describe_value(value)} ({exc})")
                 )
         if problems:
             raise _invalid_many(problems)
@@ -366,7 +367,7 @@ class TabularValidator:
         if isinstance(batch, Mapping | str | bytes) or not isinstance(batch, Iterable):
             raise InvalidInputError(
                 "Expected a batch (a list of records, a DataFrame or a 2-D array), got "
-                f"{describe(batch)}; use predict() for one record."
+                f"{describe_value(batch)}; use predict() for one record."
             )
         rows = []
         problems: list[dict[str, Any]] = []
@@ -379,9 +380,10 @@ class TabularValidator:
                     break
         if problems:
             raise error_from(problems)
-        return self._from_rows(rows)
+        return self.from_rows(rows)
 
-    def _from_rows(self, rows: list[tuple[Any, ...]]) -> Table:
+    def from_rows(self, rows: list[tuple[Any, ...]]) -> Table:
+        """A table of records already validated by :meth:`record` (micro-batching's input)."""
         if self._is_numeric:
             matrix = np.array(rows, dtype=np.float64).reshape(len(rows), len(self.names))
             return Table(self.names, len(rows), matrix)
@@ -604,7 +606,7 @@ class TensorValidator:
                 None,
                 index,
                 f"expected a mapping of input name to array ({_preview(self.names)}), "
-                f"got {describe(record)}",
+                f"got {describe_value(record)}",
             )
         missing = [n for n in self.names if n not in record]
         extra = [k for k in record if k not in self._dtypes]

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .._bundle import Artifacts
     from .._manifest import Manifest
 
-__all__ = ["OnnxAdapter", "OnnxRunner", "describe"]
+__all__ = ["OnnxAdapter", "OnnxRunner", "describe_graph"]
 
 ARTIFACT = "model.onnx"
 _ORT_TYPES = {
@@ -178,7 +178,7 @@ def _output_spec(node: Any) -> TensorSpec:
     return TensorSpec(name=node.name, dtype=node.type, shape=None)
 
 
-def describe(
+def describe_graph(
     data: bytes,
     *,
     session: Any = None,
@@ -419,7 +419,7 @@ class OnnxAdapter:
         label = "the ONNX model"
         # A bundle onnxruntime cannot load is no use: build the session before writing anything.
         session = make_session(data, label=label)
-        saved = describe(
+        saved = describe_graph(
             data,
             session=session,
             sample_input=sample_input,

@@ -14,11 +14,11 @@ from .._atomic import write_atomically
 if TYPE_CHECKING:
     from .._manifest import Manifest
 
-__all__ = ["Described", "describe_bundle", "format_size", "table", "write_text"]
+__all__ = ["BundleDescription", "describe_bundle", "format_size", "table", "write_text"]
 
 
 @dataclass(frozen=True)
-class Described:
+class BundleDescription:
     """A bundle's manifest and digest, read without deserializing anything."""
 
     label: str
@@ -26,7 +26,7 @@ class Described:
     digest: str
 
 
-def describe_bundle(path: str) -> Described:
+def describe_bundle(path: str) -> BundleDescription:
     """Verify ``path`` and return its manifest: a bundle's own, or a bare ``.onnx`` file's.
 
     A bare pickle is refused, as :func:`modelkit.load` refuses it.
@@ -36,7 +36,7 @@ def describe_bundle(path: str) -> Described:
     # Verified as loading verifies, but an artifact's bytes are hashed and let go, not kept.
     opened = open_bundle(path, read=False)
     if opened.bundle is not None:
-        return Described(path, opened.bundle.manifest, opened.bundle.digest)
+        return BundleDescription(path, opened.bundle.manifest, opened.bundle.digest)
     if opened.kind == "onnx":
         from .._api import describe_bare_onnx
 
@@ -44,13 +44,13 @@ def describe_bundle(path: str) -> Described:
         assert opened.data is not None
         # Read from the file, never run: no session, so no graph optimization either.
         manifest = describe_bare_onnx(opened.label, opened.data, opened.digest)
-        return Described(path, manifest, opened.digest)
+        return BundleDescription(path, manifest, opened.digest)
     from .. import load
 
     model = load(path)  # a bare pickle: refused, as load refuses it
     assert model.manifest is not None
     assert model.digest is not None
-    return Described(path, model.manifest, model.digest)
+    return BundleDescription(path, model.manifest, model.digest)
 
 
 def write_text(path: str | None, text: str) -> None:

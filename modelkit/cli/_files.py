@@ -93,6 +93,13 @@ class Chunk:
     contents: list[Any] = field(default_factory=list)  # each row as read (for rejects)
     rejects: list[Reject] = field(default_factory=list)
 
+    def add(self, line: int, row: Any, record: tuple[Any, ...], content: Any) -> None:
+        """Keep one row the model will score."""
+        self.lines.append(line)
+        self.rows.append(row)
+        self.records.append(record)
+        self.contents.append(content)
+
     def subset(self, keep: Sequence[int]) -> Chunk:
         return Chunk(
             [self.lines[i] for i in keep],
@@ -190,10 +197,7 @@ class _JsonLinesReader(_TextReader):
                     Reject(number, problem.field, problem.message, self.content(text))
                 )
             else:
-                chunk.lines.append(number)
-                chunk.rows.append(row if keep_rows else ())
-                chunk.records.append(values)
-                chunk.contents.append(text)
+                chunk.add(number, row if keep_rows else (), values, text)
             count += 1
             if count >= size:
                 yield chunk
@@ -297,10 +301,7 @@ class _CsvReader(_TextReader):
                     row = list(fields)
                     for position, value in zip(positions, values, strict=True):
                         row[position] = value  # as the model reads it
-                chunk.lines.append(number)
-                chunk.rows.append(row)
-                chunk.records.append(values)
-                chunk.contents.append(fields)
+                chunk.add(number, row, values, fields)
             count += 1
             if count >= size:
                 yield chunk

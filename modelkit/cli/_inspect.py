@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ._app import EXIT_OK, command
-from ._common import Described, describe_bundle, format_size, table
+from ._common import BundleDescription, describe_bundle, format_size, table
 
 if TYPE_CHECKING:
     from .._manifest import Manifest
@@ -40,7 +40,7 @@ def inspect(*, path: str, as_json: bool) -> int:
     return EXIT_OK
 
 
-def _inspection(described: Described) -> dict[str, Any]:
+def _inspection(described: BundleDescription) -> dict[str, Any]:
     manifest = described.manifest
     signature = manifest.signature
     return {

@@ -147,3 +147,30 @@ def test_a_third_party_runner_rejects_input_through_the_public_helper(
         model.predict_batch([[1.0, 2.0], [-1.0, 2.0]])
     assert info.value.index == 1
     assert model.predict([1.0, 2.0]).value == 3.0
+
+
+def test_the_first_refused_record_of_a_large_batch_is_named_in_a_few_runs(
+    tmp_path: Path, offset_format: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past 10,000 rows (where a row-by-row search used to give up), halving the batch still
+    # names the first refused record, in about log2(rows) runs rather than one per row.
+    runner = RefusingRunner()
+    runs: list[int] = []
+    original = runner.run
+
+    def counted(inputs: Table | Mapping[str, Any]) -> Mapping[str, Any]:
+        assert isinstance(inputs, Table)
+        runs.append(inputs.length)
+        return original(inputs)
+
+    runner.run = counted  # type: ignore[method-assign]
+    modelkit.save(0.0, tmp_path / "o", name="o", version="1", sample_input=[[1.0, 3.0]])
+    monkeypatch.setattr(OffsetFormat, "load", lambda self, artifacts, manifest, *, options: runner)
+    model = modelkit.load(tmp_path / "o")
+    rows = np.ones((50_000, 2))
+    rows[[31_337, 40_000], 0] = -1.0
+    with pytest.raises(modelkit.InvalidInputError, match="Record 31337: ") as info:
+        model.predict_batch(rows)
+    assert info.value.index == 31_337
+    assert len(runs) <= 20
+    assert sum(runs) <= 2 * len(rows)

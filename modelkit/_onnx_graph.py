@@ -11,6 +11,7 @@ dependencies installed and on graphs of any size.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -267,9 +268,33 @@ def _text(value: memoryview) -> str:
 # -- the protobuf wire format -------------------------------------------------------------------
 
 
+def _scalar_keys(wire: int) -> bytes:
+    """A regex class of the one-byte keys (fields 1 to 15) of a wire type, escaped."""
+    return b"".join(b"\\x%02x" % ((number << 3) | wire) for number in range(1, 16))
+
+
+# A run of numbers and fixed-size values under one-byte keys: what a tree ensemble's attributes
+# are made of (proto2 repeats ints and floats unpacked, tens of thousands of them). Matched in C
+# and skipped whole; anything else, or a run cut short by the end, is left to _values to decode
+# (and to refuse).
+_SCALAR_RUN = re.compile(
+    b"(?:[" + _scalar_keys(0) + b"][\\x80-\\xff]{0,9}[\\x00-\\x7f]"
+    b"|[" + _scalar_keys(5) + b"][\\s\\S]{4}"
+    b"|[" + _scalar_keys(1) + b"][\\s\\S]{8})+",
+    re.DOTALL,
+)
+
+
 def _fields(message: memoryview) -> Iterator[tuple[int, memoryview]]:
     """``(field number, value)`` for each length-delimited field (messages, strings, bytes)."""
-    for number, value in _values(message):
+    position = 0
+    end = len(message)
+    while position < end:
+        run = _SCALAR_RUN.match(message, position)
+        if run is not None:
+            position = run.end()
+            continue
+        number, value, position = _next_value(message, position)
         if isinstance(value, memoryview):
             yield number, value
 
@@ -278,29 +303,38 @@ def _values(message: memoryview) -> Iterator[tuple[int, memoryview | int]]:
     """``(field number, value)`` for each field: a view of a length-delimited value, or the
     integer of a varint; fixed-size values (floats, fixed ints) are skipped."""
     position = 0
-    end = len(message)
-    while position < end:
-        key, position = _varint(message, position)
-        number, wire = key >> 3, key & 7
-        if number == 0:
-            raise GraphError("a field numbered 0")
-        if wire == 0:
-            value, position = _varint(message, position)
+    while position < len(message):
+        number, value, position = _next_value(message, position)
+        if value is not None:
             yield number, value
-        elif wire == 2:
-            length, position = _varint(message, position)
-            if length > end - position:
-                raise GraphError("a field runs past the end of its message")
-            yield number, message[position : position + length]
-            position += length
-        elif wire == 1:
-            position += 8
-        elif wire == 5:
-            position += 4
-        else:  # groups (3, 4) are not used by ONNX; anything else is not protobuf
-            raise GraphError(f"wire type {wire}, which ONNX does not use")
-        if position > end:
+
+
+def _next_value(message: memoryview, position: int) -> tuple[int, memoryview | int | None, int]:
+    """The field at ``position``: its number, its value (``None`` for a fixed-size one) and
+    where the next field starts."""
+    end = len(message)
+    key, position = _varint(message, position)
+    number, wire = key >> 3, key & 7
+    if number == 0:
+        raise GraphError("a field numbered 0")
+    value: memoryview | int | None = None
+    if wire == 0:
+        value, position = _varint(message, position)
+    elif wire == 2:
+        length, position = _varint(message, position)
+        if length > end - position:
             raise GraphError("a field runs past the end of its message")
+        value = message[position : position + length]
+        position += length
+    elif wire == 1:
+        position += 8
+    elif wire == 5:
+        position += 4
+    else:  # groups (3, 4) are not used by ONNX; anything else is not protobuf
+        raise GraphError(f"wire type {wire}, which ONNX does not use")
+    if position > end:
+        raise GraphError("a field runs past the end of its message")
+    return number, value, position
 
 
 def _varint(data: memoryview, position: int) -> tuple[int, int]:

@@ -190,3 +190,72 @@ def test_a_truncated_or_corrupted_model_never_escapes_graph_error(data: st.DataO
         flipped[position] = data.draw(st.integers(0, 255))
     with contextlib.suppress(GraphError):
         external_tensors(bytes(flipped))
+
+
+def _careful_fields(message: memoryview) -> list[tuple[int, bytes]]:
+    # The field-by-field decoder, with no fast skipping of scalar runs.
+    return [(n, bytes(v)) for n, v in _onnx_graph._values(message) if isinstance(v, memoryview)]
+
+
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+_FIELD = st.one_of(
+    st.tuples(st.just(0), st.integers(1, 40), st.integers(0, 2**64 - 1)),
+    st.tuples(st.just(5), st.integers(1, 40), st.binary(min_size=4, max_size=4)),
+    st.tuples(st.just(1), st.integers(1, 40), st.binary(min_size=8, max_size=8)),
+    st.tuples(st.just(2), st.integers(1, 40), st.binary(max_size=12)),
+)
+
+
+def _encoded(field: tuple[int, int, Any]) -> bytes:
+    wire, number, value = field
+    key = _varint_bytes((number << 3) | wire)
+    if wire == 0:
+        return key + _varint_bytes(value)
+    if wire == 2:
+        return key + _varint_bytes(len(value)) + value
+    return key + bytes(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_FIELD, max_size=30), st.integers(0, 8), st.binary(max_size=3))
+def test_skipping_scalar_runs_reads_the_same_fields_as_decoding_each(
+    fields: list[tuple[int, int, Any]], cut: int, junk: bytes
+) -> None:
+    # The scalar-run skip (what makes a tree ensemble's attributes fast to walk) must find the
+    # same length-delimited fields as the careful decoder, and refuse what it refuses: on real
+    # protobuf, cut short, or with junk after it.
+    data = b"".join(_encoded(field) for field in fields)
+    data = data[: max(0, len(data) - cut)] + junk
+    view = memoryview(data)
+    try:
+        expected = _careful_fields(view)
+    except GraphError:
+        with pytest.raises(GraphError):
+            list(_onnx_graph._fields(view))
+        return
+    assert [(n, bytes(v)) for n, v in _onnx_graph._fields(view)] == expected
+
+
+def test_a_tree_ensemble_attribute_walk_skips_unpacked_numbers() -> None:
+    # 20,000 unpacked ints and floats (proto2 repeats them one key each), then a tensor with
+    # external data after them: still found, and a varint cut short at the end still refused.
+    attribute = helper.make_attribute("nodes_featureids", list(range(20_000)))
+    floats = helper.make_attribute("nodes_values", [0.5] * 20_000)
+    node = helper.make_node(
+        "Constant", [], ["c"], value=_external(_tensor("hidden")), name="constant"
+    )
+    node.attribute.extend([attribute, floats])
+    graph = _identity_graph()
+    graph.node.insert(0, node)
+    assert external_tensors(_model(graph)) == ["hidden"]
+    encoded = bytes(attribute.SerializeToString())
+    with pytest.raises(GraphError):
+        list(_onnx_graph._fields(memoryview(encoded + b"\x40\x80")))

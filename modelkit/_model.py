@@ -195,7 +195,22 @@ class Model(Generic[In, Out]):
             )
         if features.batching is not None:
             raise cannot_batch(self.name, "it is a custom Python model")
-        self._observer = Observer(self, tel=features.telemetry)
+        observer = self._observer
+        if observer is None:
+            self._observer = Observer(self, tel=features.telemetry)
+            return
+        # Hooks or telemetry the model set up for itself (in __init__, say) stay.
+        if features.telemetry is not None:
+            observer.telemetry = features.telemetry
+        observer.identity_changed()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy or an unpickled model gets an observer of its own on first use, and no
+        # batching worker: both hold threads, locks and a reference to this model.
+        state = self.__dict__.copy()
+        state.pop("_observer", None)
+        state.pop("_batcher", None)
+        return state
 
     def _watch(self) -> Observer:
         """The model's observer, made on first use for a model no loader built."""

@@ -78,6 +78,10 @@ class Observer:
         assert model is not None, "an observer outlived its model"
         return model
 
+    def model_if_alive(self) -> CalledModel | None:
+        """The model, or ``None`` once it is gone (for readers on other threads)."""
+        return self._model()
+
     # -- configuration ---------------------------------------------------------------------------
 
     def add_hook(self, hook: Hook) -> None:

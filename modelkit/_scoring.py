@@ -118,12 +118,11 @@ def score_tolerant(
         if named:
             for index, found in named.items():
                 problems.setdefault(int(rows[index]), []).extend(found)
-            rest = np.delete(rows, list(named))
-            if len(rest):
-                pending.append(rest)
-        else:  # the error names no row: halve the batch until it does, or until one row is left
-            half = len(rows) // 2
-            pending += [rows[half:], rows[:half]]
+            rows = np.delete(rows, list(named))
+        # The rest is halved: when an error names one row at a time (the runtime's refusals),
+        # retrying the whole rest once per bad row would cost rows x bad rows.
+        half = len(rows) // 2
+        pending += [part for part in (rows[half:], rows[:half]) if len(part)]
     refused = [Refused(row, tuple(found)) for row, found in sorted(problems.items())]
     if len(parts) == 1 and not refused:
         return Scored(parts[0][0], dict(parts[0][1]), [])

@@ -182,6 +182,10 @@ class Telemetry:
         for observer in list(_watched):
             if (observer.telemetry or DEFAULT) is not self or observer.drift is None:
                 continue
+            # Held for the loop: a model a registry drops meanwhile is still described right.
+            model = observer.model_if_alive()
+            if model is None:
+                continue
             report = observer.drift.report()
             base = observer.attributes()
             features = [*report.features, *([report.outputs] if report.outputs else [])]

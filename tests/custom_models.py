@@ -50,3 +50,17 @@ class DoubleIt:
         import numpy as np
 
         return np.asarray(X, dtype=float).sum(axis=1)
+
+
+class CountsItself(modelkit.Model[Review, Sentiment]):
+    """Adds a hook to itself when it is built, as a model that reports its own calls would."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.add_hook(self)
+
+    def after_predict(self, ctx: Any, outputs: Any) -> None:
+        self.calls.append(ctx.model.name)
+
+    def run_batch(self, inputs: list[Review]) -> list[Sentiment]:
+        return [Sentiment(positive=True) for _ in inputs]

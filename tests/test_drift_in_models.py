@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +99,30 @@ def test_reset_drift_starts_a_new_window(diabetes: tuple[Path, Any]) -> None:
     model.predict_batch(X)
     model.reset_drift()
     assert model.drift().count == 0
+
+
+def test_the_drift_gauge_skips_a_model_dropped_while_it_reads(diabetes: tuple[Path, Any]) -> None:
+    # The gauge's callback runs on the metric reader's thread while a registry may drop a model:
+    # an observer it already holds whose model is gone is skipped, not an error that would lose
+    # every other model's scores.
+    from modelkit import telemetry
+    from modelkit._model import observer_of
+
+    path, X = diabetes
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    try:
+        dropped = modelkit.load(path, drift=True, meter_provider=provider)
+        kept = modelkit.load(path, drift=True, meter_provider=provider)
+        kept.predict_batch(X)
+        observer_of(dropped).set_variant("primary")  # its attributes are built on next read
+        held = list(telemetry._watched)  # what the callback iterates, taken before the drop
+        del dropped
+        gc.collect()
+        tel = telemetry.for_providers(None, provider)
+        observations = list(tel._observe_drift(None))  # type: ignore[arg-type]
+        assert held
+    finally:
+        provider.shutdown()
+    assert observations
+    assert {o.attributes["modelkit.model.name"] for o in observations} == {"diabetes"}

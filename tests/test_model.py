@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import gc
+import pickle
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +17,7 @@ import pydantic
 import pytest
 
 import modelkit
-from tests.custom_models import Echo, Keywords, Review, Sentiment
+from tests.custom_models import CountsItself, Echo, Keywords, Review, Sentiment
 
 
 def test_predict_gives_label_and_probabilities(iris_bundle: Path, iris: tuple[Any, Any]) -> None:
@@ -268,3 +271,34 @@ def test_custom_model_without_artifacts_round_trips(tmp_path: Path) -> None:
     manifest = modelkit.save(Echo(), tmp_path / "echo", name="echo", version="1")
     assert manifest.artifacts == ()
     assert modelkit.load(tmp_path / "echo").predict({"text": "x"}).positive
+
+
+def test_hooks_a_custom_model_adds_to_itself_survive_loading(tmp_path: Path) -> None:
+    modelkit.save(CountsItself(), tmp_path / "counts", name="counts", version="1")
+    model = modelkit.load(tmp_path / "counts")
+    assert isinstance(model, CountsItself)
+    model.predict({"text": "hi"})
+    assert model.calls == ["counts"]  # the hook ran, and saw the loaded identity
+
+
+def test_a_custom_model_that_was_called_copies_and_pickles() -> None:
+    # The observer a call creates holds a lock and a weak reference to its model: copies and
+    # pickles leave it behind and make their own, whose hooks see the copy.
+    model = Keywords(words=("fine",))
+    seen: list[Any] = []
+
+    class Seen:
+        def after_predict(self, ctx: Any, outputs: Any) -> None:
+            seen.append(ctx.model)
+
+    model.add_hook(Seen())
+    model.predict({"text": "fine"})
+    for twin in (copy.copy(model), copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert twin.predict({"text": "fine"}) == Sentiment(positive=True)
+        assert twin.words == ("fine",)
+    shallow = copy.copy(model)
+    shallow.add_hook(Seen())
+    del model
+    gc.collect()
+    shallow.predict({"text": "fine"})
+    assert seen[-1] is shallow

@@ -48,6 +48,19 @@ _GRAPH_INPUT, _GRAPH_OUTPUT = 11, 12
 _NODE_ATTRIBUTE = 5
 _ATTRIBUTE_TENSOR, _ATTRIBUTE_GRAPH, _ATTRIBUTE_TENSORS, _ATTRIBUTE_GRAPHS = 5, 6, 10, 11
 _ATTRIBUTE_SPARSE_TENSOR, _ATTRIBUTE_SPARSE_TENSORS = 22, 23
+# The fields of each message the search for external data reads; the others are stepped over.
+_GRAPH_HOLDERS = frozenset({_GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_SPARSE_INITIALIZER})
+_NODE_HOLDERS = frozenset({_NODE_ATTRIBUTE})
+_ATTRIBUTE_HOLDERS = frozenset(
+    {
+        _ATTRIBUTE_TENSOR,
+        _ATTRIBUTE_GRAPH,
+        _ATTRIBUTE_TENSORS,
+        _ATTRIBUTE_GRAPHS,
+        _ATTRIBUTE_SPARSE_TENSOR,
+        _ATTRIBUTE_SPARSE_TENSORS,
+    }
+)
 _SPARSE_VALUES, _SPARSE_INDICES = 1, 2
 _TENSOR_NAME, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 8, 13, 14
 _VALUE_NAME, _VALUE_TYPE = 1, 2
@@ -150,7 +163,7 @@ def producer_name(data: bytes) -> str | None:
 def _graph_tensors(graph: memoryview, found: list[str], depth: int) -> None:
     if depth > _MAX_DEPTH:
         raise GraphError(f"subgraphs nest deeper than {_MAX_DEPTH} levels")
-    for number, value in _fields(graph):
+    for number, value in _fields(graph, _GRAPH_HOLDERS):
         if number == _GRAPH_INITIALIZER:
             _tensor(value, found)
         elif number == _GRAPH_SPARSE_INITIALIZER:
@@ -160,13 +173,13 @@ def _graph_tensors(graph: memoryview, found: list[str], depth: int) -> None:
 
 
 def _node_tensors(node: memoryview, found: list[str], depth: int) -> None:
-    for number, value in _fields(node):
+    for number, value in _fields(node, _NODE_HOLDERS):
         if number == _NODE_ATTRIBUTE:
             _attribute_tensors(value, found, depth)
 
 
 def _attribute_tensors(attribute: memoryview, found: list[str], depth: int) -> None:
-    for number, value in _fields(attribute):
+    for number, value in _fields(attribute, _ATTRIBUTE_HOLDERS):
         if number in (_ATTRIBUTE_TENSOR, _ATTRIBUTE_TENSORS):
             _tensor(value, found)
         elif number in (_ATTRIBUTE_SPARSE_TENSOR, _ATTRIBUTE_SPARSE_TENSORS):
@@ -285,8 +298,11 @@ _SCALAR_RUN = re.compile(
 )
 
 
-def _fields(message: memoryview) -> Iterator[tuple[int, memoryview]]:
-    """``(field number, value)`` for each length-delimited field (messages, strings, bytes)."""
+def _fields(
+    message: memoryview, wanted: frozenset[int] | None = None
+) -> Iterator[tuple[int, memoryview]]:
+    """``(field number, value)`` for each length-delimited field (messages, strings, bytes),
+    or only for the ``wanted`` field numbers (the others are stepped over, not sliced)."""
     position = 0
     end = len(message)
     while position < end:
@@ -294,8 +310,24 @@ def _fields(message: memoryview) -> Iterator[tuple[int, memoryview]]:
         if run is not None:
             position = run.end()
             continue
+        key = message[position]
+        if (
+            0x08 <= key < 0x80
+            and key & 7 == 2
+            and position + 1 < end
+            and message[position + 1] < 0x80
+        ):
+            # A one-byte key and a one-byte length, as most names and strings have: read here,
+            # without the general decoder's calls.
+            start = position + 2
+            position = start + message[position + 1]
+            if position > end:
+                raise GraphError("a field runs past the end of its message")
+            if wanted is None or key >> 3 in wanted:
+                yield key >> 3, message[start:position]
+            continue
         number, value, position = _next_value(message, position)
-        if isinstance(value, memoryview):
+        if isinstance(value, memoryview) and (wanted is None or number in wanted):
             yield number, value
 
 

@@ -338,7 +338,9 @@ class Model(Generic[In, Out]):
         if self._batcher is None:
             return await run_off_loop(self.predict, record)
         observer = self._observer or self._watch()
-        observation = observer.observation(record, is_batch=False)
+        observation = None
+        if observer.is_observed():
+            observation = observer.observation(record, is_batch=False)
         if observation is None:
             return await self._aone(record, None)
         with observation:

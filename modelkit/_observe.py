@@ -136,9 +136,11 @@ class Observer:
         return True
 
     def observation(self, inputs: Any, *, is_batch: bool) -> Observation | None:
-        """The hooks, span and metrics of one call, or ``None`` when nothing observes it."""
-        if not self.is_observed():
-            return None
+        """The hooks, span and metrics of one call, or ``None`` when nothing observes it.
+
+        Callers ask :meth:`is_observed` first: that cheap check is the whole cost of a call
+        nothing observes.
+        """
         tel = self.active_telemetry()
         hooks = (self.hooks.hooks if self.hooks else ()) + GLOBAL_HOOKS.hooks
         if not tel.is_active and not hooks:  # is_active also picks up a newly configured SDK

@@ -76,12 +76,13 @@ class Scored:
 
     Attributes:
         kept: positions of the rows scored, ascending.
-        columns: the score's columns for those rows, in the order of ``kept``.
+        columns: the score's columns for those rows, in the order of ``kept`` (the score's own
+            result, as it is, when the batch scored in one call).
         refused: the rows set aside, by position.
     """
 
     kept: np.ndarray
-    columns: dict[str, np.ndarray]
+    columns: Mapping[str, Any]
     refused: list[Refused]
 
 
@@ -125,7 +126,7 @@ def score_tolerant(
         pending += [part for part in (rows[half:], rows[:half]) if len(part)]
     refused = [Refused(row, tuple(found)) for row, found in sorted(problems.items())]
     if len(parts) == 1 and not refused:
-        return Scored(parts[0][0], dict(parts[0][1]), [])
+        return Scored(parts[0][0], parts[0][1], [])
     kept = np.concatenate([rows for rows, _ in parts]) if parts else np.arange(0)
     order = np.argsort(kept, kind="stable")
     columns: dict[str, np.ndarray] = {}

@@ -37,6 +37,7 @@ __all__ = [
     "cli",
     "command",
     "error_message",
+    "stdout_output_option",
     "usage_error",
     "version_policy_option",
 ]
@@ -228,6 +229,17 @@ def _debug_option(*, hidden: bool) -> Callable[[_F], _F]:
         hidden=hidden,
         help="Show the traceback of an error (for bug reports).",
     )
+
+
+def stdout_output_option(function: _F) -> _F:
+    """``--output``/``-o`` of the commands that print to stdout by default."""
+    return click.option(
+        "--output",
+        "-o",
+        metavar="FILE",
+        type=click.Path(dir_okay=False),
+        help="Write here instead of stdout.",
+    )(function)
 
 
 def version_policy_option(function: _F) -> _F:

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ..errors import BundleError
-from ._app import EXIT_OK, command, usage_error
+from ._app import EXIT_OK, command, stdout_output_option, usage_error
 from ._common import write_text
 
 __all__ = ["lock"]
@@ -30,13 +30,7 @@ __all__ = ["lock"]
     type=click.Path(dir_okay=False),
     help="A registry config (TOML) to lock.",
 )
-@click.option(
-    "--output",
-    "-o",
-    metavar="FILE",
-    type=click.Path(dir_okay=False),
-    help="Write here instead of stdout.",
-)
+@stdout_output_option
 def lock(*, paths: tuple[str, ...], config: str | None, output: str | None) -> int:
     """Write a lock file with the digest of each bundle, as Registry.from_config(lock=) reads.
 

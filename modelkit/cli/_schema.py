@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ._app import EXIT_OK, command
+from ._app import EXIT_OK, command, stdout_output_option
 from ._common import describe_bundle, write_text
 
 __all__ = ["schema"]
@@ -19,13 +19,7 @@ __all__ = ["schema"]
 )
 @click.argument("path", metavar="PATH", type=click.Path())
 @click.option("--part", type=click.Choice(("input", "output")), help="Print one schema only.")
-@click.option(
-    "--output",
-    "-o",
-    metavar="FILE",
-    type=click.Path(dir_okay=False),
-    help="Write here instead of stdout.",
-)
+@stdout_output_option
 def schema(*, path: str, part: str | None, output: str | None) -> int:
     """Print the JSON Schema of a bundle's input record and output.
 

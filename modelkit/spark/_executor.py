@@ -343,14 +343,14 @@ def _score_tolerant(job: Mapping[str, Any], model: Any, frame: Any) -> Any:
     """Score a batch in one call; only if it fails, set the rows at fault aside and retry."""
     import pandas
 
-    def score(part: Any) -> dict[str, np.ndarray]:
-        wire = _wire_frame(job, model, part)
-        return {name: wire[name].to_numpy() for name in wire.columns}
+    def score(part: Any) -> Any:
+        return _wire_frame(job, model, part)  # a DataFrame: a mapping of column to values
 
     length = len(frame)
     scored = score_tolerant(score, frame, length, take_rows)
     if not scored.refused:
-        return pandas.DataFrame(scored.columns)
+        # Usually the wire frame of the one call, kept as it is (copy=False).
+        return pandas.DataFrame(scored.columns, copy=False)
     wire = _empty_wire(job, length)
     for name, values in scored.columns.items():
         column = wire[name].to_numpy(copy=True)

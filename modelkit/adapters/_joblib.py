@@ -388,22 +388,26 @@ class JoblibRunner:
 
     def _predict(self, encode: Callable[[Any], Any], raw: Any) -> dict[str, Any]:
         # Encoding is inside the try: a value the trained dtype cannot hold is the input's fault.
-        try:
-            inputs = encode(raw)
-            if self._argmax_classes is not None:
-                # predict() would compute these same probabilities again and take their argmax.
-                probabilities = np.asarray(self.estimator.predict_proba(inputs))
-                labels = self._argmax_classes.take(probabilities.argmax(axis=1), axis=0)
-                return {"label": labels, "probabilities": probabilities}
-            labels = np.asarray(self.estimator.predict(inputs))
-            if not self._is_classifier:
-                return {"value": labels}
-            fields: dict[str, Any] = {"label": _plain_labels(labels)}
-            if self._has_probabilities:
-                fields["probabilities"] = np.asarray(self.estimator.predict_proba(inputs))
-            return fields
-        except (*_INPUT_ERRORS, OverflowError) as exc:
-            raise rejected(exc) from exc
+        # Overflow is the estimator's own business: trees cast to float32, where a number past
+        # its range becomes inf and takes the branch scikit-learn gives it; numpy's warning about
+        # that cast would be a raw traceback wherever warnings are errors.
+        with np.errstate(over="ignore"):
+            try:
+                inputs = encode(raw)
+                if self._argmax_classes is not None:
+                    # predict() would compute these same probabilities again and take their argmax.
+                    probabilities = np.asarray(self.estimator.predict_proba(inputs))
+                    labels = self._argmax_classes.take(probabilities.argmax(axis=1), axis=0)
+                    return {"label": labels, "probabilities": probabilities}
+                labels = np.asarray(self.estimator.predict(inputs))
+                if not self._is_classifier:
+                    return {"value": labels}
+                fields: dict[str, Any] = {"label": _plain_labels(labels)}
+                if self._has_probabilities:
+                    fields["probabilities"] = np.asarray(self.estimator.predict_proba(inputs))
+                return fields
+            except (*_INPUT_ERRORS, OverflowError) as exc:
+                raise rejected(exc) from exc
 
     def check_sample(self, sample: Any) -> bool:
         """Run the sample through the estimator at save time; return whether it gives

@@ -415,3 +415,26 @@ def test_a_categorical_column_keeps_its_codes_and_passes_unseen_values_on(tmp_pa
         pd.DataFrame({"plan": pd.Categorical([None], categories=plan.categories), "seats": [10]})
     )[0]
     assert unseen == as_missing  # what the estimator does with a category it never saw
+
+
+@pytest.mark.parametrize("huge", [3.5e38, 1e300, -1e300])
+def test_a_number_past_float32_is_refused_as_scikit_learn_refuses_it(
+    tmp_path: Path, huge: float
+) -> None:
+    # Trees cast inputs to float32, where such a number becomes inf, which scikit-learn refuses.
+    # numpy first warns about the cast, and warnings are errors here (pytest's filterwarnings),
+    # as they are in some applications: the refusal must still be modelkit's, naming the record.
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+
+    X, y = load_iris(return_X_y=True)
+    forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
+    modelkit.save(forest, tmp_path / "forest", name="forest", version="1", sample_input=X[:20])
+    model = modelkit.load(tmp_path / "forest")
+    huge_row, good_row = [huge, 3.0, 4.0, 1.0], X[0].tolist()
+    with pytest.raises(modelkit.InvalidInputError, match="infinity or a value too large"):
+        model.predict(huge_row)
+    with pytest.raises(modelkit.InvalidInputError, match="Record 1: ") as info:
+        model.predict_batch([good_row, huge_row])
+    assert info.value.index == 1
+    assert model.predict(good_row).label == forest.predict(X[:1])[0]

@@ -12,7 +12,15 @@ import numpy as np
 
 from ._spec import Task, none_mask
 
-__all__ = ["holds_none", "ignore_version_warning", "is_sklearn", "steps", "task_of"]
+__all__ = [
+    "holds_none",
+    "ignore_version_warning",
+    "is_sklearn",
+    "labels_may_differ_from_argmax",
+    "pipeline_parts",
+    "steps",
+    "task_of",
+]
 
 # Where pipelines and meta-estimators keep their parts: lists of (name, step, ...) tuples...
 _STEP_LISTS = ("steps", "transformers_", "transformer_list")
@@ -104,5 +112,42 @@ def holds_none(estimator: Any) -> bool:
                 if array.dtype.kind == "O" and none_mask(array).any():
                     return True
         if getattr(step, "missing_values", np.nan) is None:
+            return True
+    return False
+
+
+def pipeline_parts(estimator: Any) -> tuple[tuple[Any, ...], Any]:
+    """The transformers a scikit-learn ``Pipeline`` runs before its last step, and that step.
+
+    A pipeline's ``predict`` and ``predict_proba`` each run every transformer again; with the
+    parts, one call transforms once and asks the last step for both. Nested pipelines ending a
+    pipeline are flattened. Anything else (a subclass of ``Pipeline`` too, which may change what
+    predict does) is its own last step, with no transformers.
+    """
+    module = sys.modules.get("sklearn.pipeline")
+    transforms: list[Any] = []
+    final = estimator
+    while module is not None and type(final) is module.Pipeline and final.steps:
+        *head, (_, last) = final.steps
+        transforms += [step for _, step in head if step is not None and step != "passthrough"]
+        if last is None or last == "passthrough":
+            return (), estimator  # no estimator at the end: the pipeline answers for itself
+        final = last
+    return tuple(transforms), final
+
+
+def labels_may_differ_from_argmax(final: Any) -> bool:
+    """Whether a classifier's ``predict`` is known not to be the arg-max of ``predict_proba``.
+
+    Support vector machines label by their decision function and calibrate probabilities apart
+    from it (Platt scaling), and threshold classifiers move the cut-off: their labels and
+    probabilities can disagree on any row, even when a sample happens not to show it.
+    """
+    for module_name, class_name in (
+        ("sklearn.svm._base", "BaseSVC"),
+        ("sklearn.model_selection._classification_threshold", "BaseThresholdClassifier"),
+    ):
+        cls = getattr(sys.modules.get(module_name), class_name, None)
+        if cls is not None and isinstance(final, cls):
             return True
     return False

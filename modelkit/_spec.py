@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 import numpy as np
@@ -293,7 +293,13 @@ class Table:
 
     names: tuple[str, ...]
     length: int
-    data: np.ndarray | dict[str, np.ndarray]
+    #: The matrix, the columns, or a function giving the columns when first asked for (a
+    #: DataFrame taken as is converts its text columns only if something reads them).
+    data: np.ndarray | dict[str, np.ndarray] | Callable[[], dict[str, np.ndarray]]
+    #: The caller's DataFrame of exactly these rows and columns, in order, when validation found
+    #: every column already of the dtype the model was trained on and left its values as they
+    #: were: a model trained on a DataFrame takes it as is instead of a rebuilt copy.
+    frame: Any = field(default=None, compare=False, repr=False)
 
     def matrix(self, dtype: Any = None) -> np.ndarray:
         """All columns as one 2-D array, cast to ``dtype`` when given."""
@@ -302,14 +308,19 @@ class Table:
         elif not self.names:
             matrix = np.empty((self.length, 0))
         else:
-            matrix = np.column_stack([self.data[name] for name in self.names])
+            columns = self.columns()
+            matrix = np.column_stack([columns[name] for name in self.names])
         return matrix if dtype is None else matrix.astype(dtype, copy=False)
 
     def columns(self) -> dict[str, np.ndarray]:
         """Each column as a 1-D array."""
-        if isinstance(self.data, np.ndarray):
-            return {name: self.data[:, j] for j, name in enumerate(self.names)}
-        return self.data
+        data = self.data
+        if isinstance(data, np.ndarray):
+            return {name: data[:, j] for j, name in enumerate(self.names)}
+        if callable(data):
+            data = data()
+            object.__setattr__(self, "data", data)  # converted once; any thread gets the same
+        return data
 
     def records(self) -> list[dict[str, Any]]:
         """One dict of Python values per row (datetimes as ``datetime``, missing as ``None``)."""

@@ -414,13 +414,38 @@ class TabularValidator:
             problems.append((None, None, "the DataFrame has duplicate column names"))
         if problems:
             raise _invalid_many(problems)
+        in_order = tuple(present) == self.names
+        series = {c.name: frame[c.name] for c in self.columns}
+        as_is = None
+        if all(_keeps_values(series[c.name].dtype, c) for c in self.columns):
+            as_is = frame if in_order else frame[list(self.names)]
         if self._is_numeric:
-            in_order = tuple(present) == self.names
             values = (frame if in_order else frame[list(self.names)]).to_numpy()
             if values.dtype.kind in "fiu":
-                return self._numeric_matrix(values)
-        data = {c.name: self._column(c, _series_values(frame[c.name], c)) for c in self.columns}
-        return Table(self.names, len(frame), data)
+                return self._numeric_matrix(values, frame=as_is)
+        if as_is is None:
+            data = {
+                c.name: self._column(c, _series_values(series[c.name], c)) for c in self.columns
+            }
+            return Table(self.names, len(frame), data)
+        # Text of a string dtype holds only strings: a column taking no missing values is
+        # checked for gaps, and its values converted only if something reads them.
+        checked: dict[str, np.ndarray] = {}
+        for c in self.columns:
+            values = series[c.name]
+            if not _is_text(values.dtype) or (not c.nullable and values.hasnans):
+                checked[c.name] = self._column(c, _series_values(values, c))
+
+        def columns() -> dict[str, np.ndarray]:
+            return {
+                c.name: checked[c.name]
+                if c.name in checked
+                else _series_values(series[c.name], c).astype(object, copy=False)
+                for c in self.columns
+            }
+
+        lazy = len(checked) < len(self.names)
+        return Table(self.names, len(frame), columns if lazy else checked, frame=as_is)
 
     def _array(self, array: np.ndarray) -> Table:
         if array.ndim != 2:
@@ -442,7 +467,7 @@ class TabularValidator:
         data = {c.name: self._column(c, array[:, j]) for j, c in enumerate(self.columns)}
         return Table(self.names, array.shape[0], data)
 
-    def _numeric_matrix(self, matrix: np.ndarray) -> Table:
+    def _numeric_matrix(self, matrix: np.ndarray, *, frame: Any = None) -> Table:
         if matrix.dtype.kind == "f":
             bad = ~np.isfinite(matrix)
             if bad.any() and self._nullable.any():
@@ -461,7 +486,7 @@ class TabularValidator:
                     )
                     problems.append((self.names[col], row, f"field {self.names[col]!r} {text}"))
                 raise _invalid_many(problems)
-        return Table(self.names, matrix.shape[0], matrix)
+        return Table(self.names, matrix.shape[0], matrix, frame=frame)
 
     def _column(self, column: ColumnSpec, values: np.ndarray) -> np.ndarray:
         """Check one column of a batch, vectorized where the dtype allows it."""
@@ -543,6 +568,24 @@ class TabularValidator:
             except _BadValueError as exc:
                 problems.append((column.name, index, f"field {column.name!r} {exc}"))
         raise _invalid_many(problems)
+
+
+def _keeps_values(dtype: Any, column: ColumnSpec) -> bool:
+    """Whether a DataFrame column of ``dtype`` reaches the model as it would after validation:
+    the dtype the model was trained on, for numbers, booleans and strings (objects, categories
+    and datetimes are rebuilt: missing markers, unseen categories and time zones change)."""
+    if str(dtype) != column.dtype:
+        return False
+    if isinstance(dtype, np.dtype):
+        return dtype.kind in "fiub"
+    if _is_text(dtype):
+        return column.type == "string" and column.categories is None
+    return getattr(dtype, "kind", "O") in "fiub"
+
+
+def _is_text(dtype: Any) -> bool:
+    """Whether ``dtype`` is one of pandas' string dtypes, which hold only strings and gaps."""
+    return not isinstance(dtype, np.dtype) and getattr(dtype, "name", "") in ("str", "string")
 
 
 def _series_values(series: Any, column: ColumnSpec) -> Any:

@@ -379,3 +379,53 @@ def test_datetimes_are_read_from_iso_strings_and_objects_alike() -> None:
     assert "date-time" in str(
         modelkit.Signature(inputs=inputs, outputs={"task": "regression"}).input_json_schema()
     )
+
+
+# -- a DataFrame already of the trained dtypes ----------------------------------------------------
+
+_TEXT = TabularInputs(
+    columns=(
+        ColumnSpec(name="size", type="number", dtype="float64"),
+        ColumnSpec(name="plan", type="string", dtype="str"),
+        ColumnSpec(name="city", type="string", dtype="str", nullable=True),
+    )
+)
+
+
+def _text_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "size": [1.5, 2.0, 3.25],
+            "plan": pd.array(["basic", "pro", "pro"], dtype="str"),
+            "city": pd.array(["Lyon", None, "Oslo"], dtype="str"),
+        }
+    )
+
+
+def test_a_frame_of_the_trained_dtypes_is_kept_and_read_as_any_other() -> None:
+    frame = _text_frame()
+    validator = TabularValidator(_TEXT)
+    kept = validator.batch(frame)
+    rebuilt = validator.batch(frame.astype({"plan": object, "city": object}))
+    assert kept.frame is frame
+    assert rebuilt.frame is None
+    assert kept.columns().keys() == rebuilt.columns().keys()
+    for name, values in rebuilt.columns().items():
+        assert kept.columns()[name].dtype == values.dtype
+        assert kept.columns()[name].tolist() == values.tolist()
+    assert kept.matrix().tolist() == rebuilt.matrix().tolist()
+    reordered = validator.batch(frame[["city", "size", "plan"]])
+    assert list(reordered.frame.columns) == ["size", "plan", "city"]
+
+
+def test_a_gap_in_a_text_column_that_takes_none_is_named_in_a_kept_frame() -> None:
+    frame = _text_frame()
+    frame.loc[1, "plan"] = None
+    with pytest.raises(modelkit.InvalidInputError) as caught:
+        TabularValidator(_TEXT).batch(frame)
+    assert (caught.value.field, caught.value.index) == ("plan", 1)
+
+
+def test_a_frame_of_other_dtypes_than_the_trained_ones_is_rebuilt() -> None:
+    frame = _text_frame().astype({"size": "float32"})
+    assert TabularValidator(_TEXT).batch(frame).frame is None

@@ -18,7 +18,14 @@ from .._deps import require
 from .._environment import distribution_of, installed_version
 from .._infer import infer_tabular_signature
 from .._protocol import SavedModel, rejected
-from .._sklearn import holds_none, ignore_version_warning, is_sklearn, task_of
+from .._sklearn import (
+    holds_none,
+    ignore_version_warning,
+    is_sklearn,
+    labels_may_differ_from_argmax,
+    pipeline_parts,
+    task_of,
+)
 from .._spec import (
     ColumnSpec,
     Outputs,
@@ -47,6 +54,8 @@ _INPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError)
 # Sample rows each probe for missing values runs on: enough to reach every branch of a pipeline's
 # column handling, few enough that probing a wide table stays cheap.
 _PROBE_ROWS = 16
+# Rows generated from the sample's to establish how the model's labels follow its probabilities.
+_GENERATED_ROWS = 512
 
 
 class JoblibAdapter:
@@ -94,8 +103,9 @@ class JoblibAdapter:
         declared = Outputs(task=task, classes=classes, has_probabilities=has_probabilities)
         full = Signature(inputs=inputs, outputs=declared)
         runner = JoblibRunner(obj, full, layout=layout, dtype=dtype)
+        labels = None
         if sample_input is not None:
-            has_probabilities = runner.check_sample(sample_input)
+            has_probabilities, labels = runner.check_sample(sample_input)
             if has_probabilities != declared.has_probabilities:
                 full = Signature(
                     inputs=inputs,
@@ -118,6 +128,8 @@ class JoblibAdapter:
             "dtype": dtype,
             "estimator": f"{type(obj).__module__}.{type(obj).__qualname__}",
         }
+        if task == "classification" and labels is not None:
+            details["labels"] = labels
         return SavedModel(signature=full, details=details, packages=versions)
 
     def load(
@@ -137,6 +149,7 @@ class JoblibAdapter:
             manifest.signature,
             layout=str(details.get("layout", "array")),
             dtype=str(details.get("dtype", "float64")),
+            labels=_labels_of(details.get("labels")),
         )
 
     def load_trusted_pickle(self, data: bytes) -> tuple[Any, Signature, dict[str, Any]]:
@@ -325,7 +338,15 @@ def _check_same_columns(declared: TabularInputs, inferred: TabularInputs) -> Non
 class JoblibRunner:
     """Runs a deserialized estimator on validated inputs, in the layout it was trained on."""
 
-    def __init__(self, estimator: Any, signature: Signature, *, layout: str, dtype: str) -> None:
+    def __init__(
+        self,
+        estimator: Any,
+        signature: Signature,
+        *,
+        layout: str,
+        dtype: str,
+        labels: str | None = None,
+    ) -> None:
         if not isinstance(signature.inputs, TabularInputs):
             raise BundleError("The joblib format needs a tabular signature.")
         self.estimator = estimator
@@ -335,7 +356,12 @@ class JoblibRunner:
         self._dtype = np.dtype(dtype)
         self._is_classifier = signature.outputs.task == "classification"
         self._has_probabilities = signature.outputs.has_probabilities
-        self._argmax_classes = _argmax_classes(estimator) if self._has_probabilities else None
+        self._transforms, self._final = pipeline_parts(estimator)
+        # Where predict() is the arg-max of predict_proba() (established at save, see
+        # labels_rule), one call gives labels and probabilities.
+        self._argmax_classes = (
+            _argmax_classes(estimator, labels) if self._has_probabilities else None
+        )
         self._none_columns = frozenset(
             j for j, c in enumerate(self._columns) if c.missing_marker == "none"
         )
@@ -381,10 +407,14 @@ class JoblibRunner:
             return self._array_missing(matrix) if matrix.dtype.kind == "O" else matrix
         if self._layout == "records":
             return table.records()
+        if table.frame is not None:
+            return table.frame
         pandas = require("pandas", extra="pandas", feature="This model (trained on a DataFrame)")
         columns = table.columns()
         data = {c.name: _pandas_column(pandas, c, columns[c.name]) for c in self._columns}
-        return pandas.DataFrame(data, columns=self._names, copy=False)
+        # The dict is in the signature's order already; naming the columns again, or leaving
+        # pandas to find the length, costs a third of building a one-row frame.
+        return pandas.DataFrame(data, index=pandas.RangeIndex(table.length), copy=False)
 
     def _predict(self, encode: Callable[[Any], Any], raw: Any) -> dict[str, Any]:
         # Encoding is inside the try: a value the trained dtype cannot hold is the input's fault.
@@ -393,25 +423,58 @@ class JoblibRunner:
         # that cast would be a raw traceback wherever warnings are errors.
         with np.errstate(over="ignore"):
             try:
-                inputs = encode(raw)
+                features = self._transform(encode(raw))
                 if self._argmax_classes is not None:
-                    # predict() would compute these same probabilities again and take their argmax.
-                    probabilities = np.asarray(self.estimator.predict_proba(inputs))
+                    probabilities = np.asarray(self._final.predict_proba(features))
                     labels = self._argmax_classes.take(probabilities.argmax(axis=1), axis=0)
                     return {"label": labels, "probabilities": probabilities}
-                labels = np.asarray(self.estimator.predict(inputs))
+                labels = np.asarray(self._final.predict(features))
                 if not self._is_classifier:
                     return {"value": labels}
                 fields: dict[str, Any] = {"label": _plain_labels(labels)}
                 if self._has_probabilities:
-                    fields["probabilities"] = np.asarray(self.estimator.predict_proba(inputs))
+                    fields["probabilities"] = np.asarray(self._final.predict_proba(features))
                 return fields
             except (*_INPUT_ERRORS, OverflowError) as exc:
                 raise rejected(exc) from exc
 
-    def check_sample(self, sample: Any) -> bool:
+    def _transform(self, inputs: Any) -> Any:
+        """The inputs through a pipeline's transformers, once for all the calls that follow."""
+        for step in self._transforms:
+            inputs = step.transform(inputs)
+        return inputs
+
+    def labels_rule(self, table: Table) -> str:
+        """``argmax`` where the model's labels are the arg-max of its probabilities on the
+        sample's rows and on rows generated from them, else ``predict``.
+
+        Established once, at save, for the fitted model (the manifest keeps it), so that each
+        call asks the model once instead of twice.
+        """
+        if not self._has_probabilities or labels_may_differ_from_argmax(self._final):
+            return "predict"
+        classes = np.asarray(getattr(self._final, "classes_", ()))
+        if classes.ndim != 1 or classes.size == 0:
+            return "predict"
+        for rows in (_generated_rows(self._columns, table), table):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # the save's own warnings came already
+                    features = self._transform(self.encode(rows))
+                    labels = np.asarray(self._final.predict(features))
+                    probabilities = np.asarray(self._final.predict_proba(features))
+            except Exception:  # noqa: BLE001, S112 - generated rows it refuses: the sample decides
+                continue
+            if probabilities.shape != (rows.length, classes.size):
+                return "predict"
+            derived = classes.take(probabilities.argmax(axis=1))
+            return "argmax" if np.array_equal(labels, derived) else "predict"
+        return "predict"
+
+    def check_sample(self, sample: Any) -> tuple[bool, str]:
         """Run the sample through the estimator at save time; return whether it gives
-        probabilities (some estimators advertise ``predict_proba`` but refuse to run it)."""
+        probabilities (some estimators advertise ``predict_proba`` but refuse to run it), and
+        how its labels follow them (:meth:`labels_rule`)."""
         validator = TabularValidator(TabularInputs(columns=self._columns))
         try:
             table = validator.batch(sample)
@@ -425,24 +488,35 @@ class JoblibRunner:
                 f"The model cannot predict on its own sample input: {type(exc).__name__}: {exc}"
             ) from exc
         if not self._has_probabilities:
-            return False
+            return False, "predict"
         try:
             self.estimator.predict_proba(encoded)
         except Exception:  # noqa: BLE001 - then the model simply gives no probabilities
             self._has_probabilities = False
-            return False
-        return True
+            return False, "predict"
+        return True, self.labels_rule(table)
 
 
-def _argmax_classes(estimator: Any) -> np.ndarray | None:
-    """The classes, when ``predict`` is exactly the argmax of ``predict_proba``.
+def _labels_of(recorded: object) -> str | None:
+    """The manifest's ``labels`` rule; a value this version does not know asks ``predict``."""
+    if recorded is None:
+        return None
+    return "argmax" if recorded == "argmax" else "predict"
 
-    Only for estimators whose ``predict`` is known to be that (scikit-learn's forests, as is or
-    ending a pipeline), so labels and probabilities come from one pass instead of two. Others,
-    such as ``SVC(probability=True)`` or threshold-tuned classifiers, may label differently.
+
+def _argmax_classes(estimator: Any, labels: str | None) -> np.ndarray | None:
+    """The classes, when ``predict`` is exactly the arg-max of ``predict_proba``.
+
+    ``labels`` is what the manifest says (see :meth:`JoblibRunner.labels_rule`). Bundles saved
+    before it was recorded use the arg-max only for estimators whose ``predict`` is known to be
+    it (scikit-learn's forests, as is or ending a pipeline).
     """
-    steps = getattr(estimator, "steps", None)
-    final = steps[-1][1] if isinstance(steps, list) and steps else estimator
+    _, final = pipeline_parts(estimator)
+    classes = getattr(final, "classes_", None)
+    if labels == "argmax":
+        return None if classes is None else _plain_labels(np.asarray(classes))
+    if labels is not None:
+        return None
     forest = sys.modules.get("sklearn.ensemble._forest")
     if (
         forest is not None
@@ -451,6 +525,36 @@ def _argmax_classes(estimator: Any) -> np.ndarray | None:
     ):
         return _plain_labels(np.asarray(final.classes_))
     return None
+
+
+def _generated_rows(columns: tuple[ColumnSpec, ...], sample: Table) -> Table:
+    """Rows made from the sample's: each column drawn on its own from the sample's values, and
+    numbers also spread over and past the sample's range, with gaps where a column takes them.
+
+    They reach combinations, and labels near the decision boundary, that a few training rows
+    may not, to test a rule about the model rather than about its sample.
+    """
+    rng = np.random.default_rng(0)
+    count = _GENERATED_ROWS
+    data: dict[str, np.ndarray] = {}
+    for column, (name, values) in zip(columns, sample.columns().items(), strict=True):
+        drawn = values[rng.integers(0, len(values), count)]
+        if drawn.dtype.kind == "f":
+            finite = values[np.isfinite(values)]
+            if finite.size:
+                low, high = float(finite.min()), float(finite.max())
+                span = (high - low) or 1.0
+                spread = rng.uniform(low - span / 2, high + span / 2, count)
+                drawn = np.where(rng.random(count) < 0.5, spread, drawn).astype(drawn.dtype)
+        if column.nullable:
+            gaps = rng.random(count) < 0.1
+            drawn = drawn.copy()
+            if drawn.dtype.kind == "f":
+                drawn[gaps] = np.nan
+            elif drawn.dtype.kind == "O":
+                drawn[gaps] = None
+        data[name] = drawn
+    return Table(sample.names, count, data)
 
 
 def _plain_labels(labels: np.ndarray) -> np.ndarray:

@@ -190,13 +190,15 @@ def _raw_runtime(
 
 
 def _table_rows(rows: Table, start: int, stop: int) -> Table:
+    import numpy as np
+
     from .._spec import Table
 
     stop = min(stop, rows.length)
-    if isinstance(rows.data, dict):
-        data: Any = {name: column[start:stop] for name, column in rows.data.items()}
+    if isinstance(rows.data, np.ndarray):
+        data: Any = rows.data[start:stop]
     else:
-        data = rows.data[start:stop]
+        data = {name: column[start:stop] for name, column in rows.columns().items()}
     return Table(rows.names, stop - start, data)
 
 

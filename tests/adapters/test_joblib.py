@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 import modelkit
 
@@ -220,6 +221,130 @@ def test_forest_pipeline_labels_from_one_pass_match_predict(
     np.testing.assert_array_equal(predictions["label"], pipeline.predict(X))
     np.testing.assert_array_equal(predictions["probabilities"], pipeline.predict_proba(X))
     assert predictions["label"].dtype == pipeline.predict(X).dtype
+
+
+# -- one pass through the model per call ------------------------------------------------------
+
+
+_TRANSFORMS = [0]
+
+
+def _count(X: Any) -> Any:
+    """A pipeline step that counts how often the pipeline transforms its input."""
+    _TRANSFORMS[0] += 1
+    return X
+
+
+class _Cautious(LogisticRegression):  # type: ignore[misc]
+    """Labels positive from a probability of 0.2: not the arg-max of its probabilities."""
+
+    def predict(self, X: Any) -> Any:
+        return self.classes_[(self.predict_proba(X)[:, 1] > 0.2).astype(int)]
+
+
+def _labels_rule(model: Any) -> object:
+    return model.manifest.adapter.get("labels")
+
+
+@pytest.mark.filterwarnings("ignore:The `probability` parameter:FutureWarning")
+@pytest.mark.parametrize(
+    ("final", "rule"),
+    [
+        ("logistic", "argmax"),
+        ("boosting", "argmax"),
+        ("svc", "predict"),  # labels by the decision function, probabilities by Platt scaling
+        ("threshold", "predict"),  # the cut-off moved from 0.5
+    ],
+)
+def test_labels_come_from_one_pass_where_the_model_allows_and_the_pipeline_transforms_once(
+    final: str, rule: str, tmp_path: Path
+) -> None:
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import FixedThresholdClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+    from sklearn.svm import SVC
+
+    X, y = make_classification(n_samples=300, n_features=5, random_state=1)
+    estimator = {
+        "logistic": LogisticRegression(),
+        "boosting": HistGradientBoostingClassifier(max_iter=20),
+        "svc": SVC(probability=True, random_state=0),
+        "threshold": FixedThresholdClassifier(LogisticRegression(), threshold=0.3),
+    }[final]
+    pipeline = make_pipeline(FunctionTransformer(_count), estimator).fit(X, y)
+    modelkit.save(pipeline, tmp_path / "m", name="m", version="1", sample_input=X[:20])
+    model = modelkit.load(tmp_path / "m")
+    assert _labels_rule(model) == rule
+
+    _TRANSFORMS[0] = 0
+    batch = model.predict_batch(X)
+    assert _TRANSFORMS[0] == 1
+    single = model.predict(X[7].tolist())
+    assert _TRANSFORMS[0] == 2
+    np.testing.assert_array_equal(batch["label"], pipeline.predict(X))
+    np.testing.assert_array_equal(batch["probabilities"], pipeline.predict_proba(X))
+    assert single.label == pipeline.predict(X[7:8])[0]
+
+
+def test_labels_that_follow_a_moved_threshold_are_caught_on_generated_rows(
+    tmp_path: Path,
+) -> None:
+    """A classifier of unknown type whose labels are not the arg-max of its probabilities, on a
+    sample where they happen to agree: the rows generated from the sample tell."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=400, n_features=4, random_state=3)
+    model = _Cautious().fit(X, y)
+    positive = model.predict_proba(X)[:, 1]
+    sample = X[(positive < 0.05) | (positive > 0.95)][:20]  # no row between the two cut-offs
+    assert np.array_equal(
+        model.predict(sample), model.classes_[model.predict_proba(sample).argmax(1)]
+    )
+    modelkit.save(model, tmp_path / "m", name="m", version="1", sample_input=sample)
+    loaded = modelkit.load(tmp_path / "m")
+    assert _labels_rule(loaded) == "predict"
+    np.testing.assert_array_equal(loaded.predict_batch(X)["label"], model.predict(X))
+
+
+_SEEN: list[Any] = []
+
+
+def _remember(X: Any) -> Any:
+    _SEEN.append(X)
+    return X
+
+
+def test_a_dataframe_of_the_trained_dtypes_reaches_the_pipeline_as_given(tmp_path: Path) -> None:
+    """No rebuilt copy of a batch that is already what the model was trained on; a column of
+    another dtype (objects here) is rebuilt, and both answer as scikit-learn does."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    frame, y = _penguins()
+    data = frame[["bill_length_mm", "flipper_length_mm", "island", "sex"]].astype(
+        {"island": "str", "sex": "str"}
+    )
+    final = LogisticRegression(max_iter=1000)
+    pipeline = make_pipeline(FunctionTransformer(_remember), _standard_pipeline(final))
+    pipeline.fit(data, y)
+    modelkit.save(pipeline, tmp_path / "m", name="m", version="1", sample_input=data.head(50))
+    model = modelkit.load(tmp_path / "m")
+
+    _SEEN.clear()
+    as_given = model.predict_batch(data)
+    assert len(_SEEN) == 1
+    assert _SEEN[0] is data
+    _SEEN.clear()
+    rebuilt = model.predict_batch(data.astype({"island": object, "sex": object}))
+    assert len(_SEEN) == 1
+    assert _SEEN[0] is not data
+    np.testing.assert_array_equal(as_given["label"], rebuilt["label"])
+    np.testing.assert_array_equal(as_given["label"], pipeline.predict(data))
+    np.testing.assert_array_equal(as_given["probabilities"], pipeline.predict_proba(data))
 
 
 # -- missing values follow the model ------------------------------------------------------------

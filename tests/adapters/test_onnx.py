@@ -462,3 +462,45 @@ def test_a_runtime_refusal_reaches_python_callers_as_its_reason(tmp_path: Path) 
     assert "cannot be reshaped to the requested shape" in message
     assert "onnxruntime_src" not in message
     assert "::" not in message
+
+
+class _Proxy:
+    """A session-like object: what a wrapper around an InferenceSession looks like."""
+
+    def __init__(self, session: Any, providers: list[str], *, native: bool) -> None:
+        self._session = session
+        self._providers = providers
+        self.calls = 0
+        if native:
+            self._sess = session._sess
+
+    def get_providers(self) -> list[str]:
+        return self._providers
+
+    def run(self, names: Any, feed: Any, run_options: Any = None) -> Any:
+        self.calls += 1
+        return self._session.run(names, feed, run_options)
+
+
+def test_a_cpu_session_runs_natively_and_others_through_session_run(onnx_bundle: Path) -> None:
+    from modelkit.adapters._onnx import _direct_run
+
+    model = modelkit.load(onnx_bundle)
+    session = model.runner.session  # type: ignore[attr-defined]
+    names = [o.name for o in session.get_outputs()]
+    (graph_input,) = session.get_inputs()
+    feed = {graph_input.name: np.ones((2, graph_input.shape[1]), dtype=np.float32)}
+    for expected, got in zip(
+        session.run(names, feed), _direct_run(session)(names, feed), strict=True
+    ):
+        np.testing.assert_array_equal(expected, got)
+
+    cpu = _Proxy(session, ["CPUExecutionProvider"], native=True)
+    _direct_run(cpu)(names, feed)
+    assert cpu.calls == 0  # the native run, not the Python one
+    for proxy in (
+        _Proxy(session, ["CUDAExecutionProvider", "CPUExecutionProvider"], native=True),
+        _Proxy(session, ["CPUExecutionProvider"], native=False),
+    ):
+        _direct_run(proxy)(names, feed)
+        assert proxy.calls == 1

@@ -476,6 +476,50 @@ def test_real_table_dtypes_round_trip_exactly(tmp_path: Path) -> None:
     assert info.value.field == "count"
 
 
+def test_the_frame_a_record_becomes_is_the_one_pandas_builds_publicly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quick construction of a one-row frame gives exactly what the public constructor
+    gives, for every dtype a model can be trained on."""
+    import pandas as pd
+    from sklearn.dummy import DummyRegressor
+
+    frame = pd.DataFrame(
+        {
+            "size": [1.5, np.nan, 3.0],
+            "count": pd.array([1, None, 3], "Int64"),
+            "member": pd.array([True, None, False], "boolean"),
+            "city": pd.Series(["Oslo", None, "Lyon"], dtype="str"),
+            "plan": pd.Categorical(["basic", "pro", "basic"]),
+            "flag": [True, False, True],
+            "seen": pd.to_datetime(["2024-01-01", None, "2024-03-01"]),
+        }
+    )
+    model = DummyRegressor().fit(frame, [1.0, 2.0, 3.0])
+    modelkit.save(model, tmp_path / "m", name="m", version="1", sample_input=frame)
+    runner = modelkit.load(tmp_path / "m").runner
+    validator = modelkit.load(tmp_path / "m")._tabular  # type: ignore[attr-defined]
+    records = frame.to_dict("records")
+    from modelkit._spec import record_table
+
+    tables = [record_table(runner._columns, validator.record(r)) for r in records]  # type: ignore[attr-defined]
+    built = []
+    from_arrays = pd.DataFrame._from_arrays
+
+    def counted(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        built.append(1)
+        return from_arrays(*args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "_from_arrays", classmethod(counted))
+    quick = [runner.encode(t) for t in tables]  # type: ignore[attr-defined]
+    assert len(built) == len(tables)
+    monkeypatch.delattr(pd.DataFrame, "_from_arrays")
+    public = [runner.encode(t) for t in tables]  # type: ignore[attr-defined]
+    for fast, slow in zip(quick, public, strict=True):
+        pd.testing.assert_frame_equal(fast, slow)
+        assert list(fast.dtypes.astype(str)) == list(frame.dtypes.astype(str))
+
+
 def test_a_datetime_column_reaches_the_pipeline_as_datetime64(tmp_path: Path) -> None:
     import pandas as pd
     from sklearn.compose import make_column_transformer

@@ -415,7 +415,7 @@ class TabularValidator:
         if problems:
             raise _invalid_many(problems)
         in_order = tuple(present) == self.names
-        series = {c.name: frame[c.name] for c in self.columns}
+        series = {c.name: frame[c.name] for c in self.columns}  # each Series made once
         as_is = None
         if all(_keeps_values(series[c.name].dtype, c) for c in self.columns):
             as_is = frame if in_order else frame[list(self.names)]
@@ -494,10 +494,16 @@ class TabularValidator:
         if column.categories is None:
             if column.type == "number" and kind in "fiu":
                 as_float = values.astype(np.float64, copy=False)
-                bad = ~np.isfinite(as_float)
-                if column.nullable:
-                    bad &= ~np.isnan(as_float)
-                if bad.any():
+                # One pass over the column when it is good, the usual case; the mask only if not.
+                good = (
+                    not np.isinf(as_float).any()
+                    if column.nullable
+                    else bool(np.isfinite(as_float).all())
+                )
+                if not good:
+                    bad = ~np.isfinite(as_float)
+                    if column.nullable:
+                        bad &= ~np.isnan(as_float)
                     self._raise_first_bad(column, values, np.flatnonzero(bad))
                 return as_float
             if column.type == "integer" and (

@@ -402,11 +402,11 @@ def _picker(indices: Sequence[int]) -> Callable[[Any], tuple[Any, ...]]:
     return operator.itemgetter(*indices)
 
 
-def _filling(pick: Callable[[Any], Any], missing: str) -> Callable[[Any], tuple[Any, ...]]:
+def _filling(pick: Callable[[Any], Any], missing: str) -> Callable[[Any], list[Any]]:
     """``pick``, with ``missing`` in place of each None."""
 
-    def fill(values: Any) -> tuple[Any, ...]:
-        return tuple(missing if value is None else value for value in pick(values))
+    def fill(values: Any) -> list[Any]:
+        return [missing if value is None else value for value in pick(values)]
 
     return fill
 
@@ -554,7 +554,7 @@ class OnnxRunner:
             nullable = {c.name for c in signature.columns if c.nullable}
             for name, columns in groups.items():
                 indices = [position[c] for c in columns]
-                pick = (
+                pick: Callable[[Any], Any] = (
                     _identity
                     if indices == list(range(len(self._column_names)))
                     else _picker(indices)
@@ -569,6 +569,8 @@ class OnnxRunner:
                 ):
                     pick, fills = _filling(pick, missing_string), True
                 self._groups.append((name, tuple(columns), pick, dtype, fills))
+        # What one record's feed needs of each group, unpacked once rather than on every call.
+        self._picks = [(name, pick, dtype) for name, _, pick, dtype, _ in self._groups]
         self._run = _direct_run(session)
         # A session's thread pool does not survive fork (gunicorn --preload): a child process
         # builds its own session from the same bytes before its first call.
@@ -626,8 +628,7 @@ class OnnxRunner:
                 feed = {self._input_name: np.array([values], dtype=self._dtype)}
             elif self._layout == "groups":
                 feed = {
-                    name: np.array([pick(values)], dtype=dtype)
-                    for name, _, pick, dtype, _ in self._groups
+                    name: np.array([pick(values)], dtype=dtype) for name, pick, dtype in self._picks
                 }
             else:
                 feed = {

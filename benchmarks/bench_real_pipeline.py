@@ -184,7 +184,7 @@ def run(plan: Plan, directory: Path, table: str, model_name: str) -> list[Result
         print(f"conversion refused, nothing to measure: {error}")
         return []
     model = modelkit.load(bundle)
-    session = raw_session(bundle / "artifacts" / "model.onnx")
+    session = raw_session(bundle / "artifacts" / "model.onnx", threads=1)  # modelkit's default
     print(
         f"{table} ({len(X)} rows, {X.shape[1]} columns, {int(X.isna().sum().sum())} missing "
         f"values), {type(pipeline[-1]).__name__}: fitted, converted and saved in "

@@ -396,7 +396,7 @@ def load(
             ``"warn"`` (minor and patch differences warn, major ones raise), ``"error"`` or
             ``"ignore"``. Checked before unpickling.
         adapter_options: options for the format's runtime, such as
-            ``{"intra_op_num_threads": 1}`` for onnx.
+            ``{"intra_op_num_threads": 0}`` for onnx (a thread per core).
         drift: keep streaming statistics of what the model receives and predicts, compared with
             the reference profile saved in the bundle by :meth:`Model.drift`.
         batching: coalesce concurrent single-record ``predict``/``apredict`` calls (from many

@@ -52,6 +52,8 @@ _OPTIONS = (
     "graph_optimization_level",
     "providers",
 )
+# Threads inside one operator when the caller does not say (see make_session).
+_DEFAULT_INTRA_OP_THREADS = 1
 _OPTIMIZATION_LEVELS = {
     "disabled": "ORT_DISABLE_ALL",
     "basic": "ORT_ENABLE_BASIC",
@@ -96,8 +98,14 @@ def make_session(data: bytes, options: Mapping[str, Any] | None = None, *, label
     ort = _onnxruntime()
     options = dict(options or {})
     session_options = ort.SessionOptions()
-    if options.get("intra_op_num_threads") is not None:
-        session_options.intra_op_num_threads = int(options["intra_op_num_threads"])
+    # One thread inside each operator unless asked otherwise (0 is onnxruntime's own default, a
+    # thread per core): on the shared cores of a server, a pool's threads wait on each other's
+    # cores and spin when idle, which made single records 1.5-2x slower and batches no faster
+    # (benchmarks/bench_session_options.py; the figures are in docs/performance.md).
+    threads = options.get("intra_op_num_threads")
+    session_options.intra_op_num_threads = (
+        _DEFAULT_INTRA_OP_THREADS if threads is None else int(threads)
+    )
     if options.get("inter_op_num_threads") is not None:
         session_options.inter_op_num_threads = int(options["inter_op_num_threads"])
     if options.get("allow_spinning") is not None:

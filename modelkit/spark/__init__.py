@@ -84,7 +84,7 @@ def predict(
             whose executors cannot read the driver's disk. The bundle's file name must be unique
             among the files the session ships.
         adapter_options: options for the format's runtime on the executors, such as
-            ``{"intra_op_num_threads": 1}`` for onnx.
+            ``{"intra_op_num_threads": 0}`` for onnx (a thread per core).
 
     Returns:
         ``df`` with ``output_col`` (and ``error_col``) added.

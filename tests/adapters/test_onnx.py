@@ -115,7 +115,13 @@ GRAPHS = _graphs()
 
 
 def _raw(model: Any, feed: dict[str, np.ndarray]) -> dict[str, Any]:
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    """What onnxruntime gives with modelkit's default session options (one intra-op thread:
+    tree ensembles sum in another order, so the last bits differ, on other thread counts)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(
+        model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
+    )
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(None, feed), strict=True))
 
@@ -280,6 +286,15 @@ def test_session_options_are_applied_and_unknown_ones_refused(onnx_bundle: Path)
     assert model.runner.session.get_providers() == ["CPUExecutionProvider"]  # type: ignore[attr-defined]
     with pytest.raises(TypeError, match="Did you mean 'intra_op_num_threads'"):
         modelkit.load(onnx_bundle, adapter_options={"intra_op_threads": 1})
+
+
+def test_one_intra_op_thread_is_the_default_and_zero_is_onnxruntimes(onnx_bundle: Path) -> None:
+    def threads(model: Any) -> int:
+        return int(model.runner.session.get_session_options().intra_op_num_threads)
+
+    assert threads(modelkit.load(onnx_bundle)) == 1
+    assert threads(modelkit.load(onnx_bundle, adapter_options={"intra_op_num_threads": 0})) == 0
+    assert threads(modelkit.load(onnx_bundle, adapter_options={"intra_op_num_threads": 2})) == 2
 
 
 def test_a_file_onnxruntime_cannot_read_is_a_bundle_error(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
@@ -383,15 +384,17 @@ def none_mask(values: np.ndarray) -> np.ndarray:
 
 
 def is_dataframe(obj: object) -> bool:
-    """Whether ``obj`` is a pandas DataFrame."""
-    # Duck-typed so that checking for a DataFrame never imports pandas.
-    return type(obj).__name__ == "DataFrame" and hasattr(obj, "columns") and hasattr(obj, "dtypes")
+    """Whether ``obj`` is a pandas DataFrame (or a subclass of one)."""
+    # Without pandas imported there is no DataFrame: the check never imports it, and never asks
+    # the frame for a property (``dtypes`` builds a Series on every call).
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(obj, pandas.DataFrame)
 
 
 def is_series(obj: object) -> bool:
     """Whether ``obj`` is a pandas Series (one row of a DataFrame, as ``df.iloc[i]`` gives it)."""
-    # Duck-typed, as is_dataframe.
-    return type(obj).__name__ == "Series" and hasattr(obj, "index") and hasattr(obj, "to_dict")
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(obj, pandas.Series)
 
 
 def python_scalar(value: Any) -> Any:

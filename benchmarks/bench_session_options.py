@@ -6,7 +6,8 @@ feeding 100 boosted trees, and a 20-feature logistic regression), this script ti
 options modelkit could default to: onnxruntime's own defaults (a thread pool of one thread per
 core, idle threads spinning), the same pool with spinning off, and one intra-op thread. Each is
 measured on an idle machine and again with one CPU-bound process competing for the cores, as on
-a shared server. modelkit's default is the last (``None`` below: no options given). Rounds of the option sets alternate, and each row is the median of its rounds.
+a shared server. modelkit's default is the last (``None`` below: no options given). Rounds of
+the option sets alternate, and each row is the median of its rounds.
 
 The figures are the basis of modelkit's default (see ``docs/performance.md``). Run it with
 ``python benchmarks/bench_session_options.py`` (``--quick`` for a smoke run).

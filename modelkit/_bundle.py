@@ -344,7 +344,9 @@ def _open_path(path: Path, options: _Options) -> Opened:
             handle.seek(0)
             if path.suffix.lower() == ".zip" or head == b"PK\x03\x04":
                 return _open_zip(handle, label, options)
-            return _bare_file(path.name, label, handle, info.st_size, options)
+            return _bare_file(
+                path.name, label, handle, info.st_size, options, available=info.st_size
+            )
         except OSError as exc:
             raise BundleError(f"Cannot read {label!r}: {exc.strerror or exc}.", path=label) from exc
 
@@ -402,8 +404,19 @@ def _file_in_package(
 
 
 def _bare_file(
-    name: str, label: str, handle: IO[bytes], size: int | None, options: _Options
+    name: str,
+    label: str,
+    handle: IO[bytes],
+    size: int | None,
+    options: _Options,
+    *,
+    available: int | None = None,
 ) -> Opened:
+    """A bare model file of ``size`` bytes (as far as is known), read within the budget.
+
+    ``available`` is its size when it is a regular file, not a size an archive claims: it is
+    then read in one call (see :func:`consume`).
+    """
     lower = name.lower()
     kind: BundleKind
     if lower.endswith(".onnx"):
@@ -420,7 +433,7 @@ def _bare_file(
     limit = options.max_size
     if size is not None and limit is not None and size > limit:
         raise _too_large(label, f"is {size} bytes", limit)
-    found = consume(handle, limit, keep=options.read)
+    found = consume(handle, limit, keep=options.read, available=available)
     if limit is not None and found.size > limit:
         raise _too_large(label, f"is more than {limit} bytes", limit)
     file_digest = "sha256:" + found.sha256

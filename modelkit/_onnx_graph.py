@@ -11,9 +11,13 @@ dependencies installed and on graphs of any size.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 __all__ = ["GraphError", "GraphValue", "external_tensors", "graph_values", "producer_name"]
 
@@ -281,21 +285,69 @@ def _text(value: memoryview) -> str:
 # -- the protobuf wire format -------------------------------------------------------------------
 
 
-def _scalar_keys(wire: int) -> bytes:
-    """A regex class of the one-byte keys (fields 1 to 15) of a wire type, escaped."""
-    return b"".join(b"\\x%02x" % ((number << 3) | wire) for number in range(1, 16))
+# A run is up to this many fields under one one-byte key (fields 1 to 15), stepped over in one
+# regex match. Bounded: the regex engine keeps a backtracking record per repetition, ~170 bytes,
+# so an unbounded run of a hostile graph's few hundred megabytes would take gigabytes; and a
+# long match is slower than several short ones. A run of numbers that goes on is finished with
+# array operations (:func:`_numbers_end`).
+_RUN_FIELDS = 128
+# The bytes :func:`_numbers_end` looks at first, and at most, at once: a window doubles while the
+# run fills it, so a run costs about its own length, and memory stays bounded.
+_FIRST_WINDOW = 4096
+_LAST_WINDOW = 256 * 1024
+# After its key, the value of a number (a varint of at most ten bytes) or a fixed-size value.
+_SCALAR_VALUES = {0: b"[\\x80-\\xff]{0,9}[\\x00-\\x7f]", 1: b".{8}", 5: b".{4}"}
+# The value of a string or message shorter than 128 bytes: its one-byte length, then that many
+# bytes (a branch per length: a regex cannot read a length and skip by it).
+_SHORT_VALUE = b"(?:" + b"|".join(b"\\x%02x.{%d}" % (n, n) for n in range(128)) + b")"
+
+_Match = Callable[[memoryview, int], re.Match[bytes] | None]
 
 
-# A run of numbers and fixed-size values under one-byte keys: what a tree ensemble's attributes
-# are made of (proto2 repeats ints and floats unpacked, tens of thousands of them). Matched in C
-# and skipped whole; anything else, or a run cut short by the end, is left to _values to decode
-# (and to refuse).
-_SCALAR_RUN = re.compile(
-    b"(?:[" + _scalar_keys(0) + b"][\\x80-\\xff]{0,9}[\\x00-\\x7f]"
-    b"|[" + _scalar_keys(5) + b"][\\s\\S]{4}"
-    b"|[" + _scalar_keys(1) + b"][\\s\\S]{8})+",
-    re.DOTALL,
-)
+def _run_of(keys: Iterable[int], value: bytes) -> _Match:
+    key_class = b"".join(b"\\x%02x" % key for key in keys)
+    pattern = b"(?:[" + key_class + b"]" + value + b"){1,%d}" % _RUN_FIELDS
+    return re.compile(pattern, re.DOTALL).match
+
+
+@functools.cache
+def _scalar_run(key: int) -> _Match:
+    """A run of numbers or fixed-size values under one key, as proto2 writes a repeated field
+    unpacked (a tree ensemble's attributes hold tens of thousands, one key each)."""
+    return _run_of([key], _SCALAR_VALUES[key & 7])
+
+
+class _Runs(dict[int, _Match | None]):
+    """What :func:`_fields` steps over in C, by the byte a field starts with, for one set of
+    wanted fields: runs of numbers and fixed-size values, and runs of short strings and
+    messages nobody asked for (a tree ensemble's ``nodes_modes`` is a string per node).
+
+    A run cut short (by the end of the message, or a value too long) ends where it stops
+    matching; the field there is left to the field-by-field decoder, which reads or refuses it.
+    Patterns are compiled when a key is first met, not at import: one with a branch per length
+    takes a millisecond.
+    """
+
+    def __init__(self, wanted: frozenset[int] | None) -> None:
+        super().__init__()
+        self._skipped = [] if wanted is None else [n for n in range(1, 16) if n not in wanted]
+        self._strings: _Match | None = None
+
+    def __missing__(self, key: int) -> _Match | None:
+        match: _Match | None = None
+        if 0x08 <= key < 0x80 and key & 7 in _SCALAR_VALUES:
+            match = _scalar_run(key)
+        elif 0x08 <= key < 0x80 and key & 7 == 2 and key >> 3 in self._skipped:
+            if self._strings is None:
+                self._strings = _run_of([(n << 3) | 2 for n in self._skipped], _SHORT_VALUE)
+            match = self._strings
+        self[key] = match
+        return match
+
+
+@functools.lru_cache(maxsize=32)
+def _runs(wanted: frozenset[int] | None) -> _Runs:
+    return _Runs(wanted)
 
 
 def _fields(
@@ -303,14 +355,18 @@ def _fields(
 ) -> Iterator[tuple[int, memoryview]]:
     """``(field number, value)`` for each length-delimited field (messages, strings, bytes),
     or only for the ``wanted`` field numbers (the others are stepped over, not sliced)."""
+    runs = _runs(wanted)
     position = 0
     end = len(message)
     while position < end:
-        run = _SCALAR_RUN.match(message, position)
+        key = message[position]
+        skip = runs[key]
+        run = None if skip is None else skip(message, position)
         if run is not None:
             position = run.end()
+            if position < end and message[position] == key and key & 7 in _SCALAR_VALUES:
+                position = _numbers_end(message, position, key)
             continue
-        key = message[position]
         if (
             0x08 <= key < 0x80
             and key & 7 == 2
@@ -329,6 +385,47 @@ def _fields(
         number, value, position = _next_value(message, position)
         if isinstance(value, memoryview) and (wanted is None or number in wanted):
             yield number, value
+
+
+def _numbers_end(message: memoryview, position: int, key: int) -> int:
+    """Where a run of numbers or fixed-size values under the one-byte ``key`` that starts at
+    ``position`` ends: at the first field that is not a whole one under ``key`` (or the end).
+
+    It steps over exactly the fields the run patterns match, with array operations on a window
+    at a time instead of a regex repetition per field: a tree ensemble's attributes hold tens
+    of thousands.
+    """
+    data = np.frombuffer(message, dtype=np.uint8)
+    end = len(data)
+    width = {1: 9, 5: 5}.get(key & 7)
+    window = _FIRST_WINDOW
+    while position < end and data[position] == key:
+        chunk = data[position : position + window]
+        if width is None:
+            step = _whole_varints(chunk, key)
+        else:
+            keys = chunk[: len(chunk) // width * width : width]
+            wrong = np.flatnonzero(keys != key)
+            step = (int(wrong[0]) if len(wrong) else len(keys)) * width
+        if step == 0:
+            break
+        position += step
+        window = min(2 * window, _LAST_WINDOW)
+    return position
+
+
+def _whole_varints(chunk: np.ndarray[Any, np.dtype[np.uint8]], key: int) -> int:
+    """The length of the run of whole ``key`` + varint fields at the start of ``chunk``, whose
+    first byte is ``key`` (below 0x80)."""
+    # Bytes below 0x80 end a varint; a key below 0x80 is one too. In a run they alternate: a
+    # key, the last byte of its value (one to ten bytes after it), the next key right after.
+    ends = np.flatnonzero(chunk < 0x80)
+    values = ends[1::2]
+    keys = ends[: 2 * len(values) : 2]
+    whole = (chunk[keys] == key) & (values - keys <= 10)
+    whole[1:] &= keys[1:] == values[:-1] + 1
+    count = len(whole) if whole.all() else int(np.argmin(whole))
+    return int(values[count - 1]) + 1 if count else 0
 
 
 def _values(message: memoryview) -> Iterator[tuple[int, memoryview | int]]:

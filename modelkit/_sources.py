@@ -50,27 +50,39 @@ class Read:
     sha256: str
 
 
-def consume(handle: IO[bytes], limit: int | None, *, keep: bool) -> Read:
+def consume(
+    handle: IO[bytes], limit: int | None, *, keep: bool, available: int | None = None
+) -> Read:
     """Read at most ``limit + 1`` bytes (all of them if ``limit`` is None) in bounded chunks,
     hashing them on the way.
 
     One byte past ``limit`` shows the file is longer than allowed without reading the rest, and
-    nothing is allocated for bytes that are not there. With ``keep`` the bytes are kept, in one
-    buffer that grows as they arrive; without, only their hash is.
+    nothing is allocated for bytes that are not there: chunks are at most 1 MiB, except that
+    bytes to keep from a file known to hold ``available`` bytes (a regular file's size when it
+    was opened, not a size an archive claims) are read in one call, whose buffer is then kept as
+    it is. With ``keep`` the bytes are kept in one buffer; without, only their hash is.
     """
     hasher = hashlib.sha256()
-    kept = io.BytesIO() if keep else None
+    kept: io.BytesIO | None = None
     size = 0
+    step = available + 1 if keep and available is not None else _CHUNK
     while limit is None or size <= limit:
-        chunk = handle.read(_CHUNK if limit is None else min(_CHUNK, limit + 1 - size))
+        chunk = handle.read(step if limit is None else min(step, limit + 1 - size))
         if not chunk:
             break
         size += len(chunk)
         hasher.update(chunk)
-        if kept is not None:
+        if keep and kept is None:
+            # BytesIO shares the first chunk's buffer, and copies it only if another follows:
+            # a file read in one call is kept without a copy.
+            kept = io.BytesIO(chunk)
+            kept.seek(0, io.SEEK_END)
+        elif kept is not None:
             kept.write(chunk)
+        step = _CHUNK
     # getvalue() hands over BytesIO's buffer without copying it.
-    return Read(None if kept is None else kept.getvalue(), size, hasher.hexdigest())
+    data = None if not keep else b"" if kept is None else kept.getvalue()
+    return Read(data, size, hasher.hexdigest())
 
 
 class Source:
@@ -97,11 +109,15 @@ class Source:
             f"Cannot read {relative!r} in bundle {self.label!r}: {exc}", path=relative
         )
 
+    def size(self, handle: IO[bytes]) -> int | None:
+        """How many bytes an opened file holds, if the storage can say so truthfully."""
+        return None
+
     def read(self, relative: str, limit: int, *, keep: bool) -> Read:
         """Read at most ``limit + 1`` bytes of one file (see :func:`consume`)."""
         try:
             with self.open(relative) as handle:
-                return consume(handle, limit, keep=keep)
+                return consume(handle, limit, keep=keep, available=self.size(handle))
         except self.read_errors as exc:
             raise self.read_failed(relative, exc) from exc
 
@@ -247,6 +263,10 @@ class DirectorySource(Source):
             for descriptor in opened:
                 os.close(descriptor)
         return _regular_file(fd, self.label, relative)
+
+    def size(self, handle: IO[bytes]) -> int | None:
+        # A regular file (checked when it was opened): its size is what a read will find.
+        return os.fstat(handle.fileno()).st_size
 
 
 def _is_link(info: os.stat_result) -> bool:

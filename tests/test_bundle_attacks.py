@@ -501,6 +501,43 @@ def test_artifacts_directory_swapped_for_a_file_after_listing_is_refused(
     assert caught.value.path == "artifacts"
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="counts reads in /proc")
+def test_artifact_grown_after_listing_is_refused_reading_one_byte_past_its_size(
+    bundle: Path, after_listing: Callable[[Callable[[], None]], None]
+) -> None:
+    # A regular file is read in one call of the size it has when opened, but never past the
+    # size the manifest declares (and one byte more, which shows it is longer).
+    artifact = bundle / ARTIFACT
+    declared = artifact.stat().st_size
+    after_listing(lambda: os.truncate(artifact, GIB))
+
+    def bytes_read() -> int:
+        with open("/proc/self/io") as stats:
+            return int(stats.read().split("rchar:")[1].split()[0])
+
+    before = bytes_read()
+    with pytest.raises(modelkit.IntegrityError) as caught:
+        modelkit.load(bundle)
+
+    assert caught.value.path == ARTIFACT
+    assert "is longer; the manifest says" in str(caught.value)
+    assert bytes_read() - before < declared + MIB
+
+
+def test_artifact_truncated_after_listing_is_refused(
+    bundle: Path, after_listing: Callable[[Callable[[], None]], None]
+) -> None:
+    artifact = bundle / ARTIFACT
+    declared = artifact.stat().st_size
+    after_listing(lambda: os.truncate(artifact, declared // 2))
+
+    with pytest.raises(modelkit.IntegrityError) as caught:
+        modelkit.load(bundle)
+
+    assert caught.value.path == ARTIFACT
+    assert f"is {declared // 2} bytes; the manifest says {declared}" in str(caught.value)
+
+
 @needs_fifos
 @pytest.mark.parametrize("name", ["bundle", "model.onnx", "model.zip"])
 def test_bundle_path_that_is_a_fifo_is_refused_without_blocking(tmp_path: Path, name: str) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import random
+import tracemalloc
 from typing import Any
 
 import numpy as np
@@ -210,8 +212,15 @@ _FIELD = st.one_of(
     st.tuples(st.just(0), st.integers(1, 40), st.integers(0, 2**64 - 1)),
     st.tuples(st.just(5), st.integers(1, 40), st.binary(min_size=4, max_size=4)),
     st.tuples(st.just(1), st.integers(1, 40), st.binary(min_size=8, max_size=8)),
-    st.tuples(st.just(2), st.integers(1, 40), st.binary(max_size=12)),
+    # Lengths around 128, where a length stops fitting in one byte.
+    st.tuples(
+        st.just(2),
+        st.integers(1, 40),
+        st.binary(max_size=12) | st.binary(min_size=120, max_size=130),
+    ),
 )
+# Fields as protobuf writes repeated ones: the same field several times in a row.
+_RUNS = st.lists(st.tuples(_FIELD, st.integers(1, 4)), max_size=20)
 
 
 def _encoded(field: tuple[int, int, Any]) -> bytes:
@@ -226,18 +235,22 @@ def _encoded(field: tuple[int, int, Any]) -> bytes:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    st.lists(_FIELD, max_size=30),
+    _RUNS,
     st.integers(0, 8),
     st.binary(max_size=3),
     st.none() | st.frozensets(st.integers(1, 40)),
 )
-def test_skipping_scalar_runs_reads_the_same_fields_as_decoding_each(
-    fields: list[tuple[int, int, Any]], cut: int, junk: bytes, wanted: frozenset[int] | None
+def test_skipping_runs_reads_the_same_fields_as_decoding_each(
+    runs: list[tuple[tuple[int, int, Any], int]],
+    cut: int,
+    junk: bytes,
+    wanted: frozenset[int] | None,
 ) -> None:
-    # The fast steps (runs of numbers skipped in one match, short strings read inline, fields
-    # nobody asked for not sliced) must find the same length-delimited fields as the careful
-    # decoder, and refuse what it refuses: on real protobuf, cut short, or with junk after it.
-    data = b"".join(_encoded(field) for field in fields)
+    # The fast steps (runs of numbers, and of short strings nobody asked for, skipped in one
+    # match; short strings read inline; fields nobody asked for not sliced) must find the same
+    # length-delimited fields as the careful decoder, and refuse what it refuses: on real
+    # protobuf, cut short, or with junk after it.
+    data = b"".join(_encoded(field) * count for field, count in runs)
     data = data[: max(0, len(data) - cut)] + junk
     view = memoryview(data)
     try:
@@ -249,18 +262,96 @@ def test_skipping_scalar_runs_reads_the_same_fields_as_decoding_each(
     assert [(n, bytes(v)) for n, v in _onnx_graph._fields(view, wanted)] == expected
 
 
-def test_a_tree_ensemble_attribute_walk_skips_unpacked_numbers() -> None:
-    # 20,000 unpacked ints and floats (proto2 repeats them one key each), then a tensor with
-    # external data after them: still found, and a varint cut short at the end still refused.
+def _run_value(wire: int, rng: random.Random) -> bytes:
+    if wire == 0:
+        if rng.random() < 0.01:
+            return b"\xff" * rng.randint(9, 11) + b"\x01"  # ten bytes, or too long
+        return _varint_bytes(rng.getrandbits(rng.choice([3, 7, 8, 14, 20, 35, 64])))
+    return rng.randbytes(4 if wire == 5 else 8)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    wire=st.sampled_from([0, 1, 5]),
+    number=st.integers(1, 15),
+    count=st.integers(_onnx_graph._RUN_FIELDS - 2, 40 * _onnx_graph._RUN_FIELDS),
+    seed=st.integers(0, 2**32),
+    damage=st.none() | st.tuples(st.floats(0, 1), st.integers(0, 255)),
+    cut=st.integers(0, 12),
+    after=st.sampled_from([b"", b"\x2a\x00", b"\x2a\x03abc", b"\x08", b"\x80"]),
+)
+def test_long_runs_of_numbers_read_the_same_fields_as_decoding_each(
+    *,
+    wire: int,
+    number: int,
+    count: int,
+    seed: int,
+    damage: tuple[float, int] | None,
+    cut: int,
+    after: bytes,
+) -> None:
+    # Runs longer than one regex match are finished with array operations, window by window:
+    # they must step over exactly the fields the careful decoder steps over, and refuse what
+    # it refuses, wherever a byte is changed or the run is cut.
+    rng = random.Random(seed)
+    key = _varint_bytes((number << 3) | wire)
+    data = bytearray(b"".join(key + _run_value(wire, rng) for _ in range(count)))
+    if damage is not None:
+        data[int(damage[0] * (len(data) - 1))] = damage[1]
+    view = memoryview(bytes(data[: len(data) - cut]) + after)
+    wanted = frozenset({5})
+    try:
+        expected = [(n, v) for n, v in _careful_fields(view) if n in wanted]
+    except GraphError:
+        with pytest.raises(GraphError):
+            list(_onnx_graph._fields(view, wanted))
+        return
+    assert [(n, bytes(v)) for n, v in _onnx_graph._fields(view, wanted)] == expected
+
+
+def test_a_tree_ensemble_attribute_walk_skips_unpacked_numbers_and_strings() -> None:
+    # 20,000 unpacked ints, floats and strings (proto2 repeats them one key each), then a tensor
+    # with external data after them: still found, and a varint cut short at the end still
+    # refused.
     attribute = helper.make_attribute("nodes_featureids", list(range(20_000)))
     floats = helper.make_attribute("nodes_values", [0.5] * 20_000)
-    node = helper.make_node(
-        "Constant", [], ["c"], value=_external(_tensor("hidden")), name="constant"
+    modes = helper.make_attribute("nodes_modes", ["BRANCH_LEQ", "LEAF"] * 10_000)
+    node = helper.make_node("Constant", [], ["c"], name="constant")
+    node.attribute.extend(
+        [attribute, floats, modes, helper.make_attribute("value", _external(_tensor("hidden")))]
     )
-    node.attribute.extend([attribute, floats])
     graph = _identity_graph()
     graph.node.insert(0, node)
     assert external_tensors(_model(graph)) == ["hidden"]
     encoded = bytes(attribute.SerializeToString())
     with pytest.raises(GraphError):
         list(_onnx_graph._fields(memoryview(encoded + b"\x40\x80")))
+
+
+@pytest.mark.parametrize(
+    "count", [n * _onnx_graph._RUN_FIELDS + d for n in (1, 40) for d in (-1, 0, 1)]
+)
+@pytest.mark.parametrize("field", [b"\x4a\x04LEAF", b"\x40\x96\x01", b"\x3d\x00\x00\x00\x3f"])
+def test_a_field_after_a_run_longer_than_one_match_is_found(count: int, field: bytes) -> None:
+    # A run is stepped over a bounded number of fields at a time: what follows it is still read.
+    tensor = bytes(_external(_tensor("after")).SerializeToString())
+    attribute = field * count + b"\x2a" + _varint_bytes(len(tensor)) + tensor
+    assert [bytes(v) for _, v in _onnx_graph._fields(memoryview(attribute), frozenset({5}))] == [
+        tensor
+    ]
+    with pytest.raises(GraphError):
+        list(_onnx_graph._fields(memoryview(field * count + field[:-1]), frozenset({5})))
+
+
+def test_a_long_run_is_stepped_over_in_bounded_memory() -> None:
+    # The regex engine keeps a record per repetition of a match: an unbounded run of a hostile
+    # graph's two million numbers held ~180 MiB (gigabytes for a few hundred megabytes).
+    run = memoryview(b"\x08\x01" * 2_000_000 + b"\x2a\x00")
+    tracemalloc.start()
+    try:
+        found = list(_onnx_graph._fields(run, frozenset({5})))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [(n, bytes(v)) for n, v in found] == [(5, b"")]
+    assert peak < 8 * 2**20

@@ -43,7 +43,7 @@ REGIONS = ["eu", "us", "apac"]
 THREADS = 8
 # Records are cycled from a small pool so that each call gets different values, as in a service.
 RECORD_POOL = 256
-TARGET_RATIO = 4.0
+TARGET_RATIO = 6.0
 
 
 @dataclass(frozen=True)

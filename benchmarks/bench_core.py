@@ -231,7 +231,7 @@ def run(plan: Plan, directory: Path) -> list[Result]:
             [fixture.joblib_file],
             rounds=plan.load_rounds,
             warmup=[fixture.joblib_file] * 2,
-            target=Target(max_ratio=1.3),
+            target=Target(max_ratio=1.1),
         )
     )
     results.append(

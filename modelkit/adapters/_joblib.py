@@ -452,7 +452,7 @@ class JoblibRunner:
         if not self._has_probabilities or labels_may_differ_from_argmax(self._final):
             return "predict"
         classes = np.asarray(getattr(self._final, "classes_", ()))
-        if classes.ndim != 1 or classes.size == 0:
+        if classes.ndim != 1 or classes.size == 0 or table.length == 0:
             return "predict"
         for rows in (_generated_rows(self._columns, table), table):
             try:

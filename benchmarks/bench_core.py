@@ -202,7 +202,6 @@ def check_agreement(fixture: Fixture, records: list[dict[str, float]]) -> None:
 
 def run(plan: Plan, directory: Path) -> list[Result]:
     import joblib
-    import onnxruntime
     import pandas
 
     import modelkit
@@ -237,9 +236,8 @@ def run(plan: Plan, directory: Path) -> list[Result]:
     results.append(
         compare(
             "load onnx bundle vs InferenceSession",
-            lambda path: onnxruntime.InferenceSession(
-                str(path), providers=["CPUExecutionProvider"]
-            ),
+            # modelkit's default session options on both sides: a thread pool costs its creation.
+            lambda path: raw_session(path, threads=1),
             lambda _path: modelkit.load(fixture.onnx_bundle),
             [fixture.onnx_file],
             rounds=plan.load_rounds,

@@ -10,6 +10,7 @@ name every bad field and record, up to a cap.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -418,7 +419,7 @@ class TabularValidator:
         series = {c.name: frame[c.name] for c in self.columns}  # each Series made once
         as_is = None
         if all(_keeps_values(series[c.name].dtype, c) for c in self.columns):
-            as_is = frame if in_order else frame[list(self.names)]
+            as_is = _numbered(frame if in_order else frame[list(self.names)])
         if self._is_numeric:
             values = (frame if in_order else frame[list(self.names)]).to_numpy()
             if values.dtype.kind in "fiu":
@@ -587,6 +588,16 @@ def _keeps_values(dtype: Any, column: ColumnSpec) -> bool:
     if _is_text(dtype):
         return column.type == "string" and column.categories is None
     return getattr(dtype, "kind", "O") in "fiub"
+
+
+def _numbered(frame: Any) -> Any:
+    """``frame`` with rows numbered from 0, as a rebuilt frame has them (a filtered batch keeps
+    its labels, which a pipeline joining frames of its own would misalign); a shallow copy."""
+    pandas = sys.modules["pandas"]  # imported: the frame is one of its DataFrames
+    index = frame.index
+    if isinstance(index, pandas.RangeIndex) and index.start == 0 and index.step == 1:
+        return frame
+    return frame.set_axis(pandas.RangeIndex(len(frame)), axis=0)
 
 
 def _is_text(dtype: Any) -> bool:

@@ -416,6 +416,10 @@ def test_a_frame_of_the_trained_dtypes_is_kept_and_read_as_any_other() -> None:
     assert kept.matrix().tolist() == rebuilt.matrix().tolist()
     reordered = validator.batch(frame[["city", "size", "plan"]])
     assert list(reordered.frame.columns) == ["size", "plan", "city"]
+    # A filtered batch is numbered from 0, as a rebuilt frame is.
+    filtered = validator.batch(frame[frame["size"] > 1.8])
+    assert list(filtered.frame.index) == [0, 1]
+    assert filtered.frame["size"].tolist() == [2.0, 3.25]
 
 
 def test_a_gap_in_a_text_column_that_takes_none_is_named_in_a_kept_frame() -> None:

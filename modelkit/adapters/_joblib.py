@@ -362,6 +362,8 @@ class JoblibRunner:
         self._argmax_classes = (
             _argmax_classes(estimator, labels) if self._has_probabilities else None
         )
+        # Ties need the model's own word, unless its predict() takes the first of them too.
+        self._ties_matter = not _predicts_the_argmax(self._final)
         self._none_columns = frozenset(
             j for j, c in enumerate(self._columns) if c.missing_marker == "none"
         )
@@ -425,6 +427,8 @@ class JoblibRunner:
                 if self._argmax_classes is not None:
                     probabilities = np.asarray(self._final.predict_proba(features))
                     labels = self._argmax_classes.take(probabilities.argmax(axis=1), axis=0)
+                    if self._ties_matter:
+                        labels = self._settle_ties(features, probabilities, labels)
                     return {"label": labels, "probabilities": probabilities}
                 labels = np.asarray(self._final.predict(features))
                 if not self._is_classifier:
@@ -436,6 +440,22 @@ class JoblibRunner:
             except (*_INPUT_ERRORS, OverflowError) as exc:
                 raise rejected(exc) from exc
 
+    def _settle_ties(self, features: Any, probabilities: np.ndarray, labels: np.ndarray) -> Any:
+        """``labels``, with ``predict`` asked for the rows whose top probabilities tie.
+
+        Where two classes have the same probability the arg-max takes the first, while the model
+        may decide otherwise: a linear model labels by the sign of its decision, whose logistic
+        rounds to exactly 0.5 within about 1e-16 of the boundary. Only those rows are asked.
+        """
+        top = probabilities.max(axis=1, keepdims=True)
+        tied = np.flatnonzero((probabilities == top).sum(axis=1) > 1)
+        if not tied.size:
+            return labels
+        rows = features.iloc[tied] if hasattr(features, "iloc") else features[tied]
+        labels = labels.copy()
+        labels[tied] = _plain_labels(np.asarray(self._final.predict(rows)))
+        return labels
+
     def _transform(self, inputs: Any) -> Any:
         """The inputs through a pipeline's transformers, once for all the calls that follow."""
         for step in self._transforms:
@@ -443,8 +463,9 @@ class JoblibRunner:
         return inputs
 
     def labels_rule(self, table: Table) -> str:
-        """``argmax`` where the model's labels are the arg-max of its probabilities on the
-        sample's rows and on rows generated from them, else ``predict``.
+        """``argmax`` where the model's labels are the arg-max of its probabilities (the same
+        values, of the same type) on the sample's rows and on rows generated from them, else
+        ``predict``.
 
         Established once, at save, for the fitted model (the manifest keeps it), so that each
         call asks the model once instead of twice.
@@ -454,7 +475,8 @@ class JoblibRunner:
         classes = np.asarray(getattr(self._final, "classes_", ()))
         if classes.ndim != 1 or classes.size == 0 or table.length == 0:
             return "predict"
-        for rows in (_generated_rows(self._columns, table), table):
+        agreed = False
+        for rows in (table, _generated_rows(self._columns, table)):
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # the save's own warnings came already
@@ -466,8 +488,13 @@ class JoblibRunner:
             if probabilities.shape != (rows.length, classes.size):
                 return "predict"
             derived = classes.take(probabilities.argmax(axis=1))
-            return "argmax" if np.array_equal(labels, derived) else "predict"
-        return "predict"
+            # The same values of the same type (xgboost labels int32 where classes_ are int64).
+            if not np.array_equal(labels, derived) or (
+                _plain_labels(labels).dtype != _plain_labels(derived).dtype
+            ):
+                return "predict"
+            agreed = True
+        return "argmax" if agreed else "predict"
 
     def check_sample(self, sample: Any) -> tuple[bool, str]:
         """Run the sample through the estimator at save time; return whether it gives
@@ -515,14 +542,20 @@ def _argmax_classes(estimator: Any, labels: str | None) -> np.ndarray | None:
         return None if classes is None else _plain_labels(np.asarray(classes))
     if labels is not None:
         return None
+    if _predicts_the_argmax(final):
+        return _plain_labels(np.asarray(final.classes_))
+    return None
+
+
+def _predicts_the_argmax(final: Any) -> bool:
+    """Whether ``predict`` is, by its code, the arg-max of ``predict_proba``, ties included
+    (scikit-learn's forests with one output)."""
     forest = sys.modules.get("sklearn.ensemble._forest")
-    if (
+    return (
         forest is not None
         and getattr(type(final), "predict", None) is forest.ForestClassifier.predict
         and getattr(final, "n_outputs_", None) == 1
-    ):
-        return _plain_labels(np.asarray(final.classes_))
-    return None
+    )
 
 
 def _generated_rows(columns: tuple[ColumnSpec, ...], sample: Table) -> Table:

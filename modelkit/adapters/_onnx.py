@@ -100,8 +100,10 @@ def make_session(data: bytes, options: Mapping[str, Any] | None = None, *, label
     session_options = ort.SessionOptions()
     # One thread inside each operator unless asked otherwise (0 is onnxruntime's own default, a
     # thread per core): on the shared cores of a server, a pool's threads wait on each other's
-    # cores and spin when idle, which made single records 1.5-2x slower and batches no faster
-    # (benchmarks/bench_session_options.py; the figures are in docs/performance.md).
+    # cores and spin when idle, which made single records up to 2x slower. A pool pays for large
+    # batches of heavy models on free cores (a 2 MB forest's 10,000 rows: 34 ms, against 61 ms
+    # on one thread), where callers opt in (benchmarks/bench_session_options.py and
+    # bench_core.py; the figures are in docs/performance.md).
     threads = options.get("intra_op_num_threads")
     session_options.intra_op_num_threads = (
         _DEFAULT_INTRA_OP_THREADS if threads is None else int(threads)

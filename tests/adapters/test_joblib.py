@@ -235,6 +235,22 @@ def _count(X: Any) -> Any:
     return X
 
 
+class _Equals(LogisticRegression):  # type: ignore[misc]
+    """Class 0 wherever the first two features are equal: a rule rows drawn column by column
+    almost never meet, and a sample may."""
+
+    def predict(self, X: Any) -> Any:
+        labels = super().predict(X)
+        return np.where(X[:, 0] == X[:, 1], self.classes_[0], labels)
+
+
+class _Narrow(LogisticRegression):  # type: ignore[misc]
+    """Labels as int32 where its classes are int64 (as xgboost's multi:softmax gives them)."""
+
+    def predict(self, X: Any) -> Any:
+        return super().predict(X).astype(np.int32)
+
+
 class _Cautious(LogisticRegression):  # type: ignore[misc]
     """Labels positive from a probability of 0.2: not the arg-max of its probabilities."""
 
@@ -315,6 +331,62 @@ _SEEN: list[Any] = []
 def _remember(X: Any) -> Any:
     _SEEN.append(X)
     return X
+
+
+def test_the_sample_itself_must_agree_for_labels_from_one_pass(tmp_path: Path) -> None:
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=300, n_features=4, random_state=5)
+    model = _Equals().fit(X, y)
+    sample = X[:20].copy()
+    sample[:5, 1] = sample[:5, 0]  # rows where the rule, not the arg-max, decides
+    positive = sample[:5]
+    assert not np.array_equal(
+        model.predict(positive), model.classes_[model.predict_proba(positive).argmax(1)]
+    )
+    modelkit.save(model, tmp_path / "m", name="m", version="1", sample_input=sample)
+    loaded = modelkit.load(tmp_path / "m")
+    assert _labels_rule(loaded) == "predict"
+    np.testing.assert_array_equal(loaded.predict_batch(sample)["label"], model.predict(sample))
+
+
+def test_labels_of_another_type_than_the_classes_keep_their_type(tmp_path: Path) -> None:
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=200, n_features=4, random_state=6)
+    model = _Narrow().fit(X, y)
+    modelkit.save(model, tmp_path / "m", name="m", version="1", sample_input=X[:20])
+    loaded = modelkit.load(tmp_path / "m")
+    assert _labels_rule(loaded) == "predict"
+    assert loaded.predict_batch(X)["label"].dtype == np.int32
+
+
+def test_rows_whose_probabilities_tie_are_labelled_as_the_model_labels_them(
+    tmp_path: Path,
+) -> None:
+    """A logistic regression labels by the sign of its decision, whose probability rounds to
+    exactly 0.5 just either side of the boundary: there the model, not the arg-max, decides."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(
+        n_samples=300, n_features=3, n_informative=2, n_redundant=0, random_state=7
+    )
+    model = LogisticRegression().fit(X, y)
+    modelkit.save(model, tmp_path / "m", name="m", version="1", sample_input=X[:20])
+    loaded = modelkit.load(tmp_path / "m")
+    assert _labels_rule(loaded) == "argmax"
+    # Points on the boundary, nudged by a few ulps along the first feature.
+    w, b = model.coef_[0], model.intercept_[0]
+    base = np.array([0.0, 0.3, -0.2])
+    base[0] = -(b + w[1] * base[1] + w[2] * base[2]) / w[0]
+    rows = np.array([base + np.array([k * 1e-16 / w[0], 0.0, 0.0]) for k in range(-3, 4)])
+    decisions = model.decision_function(rows)
+    assert (np.abs(decisions) < 1e-15).all()
+    probabilities = model.predict_proba(rows)
+    assert (probabilities[:, 0] == probabilities[:, 1]).any()  # the tie this test is about
+    expected = model.predict(rows)
+    np.testing.assert_array_equal(loaded.predict_batch(rows)["label"], expected)
+    assert [loaded.predict(row.tolist()).label for row in rows] == expected.tolist()
 
 
 def test_a_dataframe_of_the_trained_dtypes_reaches_the_pipeline_as_given(tmp_path: Path) -> None:

@@ -483,7 +483,7 @@ class JoblibRunner:
                     features = self._transform(self.encode(rows))
                     labels = np.asarray(self._final.predict(features))
                     probabilities = np.asarray(self._final.predict_proba(features))
-            except Exception:  # noqa: BLE001, S112 - generated rows it refuses: the sample decides
+            except Exception:  # noqa: BLE001, S112 - generated rows it refuses: the others decide
                 continue
             if probabilities.shape != (rows.length, classes.size):
                 return "predict"

@@ -8,6 +8,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from sklearn.linear_model import LogisticRegression
 
 import modelkit
@@ -679,3 +682,16 @@ def test_a_number_past_float32_is_refused_as_scikit_learn_refuses_it(
         model.predict_batch([good_row, huge_row])
     assert info.value.index == 1
     assert model.predict(good_row).label == forest.predict(X[:1])[0]
+
+
+@given(
+    arrays(
+        np.float64,
+        st.tuples(st.integers(0, 30), st.integers(1, 4)),
+        elements=st.sampled_from([0.0, 0.25, 0.5, 1.0, np.nan]) | st.floats(0, 1),
+    )
+)
+def test_the_winners_of_each_row_are_numpys_arg_max(probabilities: np.ndarray) -> None:
+    from modelkit.adapters._joblib import _winners
+
+    np.testing.assert_array_equal(_winners(probabilities), probabilities.argmax(axis=1))

@@ -31,7 +31,7 @@ from _report import (
     print_results,
     quick_parser,
 )
-from bench_speed import CATEGORICAL, NUMERIC, mixed_data
+from bench_speed import fit_pipeline, mixed_data
 
 RECORDS = 32
 BATCH_ROWS = 10_000
@@ -59,20 +59,6 @@ def pipelines() -> dict[str, Any]:
     }
 
 
-def fit(final: Any, frame: Any, y: Any) -> Any:
-    from sklearn.compose import ColumnTransformer
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    features = ColumnTransformer(
-        [
-            ("numbers", StandardScaler(), NUMERIC),
-            ("categories", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
-        ]
-    )
-    return Pipeline([("features", features), ("model", final)]).fit(frame, y)
-
-
 def run(plan: Plan, directory: Path) -> list[Result]:
     import modelkit
 
@@ -86,7 +72,7 @@ def run(plan: Plan, directory: Path) -> list[Result]:
     calls = [records[i % RECORDS] for i in range(plan.record_calls)]
     results = []
     for name, final in pipelines().items():
-        pipeline = fit(final, frame, y)
+        pipeline = fit_pipeline(frame, y, final)
         bundle = directory / name.replace(" ", "-")
         saved = modelkit.save(pipeline, bundle, name="m", version="1", sample_input=frame[:100])
         model = modelkit.load(bundle)

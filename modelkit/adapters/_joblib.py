@@ -360,7 +360,7 @@ class JoblibRunner:
         # Where predict() is the arg-max of predict_proba() (established at save, see
         # labels_rule), one call gives labels and probabilities.
         self._argmax_classes = (
-            _argmax_classes(estimator, labels) if self._has_probabilities else None
+            _argmax_classes(self._final, labels) if self._has_probabilities else None
         )
         # Ties need the model's own word, unless its predict() takes the first of them too.
         self._ties_matter = not _predicts_the_argmax(self._final)
@@ -543,14 +543,14 @@ def _labels_of(recorded: object) -> str | None:
     return "argmax" if recorded == "argmax" else "predict"
 
 
-def _argmax_classes(estimator: Any, labels: str | None) -> np.ndarray | None:
-    """The classes, when ``predict`` is exactly the arg-max of ``predict_proba``.
+def _argmax_classes(final: Any, labels: str | None) -> np.ndarray | None:
+    """The classes, when the last step's ``predict`` is exactly the arg-max of its
+    ``predict_proba``.
 
     ``labels`` is what the manifest says (see :meth:`JoblibRunner.labels_rule`). Bundles saved
     before it was recorded use the arg-max only for estimators whose ``predict`` is known to be
     it (scikit-learn's forests, as is or ending a pipeline).
     """
-    _, final = pipeline_parts(estimator)
     classes = getattr(final, "classes_", None)
     if labels == "argmax":
         return None if classes is None else _plain_labels(np.asarray(classes))

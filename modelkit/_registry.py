@@ -128,6 +128,15 @@ class Route:
         """The primary model's signature (a canary's is compatible with it)."""
         return self.model.signature
 
+    @property
+    def versions(self) -> dict[str, Model[Any, Any]]:
+        """The models taking traffic now, by version: the primary's first, then the canary's."""
+        state = self._entry.state
+        models = {state.primary.model.version: state.primary.model}
+        if state.canary is not None:
+            models.setdefault(state.canary.model.version, state.canary.model)
+        return models
+
     def _choose(self, state: _State, key: object) -> Model[Any, Any]:
         canary = state.canary
         if canary is None:

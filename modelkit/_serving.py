@@ -45,7 +45,9 @@ __all__ = [
     "DEFAULT_MAX_RESPONSE_SIZE",
     "ROUTING_KEY_HEADER",
     "Reply",
+    "ResponseTooLargeError",
     "Service",
+    "Size",
 ]
 
 logger = logging.getLogger("modelkit")
@@ -78,23 +80,43 @@ _LEAST_CHARACTERS = {"f": 4, "b": 5, "U": 3}
 
 @dataclasses.dataclass(frozen=True)
 class Reply:
-    """One response: an HTTP status and a JSON-ready body.
+    """One response: an HTTP status and a JSON-ready body, or raw bytes.
 
     Attributes:
         status: the HTTP status.
-        body: the body as Python data (large arrays may be left as numpy arrays).
+        body: the body as Python data (large arrays may be left as numpy arrays); ``None``,
+            without ``content``, for a response without a body.
         text: the body already written as JSON, when the service wrote it under its size limit.
+        content: the whole body as bytes, sent as ``application/octet-stream`` instead of
+            ``body`` (an Open Inference answer with binary tensor data).
+        headers: headers to send with it, besides ``Content-Type``.
     """
 
     status: int
     body: Any
     text: str | None = dataclasses.field(default=None, repr=False, compare=False)
+    content: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def has_body(self) -> bool:
+        """Whether the response has a body (a 204, or an empty health answer, has none)."""
+        return self.body is not None or self.content is not None
+
+    @property
+    def content_type(self) -> str:
+        """The body's media type."""
+        return "application/json" if self.content is None else "application/octet-stream"
 
     def to_json(self) -> str:
         """The body as JSON text (compact; no NaN or Infinity, which JSON lacks)."""
         if self.text is not None:
             return self.text
         return _dumps(self.body)
+
+    def to_bytes(self) -> bytes:
+        """The body as the bytes to send."""
+        return self.content if self.content is not None else self.to_json().encode()
 
 
 def error(
@@ -143,7 +165,7 @@ def no_endpoint(path: str, index: str, base: str) -> Reply:
     )
 
 
-def json_values(output: Any, size: _Size | None = None) -> Any:
+def json_values(output: Any, size: Size | None = None) -> Any:
     """One model output (or any body) as JSON values; with ``size``, its arrays are counted
     against the answer's limit, and large ones kept for :func:`render` to write in slices."""
     if type(output) is TensorOutput:
@@ -163,13 +185,13 @@ class _KeepArraysError(Exception):
     """An answer holds an array to write a slice at a time (never leaves this module)."""
 
 
-def _convertible(size: _Size, array: np.ndarray) -> None:
+def _convertible(size: Size, array: np.ndarray) -> None:
     size.count(array)  # before tolist(), which would make a Python object per element
     if array.size > _ARRAY_CHUNK or size.elements > _CONVERTED_ELEMENTS:
         raise _KeepArraysError
 
 
-def _kept(value: Any, size: _Size) -> Any:
+def _kept(value: Any, size: Size) -> Any:
     """JSON values with large arrays left as arrays (counted), for render() to write."""
     if isinstance(value, np.ndarray):
         size.count(value)
@@ -184,8 +206,9 @@ def _kept(value: Any, size: _Size) -> Any:
     return to_jsonable(value, default=str)
 
 
-class _ResponseTooLargeError(Exception):
-    """An answer would be larger than the endpoint's ``max_response_size`` (never leaves here)."""
+class ResponseTooLargeError(Exception):
+    """An answer would be larger than the endpoint's ``max_response_size`` (the serving layer
+    turns it into :func:`response_too_large`; it never reaches a caller)."""
 
     def __init__(self, least: int, limit: int) -> None:
         super().__init__(f"The answer is at least {least} bytes; the limit is {limit}.")
@@ -193,7 +216,7 @@ class _ResponseTooLargeError(Exception):
         self.limit = limit
 
 
-class _Size:
+class Size:
     """The JSON size an answer is known to reach, checked against the limit as it grows."""
 
     __slots__ = ("elements", "has_arrays", "least", "limit")
@@ -211,26 +234,26 @@ class _Size:
     def add(self, characters: int) -> None:
         self.least += characters
         if self.limit is not None and self.least > self.limit:
-            raise _ResponseTooLargeError(self.least, self.limit)
+            raise ResponseTooLargeError(self.least, self.limit)
 
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False, default=str)
 
 
-def render(body: Any, size: _Size) -> str:
+def render(body: Any, size: Size) -> str:
     """``body`` (from :func:`json_values` with ``size``) as JSON text within ``size.limit``.
 
     Raises:
-        _ResponseTooLargeError: the text would pass the limit; at most the limit (and one piece)
+        ResponseTooLargeError: the text would pass the limit; at most the limit (and one piece)
             was written before the check stopped it.
     """
     if not size.has_arrays:
         text = _dumps(body)
         if size.limit is not None and len(text) > size.limit:
-            raise _ResponseTooLargeError(len(text), size.limit)
+            raise ResponseTooLargeError(len(text), size.limit)
         return text
-    written = _Size(size.limit)
+    written = Size(size.limit)
     pieces = []
     for piece in _pieces(body):
         written.add(len(piece))
@@ -439,7 +462,7 @@ class Service:
             else:
                 result = request.route.predict(request.payload, key=request.key)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON error reply
-            return self._failed(name, exc)
+            return failure(name, exc)
         return self._answer(name, request, result)
 
     async def apredict(self, name: str, body: bytes | str, *, key: str | None = None) -> Reply:
@@ -453,7 +476,7 @@ class Service:
             else:
                 result = await request.route.apredict(request.payload, key=request.key)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON error reply
-            return self._failed(name, exc)
+            return failure(name, exc)
         return self._answer(name, request, result)
 
     # -- the parts ------------------------------------------------------------------------------
@@ -527,7 +550,7 @@ class Service:
         return request
 
     def _answer(self, name: str, request: _Request, result: Any) -> Reply:
-        size = _Size(self.max_response_size)
+        size = Size(self.max_response_size)
         try:
             if request.is_batch:
                 assert isinstance(result, Predictions)
@@ -535,39 +558,44 @@ class Service:
             else:
                 body = json_values(result, size)
             text = render(body, size)
-        except _ResponseTooLargeError as exc:
-            # The model answered; only the answer is too large to send. Nothing was built
-            # beyond the limit, so the worker carries on.
-            logger.warning(
-                "modelkit: the answer of model %r is over max_response_size (at least %d bytes, "
-                "limit %d); answered 500 response_too_large",
-                name,
-                exc.least,
-                exc.limit,
-            )
-            return error(
-                500,
-                "response_too_large",
-                f"The answer would be larger than the {exc.limit} bytes this endpoint sends; "
-                "ask for fewer records or smaller outputs per request.",
-            )
+        except ResponseTooLargeError as exc:
+            return response_too_large(name, exc)
         return Reply(200, body, text)
 
-    def _failed(self, name: str, exc: Exception) -> Reply:
-        if isinstance(exc, InvalidInputError):
-            # A runtime's refusal carries its source paths and signatures: one readable line.
-            cause = exc.__cause__
-            details = [
-                {
-                    "field": e.get("field"),
-                    "index": e.get("index"),
-                    "message": _public(str(e.get("message")), cause),
-                }
-                for e in exc.errors
-            ]
-            return error(422, "invalid_input", _public(str(exc), cause), details)
-        # Unexpected: the details stay in the server's log, never in the response.
-        logger.exception("modelkit: prediction by model %r failed", name)
-        return error(
-            500, "internal_error", f"Model {name!r} failed to predict; see the server log."
-        )
+
+def response_too_large(name: str, exc: ResponseTooLargeError) -> Reply:
+    """The 500 for an answer over its limit. The model answered; only the answer is too large
+    to send. Nothing was built beyond the limit, so the worker carries on."""
+    logger.warning(
+        "modelkit: the answer of model %r is over max_response_size (at least %d bytes, "
+        "limit %d); answered 500 response_too_large",
+        name,
+        exc.least,
+        exc.limit,
+    )
+    return error(
+        500,
+        "response_too_large",
+        f"The answer would be larger than the {exc.limit} bytes this endpoint sends; "
+        "ask for fewer records or smaller outputs per request.",
+    )
+
+
+def failure(name: str, exc: Exception) -> Reply:
+    """What a failed prediction answers: 422 for input that does not fit the signature (each
+    problem with its field and record index), else 500 without internals (logged)."""
+    if isinstance(exc, InvalidInputError):
+        # A runtime's refusal carries its source paths and signatures: one readable line.
+        cause = exc.__cause__
+        details = [
+            {
+                "field": e.get("field"),
+                "index": e.get("index"),
+                "message": _public(str(e.get("message")), cause),
+            }
+            for e in exc.errors
+        ]
+        return error(422, "invalid_input", _public(str(exc), cause), details)
+    # Unexpected: the details stay in the server's log, never in the response.
+    logger.exception("modelkit: prediction by model %r failed", name)
+    return error(500, "internal_error", f"Model {name!r} failed to predict; see the server log.")

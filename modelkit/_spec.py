@@ -264,9 +264,11 @@ def _output_json_schema(outputs: Outputs) -> dict[str, Any]:
     if outputs.task == "classification":
         label: Any = Literal[tuple(outputs.classes)] if outputs.classes else Any
         fields["label"] = (label, ...)
-        fields["probabilities"] = (dict[str, float] | None, None)
+        # JSON has no NaN or infinity: an answer writes them as null (a model's arithmetic
+        # overflows on extreme inputs).
+        fields["probabilities"] = (dict[str, float | None] | None, None)
     elif outputs.task == "regression":
-        fields["value"] = (float | list[float], ...)
+        fields["value"] = (float | None | list[float | None], ...)
     else:
         for position, tensor in enumerate(outputs.tensors or ()):
             fields[f"field_{position}"] = (list[Any], Field(alias=tensor.name))

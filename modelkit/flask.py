@@ -20,8 +20,9 @@
         return app
 
 The endpoints are those of :mod:`modelkit._serving` (the Django integration serves the same
-bodies and statuses); this module maps Flask requests and responses onto them, and turns Flask's
-own errors on those URLs (405, 413 from ``MAX_CONTENT_LENGTH``, unknown paths) into the same
+bodies and statuses), and with ``oip=True`` the Open Inference Protocol of :mod:`modelkit._oip`
+under ``/v2``; this module maps Flask requests and responses onto them, and turns Flask's own
+errors on those URLs (405, 413 from ``MAX_CONTENT_LENGTH``, unknown paths) into the same
 JSON error shape. The body, batch and response limits (``MODELKIT_MAX_BODY_SIZE``,
 ``MODELKIT_MAX_BATCH_SIZE``, ``MODELKIT_MAX_RESPONSE_SIZE``) are enforced there, before any work.
 """
@@ -51,6 +52,8 @@ except ImportError:  # pragma: no cover - exercised only where Flask is not inst
     raise
 
 from ._config import RegistryConfig, read_config, read_lock, resolve
+from ._oip import OpenInference
+from ._openapi import openapi_document
 from ._registry import Registry
 from ._serving import (
     ANY_METHOD,
@@ -317,15 +320,37 @@ class ModelKit:
         app: initialise this application now (or call :meth:`init_app` later).
         url_prefix: serve the JSON endpoints under this path (``"/models"``): the model list,
             each model's description, and ``{prefix}/<name>/predict``. ``None`` for none.
+        oip: also serve the Open Inference Protocol v2 under ``/v2`` (``GET /v2/models/<name>``,
+            ``POST /v2/models/<name>/infer``...), with the same limits.
+        openapi_url: serve the OpenAPI 3.1 document of the JSON endpoints at this path
+            (``"/openapi.json"``), written from the models' signatures. ``None`` (the default)
+            for none, so that it never takes a URL the application uses.
 
     Raises:
-        ValueError: ``url_prefix`` does not start with ``/``.
+        ValueError: ``url_prefix`` does not start with ``/``, or is ``/v2`` with ``oip``;
+            ``openapi_url`` does not start with ``/``, or is given without ``url_prefix``.
     """
 
-    def __init__(self, app: flask.Flask | None = None, *, url_prefix: str | None = None) -> None:
+    def __init__(
+        self,
+        app: flask.Flask | None = None,
+        *,
+        url_prefix: str | None = None,
+        oip: bool = False,
+        openapi_url: str | None = None,
+    ) -> None:
         if url_prefix is not None and not url_prefix.startswith("/"):
             raise ValueError(f"url_prefix must start with '/', got {url_prefix!r}.")
+        if oip and url_prefix is not None and url_prefix.rstrip("/") == "/v2":
+            raise ValueError("url_prefix '/v2' is the Open Inference Protocol's; choose another.")
+        if openapi_url is not None:
+            if not openapi_url.startswith("/"):
+                raise ValueError(f"openapi_url must start with '/', got {openapi_url!r}.")
+            if url_prefix is None:
+                raise ValueError("openapi_url documents the JSON endpoints: give url_prefix too.")
         self.url_prefix = url_prefix
+        self.oip = oip
+        self.openapi_url = openapi_url
         if app is not None:
             self.init_app(app)
 
@@ -358,34 +383,80 @@ class ModelKit:
             state.registry  # noqa: B018 - the property loads the registry
         app.extensions[EXTENSION_KEY] = state
         if self.url_prefix is not None:
-            app.register_blueprint(_endpoints(state, self.url_prefix.rstrip("/")))
+            prefix = self.url_prefix.rstrip("/")
+            app.register_blueprint(_endpoints(state, prefix, self.openapi_url))
+        if self.oip:
+            app.register_blueprint(_open_inference(state))
 
 
 # -- the endpoints ------------------------------------------------------------------------------
 
 
-def _endpoints(state: ModelKitState, prefix: str) -> flask.Blueprint:
-    """The JSON endpoints under ``prefix``, as a blueprint named ``modelkit``."""
-    blueprint = flask.Blueprint("modelkit", __name__)
-    request = flask.request
-    service = Service(
+def _service(state: ModelKitState, url_for: Callable[[str], str] | None = None) -> Service:
+    return Service(
         lambda: state.registry,
         max_batch_size=state.max_batch_size,
         max_body_size=state.max_body_size,
         max_response_size=state.max_response_size,
-        url_for=lambda name: flask.url_for("modelkit.describe", name=name),
+        url_for=url_for,
     )
 
+
+def _read_body(service: Service) -> bytes | Reply:
+    # Refused from Content-Length before a byte is read, and read no further than the limit
+    # (chunked bodies); the stream raises RequestEntityTooLarge past MAX_CONTENT_LENGTH.
+    request = flask.request
+    try:
+        return service.read_body(request.stream.read, request.content_length)
+    except HTTPException as exc:
+        return _http_error(exc)
+
+
+def _open_inference(state: ModelKitState) -> flask.Blueprint:
+    """The Open Inference Protocol under ``/v2``, as a blueprint named ``modelkit_oip``."""
+    blueprint = flask.Blueprint("modelkit_oip", __name__)
+    service = _service(state)
+    # Ready once the registry is loaded: a lazy one loads on the first probe.
+    oip = OpenInference(service, is_ready=lambda: state.registry is not None)
+
+    def view(path: str = "") -> flask.Response:
+        request = flask.request
+        reply = oip.handle(
+            request.method, request.path, request.headers.get, lambda: _read_body(service)
+        )
+        return _respond(reply)
+
+    blueprint.add_url_rule("/v2", "v2", view, methods=ANY_METHOD)
+    blueprint.add_url_rule("/v2/<path:path>", "v2", view, methods=ANY_METHOD)
+    return blueprint
+
+
+def _endpoints(state: ModelKitState, prefix: str, openapi_url: str | None) -> flask.Blueprint:
+    """The JSON endpoints under ``prefix`` (and their OpenAPI document at ``openapi_url``), as a
+    blueprint named ``modelkit``."""
+    blueprint = flask.Blueprint("modelkit", __name__)
+    request = flask.request
+    service = _service(state, lambda name: flask.url_for("modelkit.describe", name=name))
+
     def predict(name: str) -> Reply:
-        # Refused from Content-Length before a byte is read, and read no further than the limit
-        # (chunked bodies); the stream raises RequestEntityTooLarge past MAX_CONTENT_LENGTH.
-        body = service.read_body(request.stream.read, request.content_length)
+        body = _read_body(service)
         if isinstance(body, Reply):
             return body
         return service.predict(name, body, key=request.headers.get(ROUTING_KEY_HEADER))
 
     def not_found(path: str) -> Reply:
         return no_endpoint(request.path, prefix or "/", f"{prefix}/")
+
+    def openapi() -> Reply:
+        document = openapi_document(
+            state.registry,
+            prefix=prefix,
+            max_batch_size=state.max_batch_size,
+            max_body_size=state.max_body_size,
+        )
+        if request.script_root:  # the app is mounted under a path: the document's URLs are too
+            document["servers"] = [{"url": request.script_root}]
+        return Reply(200, document)
 
     index = _view(service.index, ("GET", "HEAD"))
     routes: list[tuple[str, str, Callable[..., Any]]] = [
@@ -396,6 +467,8 @@ def _endpoints(state: ModelKitState, prefix: str) -> flask.Blueprint:
     ]
     if prefix:
         routes.append(("index", f"{prefix}/", index))
+    if openapi_url is not None:
+        routes.append(("openapi", openapi_url, _view(openapi, ("GET", "HEAD"))))
     # Every URL accepts every method, so that a wrong one gets the JSON 405 (with ``Allow``)
     # rather than Flask's HTML page, which routing would raise before any view runs.
     for endpoint, rule, view in routes:
@@ -427,10 +500,11 @@ def _view(handle: Callable[..., Reply], allowed: tuple[str, ...]) -> Callable[..
 
 
 def _respond(reply: Reply, headers: Mapping[str, str] | None = None) -> flask.Response:
-    if reply.body is None:
-        return flask.current_app.response_class(status=reply.status, headers=headers)
+    merged = {**dict(reply.headers), **(headers or {})}
+    if not reply.has_body:
+        return flask.current_app.response_class(status=reply.status, headers=merged)
     return flask.current_app.response_class(
-        reply.to_json(), status=reply.status, headers=headers, mimetype="application/json"
+        reply.to_bytes(), status=reply.status, headers=merged, content_type=reply.content_type
     )
 
 

@@ -1149,6 +1149,7 @@ def test_serve_answers_health_readiness_and_predictions_then_stops_cleanly(
     assert server.request("GET", "/healthz") == (200, {"status": "ok"})
     _wait_ready(server)
     assert server.request("GET", "/readyz") == (200, {"status": "ready", "models": ["iris"]})
+    assert server.request("GET", "/metrics")[0] == 404  # only with --metrics
     status, listing = server.request("GET", "/models")
     assert status == 200
     assert listing["models"][0]["digest"] == modelkit.digest(bundles / "iris")
@@ -1162,6 +1163,51 @@ def test_serve_answers_health_readiness_and_predictions_then_stops_cleanly(
     assert problem["error"]["details"][0]["field"] == "petal_width"
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(timeout=30) == 0
+
+
+@pytest.mark.integration
+def test_serve_metrics_are_scraped_in_prometheus_format(bundles: Path, serve: Any) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    server = serve(bundles / "iris", "--metrics")
+    _wait_ready(server)
+    record = dict(zip(COLUMNS, [6.7, 3.0, 5.2, 2.3], strict=True))
+    for _ in range(3):
+        assert server.request("POST", "/models/iris/predict", record)[0] == 200
+    assert server.request("POST", "/models/iris/predict", {**record, "petal_width": "x"})[0] == 422
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        connection.request("GET", "/metrics")
+        response = connection.getresponse()
+        scrape = response.read().decode()
+        assert (response.status, response.getheader("Content-Type")) == (
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+        connection.request("POST", "/metrics", body=b"")
+        refused = connection.getresponse()
+        assert (refused.status, refused.getheader("Allow")) == (405, "GET, HEAD, OPTIONS")
+        refused.read()
+    finally:
+        connection.close()
+    counts = {
+        sample.labels["error_type"]: sample.value
+        for family in text_string_to_metric_families(scrape)
+        for sample in family.samples
+        if sample.name == "modelkit_prediction_duration_seconds_count"
+        and sample.labels["modelkit_model_name"] == "iris"
+    }
+    assert counts == {"": 3, "modelkit.errors.InvalidInputError": 1}
+    assert "modelkit_model_load_duration_seconds_count" in scrape
+
+
+@pytest.mark.parametrize("prefix", ["/metrics", "/metrics/"])
+def test_serve_metrics_refuse_the_prefix_they_would_hide(
+    bundles: Path, prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["serve", str(bundles / "iris"), "--metrics", "--url-prefix", prefix])
+    assert code == 2
+    assert "--url-prefix /metrics would hide" in capsys.readouterr().err
 
 
 @pytest.mark.integration

@@ -282,7 +282,9 @@ FILES: dict[str, list[Callable[[], None]]] = {
     ],
     "batching.md": [_(churn_bundle, "models/churn")],
     "observability.md": [_(churn_bundle, "models/churn")],
+    "prometheus.md": [_(churn_bundle, "models/churn")],
     "flask.md": [_(churn_bundle, "bundles/churn")],
+    "fastapi.md": [_(churn_bundle, "bundles/churn")],
     "shipping.md": [
         _(churn_bundle, "bundles/churn"),
         _(text_file, "models.toml", '[models.churn]\npath = "bundles/churn"\n'),

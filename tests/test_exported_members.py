@@ -4,7 +4,7 @@ import modelkit
 
 # Integrations and tools are imported by name (``from modelkit.flask import ModelKit``), not
 # re-exported: importing one makes it an attribute of the package, whatever __all__ says.
-SUBMODULES = {"cli", "django", "errors", "flask", "spark", "testing"}
+SUBMODULES = {"cli", "django", "errors", "fastapi", "flask", "spark", "testing"}
 
 
 def test_all_matches_public_names() -> None:

@@ -7,7 +7,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ("sklearn", "onnxruntime", "pandas", "skl2onnx", "flask", "django", "pyspark", "scipy")
+HEAVY = (
+    "sklearn",
+    "onnxruntime",
+    "pandas",
+    "skl2onnx",
+    "flask",
+    "django",
+    "fastapi",
+    "starlette",
+    "pyspark",
+    "scipy",
+    "prometheus_client",
+)
 
 
 def _modules_after(code: str) -> set[str]:

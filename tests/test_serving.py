@@ -393,11 +393,11 @@ _ARRAYS = hnp.arrays(
 @settings(deadline=None)
 def test_an_answer_written_in_pieces_is_the_same_json(arrays: list[Any], scalar: Any) -> None:
     body = {"predictions": [{"array": array, "value": scalar} for array in arrays], "n": 1}
-    whole = _serving.render(_serving.json_values(body, _serving._Size(None)), _serving._Size(None))
+    whole = _serving.render(_serving.json_values(body, _serving.Size(None)), _serving.Size(None))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_serving, "_ARRAY_CHUNK", 2)  # every array of 3 elements or more in pieces
         patch.setattr(_serving, "_CONVERTED_ELEMENTS", 3)  # and any array after 3 elements
-        size = _serving._Size(None)
+        size = _serving.Size(None)
         pieces = _serving.render(_serving.json_values(body, size), size)
     assert pieces == whole
     assert json.loads(whole) == json.loads(json.dumps(_serving.json_values(body), default=str))

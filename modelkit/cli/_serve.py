@@ -1,4 +1,5 @@
-"""``modelkit serve``: the JSON endpoints on waitress, with health checks."""
+"""``modelkit serve``: the JSON endpoints and the Open Inference Protocol on waitress, with
+health checks."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ __all__ = ["serve"]
 def _url_prefix(ctx: click.Context, param: click.Parameter, value: str) -> str:
     if not value.startswith("/"):
         raise click.BadParameter(f"must start with '/', got {value!r}", ctx, param)
+    if value.rstrip("/") == "/v2" or value.startswith("/v2/"):
+        raise click.BadParameter("/v2 is the Open Inference Protocol's", ctx, param)
     return value
 
 
@@ -32,7 +35,8 @@ def _url_prefix(ctx: click.Context, param: click.Parameter, value: str) -> str:
     epilog=(
         "\b\nExamples:\n"
         "  modelkit serve bundles/churn --port 8000\n"
-        "  modelkit serve models.toml --lock models.lock --host 0.0.0.0"
+        "  modelkit serve models.toml --lock models.lock --host 0.0.0.0\n"
+        "  modelkit serve bundles/churn --metrics"
     ),
 )
 @click.argument("path", metavar="PATH|CONFIG", type=click.Path())
@@ -83,6 +87,11 @@ def _url_prefix(ctx: click.Context, param: click.Parameter, value: str) -> str:
     metavar="BYTES",
     help="Largest predict answer, refused before it is built (50MiB).",
 )
+@click.option(
+    "--metrics",
+    is_flag=True,
+    help="Expose the models' metrics at /metrics in Prometheus's format (the 'prometheus' extra).",
+)
 def serve(
     *,
     path: str,
@@ -94,14 +103,17 @@ def serve(
     max_batch_size: int,
     max_body_size: int,
     max_response_size: int,
+    metrics: bool,
 ) -> int:
-    """Serve bundles over HTTP: the JSON endpoints on waitress, with health checks.
+    """Serve bundles over HTTP: the JSON endpoints and the Open Inference Protocol on waitress,
+    with health checks.
 
     PATH is one bundle (served under its manifest name) or a registry config (.toml). Needs the
     'serve' extra (waitress). Endpoints: GET /healthz (the process is up), GET /readyz (200 once
-    the models are loaded, 503 before), and under the prefix (default /models): GET /models,
-    GET /models/<name>, POST /models/<name>/predict. SIGTERM or Ctrl-C stops it after the
-    requests in flight.
+    the models are loaded, 503 before), under the prefix (default /models): GET /models,
+    GET /models/<name>, POST /models/<name>/predict, and the Open Inference Protocol v2 under
+    /v2 (GET /v2/models/<name>, POST /v2/models/<name>/infer...); with --metrics, GET /metrics.
+    SIGTERM or Ctrl-C stops it after the requests in flight.
     """
     import _thread
     import signal
@@ -113,16 +125,25 @@ def serve(
     is_config = Path(path).suffix.lower() == ".toml"
     if lock is not None and not is_config:
         raise usage_error("--lock goes with a registry config (.toml), not a single bundle")
-    waitress_server = require("waitress.server", extra="serve", feature="modelkit serve")
-    build = _registry_builder(path, lock, is_config=is_config)
-    models = Models(build)
     prefix = url_prefix.rstrip("/")
+    if metrics and prefix == "/metrics":
+        raise usage_error("--url-prefix /metrics would hide the models' index behind --metrics")
+    waitress_server = require("waitress.server", extra="serve", feature="modelkit serve")
+    exported = None
+    if metrics:
+        from ._metrics import PrometheusMetrics
+
+        exported = PrometheusMetrics()
+    meter_provider = None if exported is None else exported.meter_provider
+    build = _registry_builder(path, lock, is_config=is_config, meter_provider=meter_provider)
+    models = Models(build)
     app = Application(
         models,
         prefix,
         max_batch_size=max_batch_size,
         max_body_size=max_body_size,
         max_response_size=max_response_size,
+        metrics=exported,
     )
     failures: list[BaseException] = []
 
@@ -162,9 +183,11 @@ def serve(
         shown = server.effective_host
         if ":" in str(shown):
             shown = f"[{shown}]"
+        scraped = ", metrics at /metrics" if exported is not None else ""
         click.echo(
             f"Serving on http://{shown}:{server.effective_port} (models under {prefix or '/'}, "
-            "health at /healthz and /readyz); Ctrl-C to stop",
+            f"the Open Inference Protocol under /v2, health at /healthz and /readyz{scraped}); "
+            "Ctrl-C to stop",
             err=True,
         )
         server.run()  # returns on SIGTERM or Ctrl-C, once the requests in flight are answered
@@ -175,14 +198,21 @@ def serve(
         with contextlib.suppress(Exception):
             server.close()
         models.close()
+        if exported is not None:
+            exported.close()
     if failures:
         raise failures[0]
     click.echo("Stopped.", err=True)
     return EXIT_OK
 
 
-def _registry_builder(path: str, lock: str | None, *, is_config: bool) -> Callable[[], Registry]:
-    """What loads the models: a registry config with its lock file, or one verified bundle."""
+def _registry_builder(
+    path: str, lock: str | None, *, is_config: bool, meter_provider: Any
+) -> Callable[[], Registry]:
+    """What loads the models: a registry config with its lock file, or one verified bundle.
+
+    ``meter_provider`` (``None``: the process-wide one) takes every model's metrics.
+    """
     from .. import Registry
 
     target = Path(path)
@@ -196,11 +226,11 @@ def _registry_builder(path: str, lock: str | None, *, is_config: bool) -> Callab
         read_config(config)
         if pinned is not None:
             read_lock(pinned)
-        return lambda: Registry.from_config(config, lock=pinned)
+        return lambda: Registry.from_config(config, lock=pinned, meter_provider=meter_provider)
     described = describe_bundle(path)  # fails now, before the port is opened
     # Loaded with the digest it was verified with: a bundle swapped meanwhile is refused.
     models = {described.manifest.name: {"path": str(target.resolve()), "sha256": described.digest}}
-    return lambda: Registry.from_config({"models": models})
+    return lambda: Registry.from_config({"models": models}, meter_provider=meter_provider)
 
 
 def _answer_server_errors_in_json(listeners: Sequence[Any], max_body_size: int) -> None:
@@ -223,7 +253,11 @@ def _answer_server_errors_in_json(listeners: Sequence[Any], max_body_size: int) 
             else:
                 kind = "_".join(reason.lower().split())
                 message = f"{reason}: {problem.body}"
-            body = json.dumps({"error": {"type": kind, "message": message}}).encode()
+            path = str(getattr(self.request, "path", "") or "")
+            if path == "/v2" or path.startswith("/v2/"):  # the protocol's own error shape
+                body = json.dumps({"error": message}).encode()
+            else:
+                body = json.dumps({"error": {"type": kind, "message": message}}).encode()
             self.status = f"{code} {reason}"
             self.response_headers.append(("Content-Type", "application/json"))
             self.set_close_on_finish()

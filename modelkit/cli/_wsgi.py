@@ -1,11 +1,15 @@
-"""The JSON endpoints of :mod:`modelkit._serving` as a plain WSGI application, with health checks.
+"""The JSON endpoints of :mod:`modelkit._serving` and the Open Inference Protocol of
+:mod:`modelkit._oip` as a plain WSGI application, with health checks.
 
 ``modelkit serve`` runs it on waitress: no web framework sits between the server and the
 endpoints. The answers are those the Flask and Django integrations give (the same service
 writes them): ``GET {prefix}``, ``GET {prefix}/<name>``, ``POST {prefix}/<name>/predict``, a JSON
-404 for any other URL and a JSON 405 (with ``Allow``) for a wrong method. ``GET /healthz``
-answers while the process is up, ``GET /readyz`` once the models are loaded; until then the
-model endpoints answer 503 at once rather than wait for the loading registry.
+404 for any other URL and a JSON 405 (with ``Allow``) for a wrong method; every URL under
+``/v2`` is the Open Inference Protocol's. ``GET /healthz`` answers while the process is up,
+``GET /readyz`` (and ``GET /v2/health/ready``) once the models are loaded; until then the model
+endpoints, and ``GET /openapi.json`` that documents them, answer 503 at once rather than wait for
+the loading registry. With ``--metrics``,
+``GET /metrics`` answers the Prometheus scrape (:mod:`modelkit.cli._metrics`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from .._oip import OpenInference
+from .._openapi import openapi_document
 from .._serving import (
     ANY_METHOD,
     ROUTING_KEY_HEADER,
@@ -32,6 +38,7 @@ from .._serving import (
 
 if TYPE_CHECKING:
     from .. import Registry
+    from ._metrics import PrometheusMetrics
 
 __all__ = ["Application", "Models"]
 
@@ -91,6 +98,7 @@ class Application:
         max_batch_size: as for :class:`modelkit._serving.Service`.
         max_body_size: as for :class:`modelkit._serving.Service`.
         max_response_size: as for :class:`modelkit._serving.Service`.
+        metrics: what ``GET /metrics`` answers, or ``None`` for no such endpoint.
     """
 
     def __init__(
@@ -101,8 +109,10 @@ class Application:
         max_batch_size: int,
         max_body_size: int,
         max_response_size: int,
+        metrics: PrometheusMetrics | None = None,
     ) -> None:
         self.models = models
+        self.metrics = metrics
         self.prefix = prefix
         self.service = Service(
             models.loaded,
@@ -111,6 +121,7 @@ class Application:
             max_response_size=max_response_size,
             url_for=lambda name: f"{prefix}/{quote(name)}",
         )
+        self.oip = OpenInference(self.service, is_ready=models.ready.is_set)
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -124,7 +135,7 @@ class Application:
             # The details stay in the server's log, never in the response.
             logger.exception("modelkit: %s %s failed", method, path)
             reply = error(500, "internal_error", "The request failed; see the server log.")
-            status, headers, body = _json(reply)
+            status, headers, body = _write(reply)
         headers.append(("Content-Length", str(len(body))))
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         return [b"" if method == "HEAD" else body]
@@ -134,11 +145,24 @@ class Application:
             return _endpoint(method, path, _READ, lambda: Reply(200, {"status": "ok"}))
         if path == "/readyz":
             return _endpoint(method, path, _READ, self._readiness)
+        if path == "/metrics" and self.metrics is not None:
+            return self._scrape(method, path, self.metrics, environ)
+        if path == "/v2" or path.startswith("/v2/"):
+            # Its own readiness: health answers at once, the rest 503 while the models load.
+            reply = self.oip.handle(
+                method,
+                path,
+                lambda name: environ.get("HTTP_" + name.upper().replace("-", "_")),
+                lambda: self._read_body(environ),
+            )
+            return _write(reply)
         if not self.models.ready.is_set():
             # The model endpoints would wait for the loading registry: answer 503 at once.
             reply = error(503, "not_ready", "The models are loading; retry shortly.")
-            return _json(reply, [("Retry-After", "1")])
+            return _write(reply, [("Retry-After", "1")])
         prefix = self.prefix
+        if path == "/openapi.json":
+            return _endpoint(method, path, _READ, self._openapi)
         if path in (prefix or "/", f"{prefix}/"):
             return _endpoint(method, path, _READ, self.service.index)
         if path.startswith(f"{prefix}/"):
@@ -149,6 +173,27 @@ class Application:
                 return _endpoint(method, path, ("POST",), lambda: self._predict(name, environ))
         return _endpoint(method, path, ANY_METHOD, lambda: self._not_found(path))
 
+    def _scrape(
+        self, method: str, path: str, metrics: PrometheusMetrics, environ: dict[str, Any]
+    ) -> _Response:
+        refused = refused_method(path, method, _READ)
+        if refused is not None:
+            return _write(refused, [("Allow", allow_header(_READ))])
+        # Answered while the models load too: a scrape of a starting server is not an error.
+        body, content_type = metrics.scrape(environ.get("HTTP_ACCEPT"))
+        return 200, [("Content-Type", content_type)], body
+
+    def _openapi(self) -> Reply:
+        service = self.service
+        document = openapi_document(
+            service.registry,
+            prefix=self.prefix,
+            max_batch_size=service.max_batch_size,
+            max_body_size=service.max_body_size,
+            has_health_checks=True,
+        )
+        return Reply(200, document)
+
     def _readiness(self) -> Reply:
         registry = self.models.registry
         if self.models.ready.is_set() and registry is not None:
@@ -156,12 +201,15 @@ class Application:
         return Reply(503, {"status": "loading"})
 
     def _predict(self, name: str, environ: dict[str, Any]) -> Reply:
-        # Refused from Content-Length before a byte is read, and read no further than the limit
-        # (chunked bodies).
-        body = self.service.read_body(environ["wsgi.input"].read, _content_length(environ))
+        body = self._read_body(environ)
         if isinstance(body, Reply):
             return body
         return self.service.predict(name, body, key=environ.get(_ROUTING_KEY))
+
+    def _read_body(self, environ: dict[str, Any]) -> bytes | Reply:
+        # Refused from Content-Length before a byte is read, and read no further than the limit
+        # (chunked bodies).
+        return self.service.read_body(environ["wsgi.input"].read, _content_length(environ))
 
     def _not_found(self, path: str) -> Reply:
         return no_endpoint(path, self.prefix or "/", f"{self.prefix}/")
@@ -173,19 +221,15 @@ def _endpoint(
     """``handle``'s reply, after the method check (405 with ``Allow``, or 204 to ``OPTIONS``)."""
     refused = refused_method(path, method, allowed)
     if refused is None:
-        return _json(handle())
-    headers = [("Allow", allow_header(allowed))]
-    if refused.body is None:
-        return refused.status, headers, b""
-    return _json(refused, headers)
+        return _write(handle())
+    return _write(refused, [("Allow", allow_header(allowed))])
 
 
-def _json(reply: Reply, headers: list[tuple[str, str]] | None = None) -> _Response:
-    return (
-        reply.status,
-        [("Content-Type", "application/json"), *(headers or [])],
-        reply.to_json().encode(),
-    )
+def _write(reply: Reply, headers: list[tuple[str, str]] | None = None) -> _Response:
+    extra = [*reply.headers, *(headers or [])]
+    if not reply.has_body:
+        return reply.status, extra, b""
+    return reply.status, [("Content-Type", reply.content_type), *extra], reply.to_bytes()
 
 
 def _content_length(environ: dict[str, Any]) -> int | None:

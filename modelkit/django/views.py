@@ -1,4 +1,5 @@
-"""The JSON endpoints as async views, with the bodies and statuses of :mod:`modelkit._serving`.
+"""The JSON endpoints as async views, with the bodies and statuses of :mod:`modelkit._serving`,
+and the Open Inference Protocol of :mod:`modelkit._oip` (:func:`open_inference`).
 
 Async, because under ASGI Django runs a sync view on asgiref's one thread-sensitive thread,
 which would serialise every prediction of the process; an async view awaits ``apredict``, which
@@ -16,8 +17,11 @@ from typing import Any
 from django.conf import settings  # type: ignore[import-untyped]  # Django ships no types
 from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
 from django.http import HttpRequest, HttpResponse  # type: ignore[import-untyped]
-from django.urls import reverse  # type: ignore[import-untyped]
+from django.urls import NoReverseMatch, reverse  # type: ignore[import-untyped]
 
+from .._oip import OpenInference
+from .._openapi import openapi_document
+from .._registry import Registry
 from .._serving import (
     ANY_METHOD,
     ROUTING_KEY_HEADER,
@@ -31,7 +35,7 @@ from .._serving import (
 from . import conf
 from ._loading import aload_models
 
-__all__ = ["describe", "index", "not_found", "predict"]
+__all__ = ["describe", "index", "not_found", "open_inference", "openapi", "predict"]
 
 logger = logging.getLogger("modelkit")
 
@@ -93,11 +97,63 @@ async def predict(request: HttpRequest, name: str) -> Reply:
     return await service.apredict(name, body, key=request.headers.get(ROUTING_KEY_HEADER))
 
 
+@_endpoint("GET", "HEAD")
+async def openapi(request: HttpRequest) -> Reply:
+    """``GET openapi.json``: the OpenAPI 3.1 document of the endpoints ``modelkit.django.urls``
+    serves, wherever they are included (under the ``modelkit`` namespace)."""
+    service = await _service(request)
+    if not isinstance(service, Service):
+        return service
+    try:
+        prefix = str(reverse("modelkit:index"))
+    except NoReverseMatch:
+        logger.exception("modelkit: openapi.json documents modelkit.django.urls, not included")
+        return error(500, "internal_error", "The endpoints are not mounted; see the server log.")
+    return Reply(
+        200,
+        openapi_document(
+            service.registry,
+            prefix=prefix,
+            max_batch_size=service.max_batch_size,
+            max_body_size=service.max_body_size,
+        ),
+    )
+
+
 @_endpoint(*ANY_METHOD)
 async def not_found(request: HttpRequest, path: str) -> Reply:
     """Any other URL under the prefix: a JSON 404 naming the endpoints."""
     prefix = str(reverse(f"{_namespace(request)}:index"))
     return no_endpoint(request.path, prefix, prefix)
+
+
+async def open_inference(request: HttpRequest, path: str | None = None) -> Any:
+    """Every URL under ``v2``: the Open Inference Protocol (``GET v2/models/<name>``,
+    ``POST v2/models/<name>/infer``...), ready once the models are loaded."""
+    try:
+        registry: Registry | None = await aload_models()
+    except ImproperlyConfigured:
+        logger.exception("modelkit: the models could not be loaded")
+        registry = None
+
+    def loaded() -> Registry:
+        assert registry is not None  # read only once is_ready says so
+        return registry
+
+    service = _limited(loaded)
+    oip = OpenInference(service, is_ready=lambda: registry is not None)
+    reply = await oip.ahandle(
+        str(request.method),
+        "/v2" + (path or ""),
+        request.headers.get,
+        # Not request.body, which reads a body without Content-Length whole (see predict).
+        lambda: service.read_body(request.read, _content_length(request)),
+    )
+    return _respond(reply)
+
+
+# A JSON API for programs, as the views of _endpoint are: no CSRF check applies.
+open_inference.csrf_exempt = True  # type: ignore[attr-defined]
 
 
 async def _service(request: HttpRequest) -> Service | Reply:
@@ -111,6 +167,13 @@ async def _service(request: HttpRequest) -> Service | Reply:
     def url_for(name: str) -> str:
         return str(reverse(f"{namespace}:model", kwargs={"name": name}))
 
+    return _limited(registry, url_for)
+
+
+def _limited(
+    registry: Registry | Callable[[], Registry], url_for: Callable[[str], str] | None = None
+) -> Service:
+    """A service over ``registry`` with the limits of ``settings.MODELKIT``."""
     limits = conf.get_settings()
     return Service(
         registry,
@@ -141,8 +204,9 @@ def _namespace(request: HttpRequest) -> str:
 
 
 def _respond(reply: Reply, headers: dict[str, str] | None = None) -> Any:
-    if reply.body is None:
-        return HttpResponse(status=reply.status, headers=headers)
+    merged = {**dict(reply.headers), **(headers or {})}
+    if not reply.has_body:
+        return HttpResponse(status=reply.status, headers=merged)
     return HttpResponse(
-        reply.to_json(), status=reply.status, headers=headers, content_type="application/json"
+        reply.to_bytes(), status=reply.status, headers=merged, content_type=reply.content_type
     )

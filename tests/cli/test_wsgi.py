@@ -69,12 +69,17 @@ def test_health_answers_while_the_models_load_and_the_rest_waits(models: Models)
     assert call(app, "GET", "/healthz").json() == {"status": "ok"}
     ready = call(app, "GET", "/readyz")
     assert (ready.status, ready.json()) == (503, {"status": "loading"})
-    waiting = call(app, "GET", "/models")
-    assert waiting.status == 503
-    assert waiting.headers["Retry-After"] == "1"
-    assert waiting.json()["error"]["type"] == "not_ready"
+    for path in ("/models", "/openapi.json"):
+        waiting = call(app, "GET", path)
+        assert waiting.status == 503
+        assert waiting.headers["Retry-After"] == "1"
+        assert waiting.json()["error"]["type"] == "not_ready"
     models.load()
     assert call(app, "GET", "/readyz").json() == {"status": "ready", "models": ["iris"]}
+    document = call(app, "GET", "/openapi.json")
+    assert (document.status, document.headers["Content-Type"]) == (200, "application/json")
+    assert "/models/iris/predict" in document.json()["paths"]
+    assert "/readyz" in document.json()["paths"]
 
 
 # -- the endpoints ------------------------------------------------------------------------------

@@ -750,3 +750,114 @@ def test_a_huge_chunked_body_is_refused_under_asgi_within_a_memory_limit() -> No
     assert (status, answer["error"]["type"]) == (413, "request_too_large")
     assert outcome.result["after_status"] == 200
     assert outcome.result["peak_mb"] < 512
+
+
+# -- the Open Inference Protocol ------------------------------------------------------------------
+
+#: This module as a URLconf: the example's URLs, and the protocol at the root.
+urlpatterns: list[Any] = []
+
+
+@pytest.fixture
+def open_inference() -> Iterator[None]:
+    """The example's URLs with ``modelkit.django.oip_urls`` included at the root."""
+    from django.urls import include, path
+    from scoring.urls import urlpatterns as example
+
+    urlpatterns[:] = [path("", include("modelkit.django.oip_urls")), *example]
+    try:
+        with override_settings(ROOT_URLCONF=__name__):
+            yield
+    finally:
+        urlpatterns.clear()
+
+
+def test_the_open_inference_protocol_on_a_real_asgi_server(open_inference: None) -> None:
+    from tests.oip_clients import exercise
+
+    with _asgi_server() as port:
+        exercise(port)
+
+
+def test_the_protocol_on_the_test_clients(open_inference: None) -> None:
+    body = {
+        "id": "7",
+        "inputs": [
+            {"name": n, "shape": [1], "datatype": "FP64", "data": [RECORD[n]]} for n in RECORD
+        ],
+    }
+    answer = Client().post("/v2/models/iris/infer", body, content_type="application/json")
+    assert answer.status_code == 200
+    assert answer.json()["id"] == "7"
+    assert answer.json()["outputs"][0] == {
+        "name": "label",
+        "datatype": "BYTES",
+        "shape": [1],
+        "data": ["virginica"],
+    }
+
+    async def scenario() -> Any:
+        return await AsyncClient().post(
+            "/v2/models/iris/infer", body, content_type="application/json"
+        )
+
+    assert asyncio.run(scenario()).content == answer.content
+    # Over the example's MAX_BATCH_SIZE: 413 before the model runs, in the protocol's shape.
+    rows = [{**item, "shape": [LIMIT + 1], "data": [1.0] * (LIMIT + 1)} for item in body["inputs"]]
+    refused = Client().post(
+        "/v2/models/iris/infer", {"inputs": rows}, content_type="application/json"
+    )
+    assert refused.status_code == 413
+    assert f"at most {LIMIT}" in refused.json()["error"]
+    missing = Client().get("/v2/models/nope")
+    assert (missing.status_code, missing["Content-Type"]) == (404, "application/json")
+    assert "nope" in missing.json()["error"]
+
+
+def test_the_protocol_is_not_ready_when_the_models_cannot_load(
+    open_inference: None, tmp_path: Path
+) -> None:
+    async def scenario() -> list[Any]:
+        # asyncio.run shuts the loop's executor down, where the failed load ran.
+        client = AsyncClient()
+        return [
+            await client.get("/v2/health/live"),
+            await client.get("/v2/health/ready"),
+            await client.get("/v2/models/iris"),
+        ]
+
+    with override_settings(MODELKIT={"MODELS": {"iris": str(tmp_path / "missing")}}):
+        live, ready, metadata = asyncio.run(scenario())
+    assert live.status_code == 200
+    assert (ready.status_code, ready.content) == (400, b"")
+    assert metadata.status_code == 503
+    assert metadata["Retry-After"] == "1"
+
+
+# -- the OpenAPI document -------------------------------------------------------------------------
+
+
+def test_the_openapi_document_describes_the_included_endpoints(open_inference: None) -> None:
+    from django.conf import settings
+    from django.urls import include, path
+
+    from modelkit._openapi import openapi_document
+    from modelkit.django import conf
+
+    urlpatterns.insert(0, path("", include("modelkit.django.openapi_urls")))
+
+    async def scenario() -> tuple[Any, Any]:
+        client = AsyncClient()
+        return await client.get("/openapi.json"), await client.post("/openapi.json")
+
+    answer, refused = asyncio.run(scenario())
+    assert (answer.status_code, answer["Content-Type"]) == (200, "application/json")
+    limits = conf.get_settings()
+    assert answer.json() == openapi_document(
+        load_models(),
+        prefix="/models/",
+        max_batch_size=limits.max_batch_size,
+        max_body_size=min(limits.max_body_size, settings.DATA_UPLOAD_MAX_MEMORY_SIZE),
+    )
+    assert "/models/iris/predict" in answer.json()["paths"]
+    assert (refused.status_code, refused["Allow"]) == (405, "GET, HEAD, OPTIONS")

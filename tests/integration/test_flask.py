@@ -836,3 +836,95 @@ def test_a_huge_chunked_body_is_refused_within_a_memory_limit() -> None:
     assert (status, answer["error"]["type"]) == (413, "request_too_large")
     assert outcome.result["after_status"] == 200
     assert outcome.result["peak_mb"] < 512
+
+
+# -- the Open Inference Protocol ------------------------------------------------------------------
+
+
+def test_the_open_inference_protocol_on_a_real_server(tmp_path: Path) -> None:
+    from tests.oip_clients import exercise
+
+    app = _app(tmp_path, MODELKIT_MODELS={"iris": str(BUNDLE)})
+    ModelKit(app, url_prefix="/models", oip=True)
+    server = Server(app)
+    try:
+        exercise(server.port)
+    finally:
+        server.stop()
+        app.extensions["modelkit"].close()
+
+
+def test_the_protocol_is_opt_in_and_keeps_its_error_shape(tmp_path: Path) -> None:
+    app = _app(tmp_path, MODELKIT_MODELS={"iris": str(BUNDLE)}, MAX_CONTENT_LENGTH=1024)
+    ModelKit(app, url_prefix="/models")
+    client = app.test_client()
+    assert client.get("/v2").status_code == 404  # Flask's own page: the app has no /v2
+    app.extensions["modelkit"].close()
+
+    app = _app(
+        tmp_path, MODELKIT_MODELS={"iris": str(BUNDLE)}, MODELKIT_LAZY=True, MAX_CONTENT_LENGTH=1024
+    )
+    ModelKit(app, oip=True)
+    client = app.test_client()
+    state = app.extensions["modelkit"]
+    assert not state.is_loaded
+    live = client.get("/v2/health/live")
+    assert (live.status_code, live.data) == (200, b"")
+    assert client.get("/v2/health/ready").status_code == 200  # the first probe loads them
+    assert state.is_loaded
+    too_large = client.post("/v2/models/iris/infer", data=b"x" * 2048)
+    assert too_large.status_code == 413
+    assert "1024 bytes" in too_large.get_json()["error"]
+    wrong = client.get("/v2/models/iris/infer")
+    assert (wrong.status_code, wrong.headers["Allow"]) == (405, "POST, OPTIONS")
+    assert isinstance(wrong.get_json()["error"], str)
+    with pytest.raises(ValueError, match="Open Inference Protocol"):
+        ModelKit(url_prefix="/v2", oip=True)
+    state.close()
+
+
+# -- the OpenAPI document -------------------------------------------------------------------------
+
+
+def test_the_openapi_document_is_served_only_where_asked(tmp_path: Path) -> None:
+    from modelkit._openapi import openapi_document
+
+    app = _app(
+        tmp_path, MODELKIT_MODELS={"iris": {"path": str(BUNDLE), "version_policy": "ignore"}}
+    )
+    ModelKit(app, url_prefix="/api/models", openapi_url="/api/openapi.json")
+    bare = _app(
+        tmp_path, MODELKIT_MODELS={"iris": {"path": str(BUNDLE), "version_policy": "ignore"}}
+    )
+    ModelKit(bare, url_prefix="/models")
+    try:
+        answer = app.test_client().get("/api/openapi.json")
+        assert answer.status_code == 200
+        state = app.extensions["modelkit"]
+        assert answer.get_json() == openapi_document(
+            state.registry,
+            prefix="/api/models",
+            max_batch_size=state.max_batch_size,
+            max_body_size=state.max_body_size,
+        )
+        # Mounted under a path, the document says so, and its paths stay the app's own.
+        mounted = app.test_client().get("/api/openapi.json", base_url="http://localhost/svc/")
+        assert mounted.get_json()["servers"] == [{"url": "/svc"}]
+        assert "/api/models/iris/predict" in mounted.get_json()["paths"]
+        assert app.test_client().post("/api/openapi.json").status_code == 405
+        assert bare.test_client().get("/openapi.json").status_code == 404
+    finally:
+        app.extensions["modelkit"].close()
+        bare.extensions["modelkit"].close()
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"url_prefix": "/models", "openapi_url": "openapi.json"}, "must start with '/'"),
+        ({"openapi_url": "/openapi.json"}, "give url_prefix too"),
+    ],
+)
+def test_the_openapi_url_is_checked(options: dict[str, Any], words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        ModelKit(**options)

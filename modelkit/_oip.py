@@ -1,0 +1,923 @@
+"""The Open Inference Protocol v2 (KServe v2 REST), independent of the web framework.
+
+`modelkit serve`, Flask and Django send every URL under ``/v2`` to :meth:`OpenInference.handle`
+(or :meth:`OpenInference.ahandle` in async views) and write the :class:`Reply` it gives:
+
+=================================================  =============================================
+``GET  /v2``                                       server metadata
+``GET  /v2/health/live``, ``/v2/health/ready``     200, or 400 while the models load (no body)
+``GET  /v2/models/{name}[/versions/{v}]``          model metadata: inputs and outputs
+``GET  /v2/models/{name}[/versions/{v}]/ready``    200, or 400 (no body)
+``POST /v2/models/{name}[/versions/{v}]/infer``    inference
+=================================================  =============================================
+
+Errors are ``{"error": "..."}``: 400 for a request that is malformed or does not fit the
+signature (the message names the input, and for tabular models the field and row), 404 for an
+unknown model, version or URL, 405 for a wrong method, 413 past the body or batch limit, 503
+while the models load, 500 otherwise (details in the log only).
+
+A tabular model takes one input per column, of shape ``[N]`` or ``[N, 1]``; its rows are checked
+by the signature as the JSON endpoints check records. A missing value is ``null`` in JSON
+``data`` (any datatype) or NaN in ``FP16``/``FP32``/``FP64`` data. It answers ``label`` and, when
+the classifier gives them, ``probabilities`` (``[N, C]``, the classes in the output's
+``parameters["classes"]`` as JSON text, since parameter values are strings, numbers or booleans),
+or ``value`` for a regressor. A tensor model takes and gives its graph's tensors.
+
+The binary tensor data extension works both ways: a request whose ``Inference-Header-Content-
+Length`` header gives the length of its JSON part carries the inputs that have a
+``binary_data_size`` parameter after it, in order (little-endian, row-major; a ``BYTES`` element
+is a 4-byte little-endian length and its bytes); outputs asked for with ``binary_data`` (or all
+of them with the request's ``binary_data_output``) are sent the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import struct
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ._jsonable import to_jsonable
+from ._model import Model
+from ._predictions import Predictions
+from ._registry import Route
+from ._serving import (
+    ROUTING_KEY_HEADER,
+    Reply,
+    ResponseTooLargeError,
+    Service,
+    Size,
+    allow_header,
+    failure,
+    json_values,
+    render,
+    response_too_large,
+)
+from ._spec import Signature, TensorSpec
+from ._version import __version__
+
+__all__ = ["INFERENCE_HEADER", "OpenInference"]
+
+logger = logging.getLogger("modelkit")
+
+#: The header that gives the length of the JSON part of a body with binary tensor data.
+INFERENCE_HEADER = "Inference-Header-Content-Length"
+#: The extensions ``GET /v2`` names.
+EXTENSIONS = ("binary_tensor_data",)
+
+# Each datatype's numpy element type, little-endian as the binary extension sends it.
+DATATYPES: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype("<u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype("<i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+    "BYTES": np.dtype(object),
+}
+# What a JSON element of each datatype may be (null aside).
+_JSON_TYPES: dict[str, frozenset[type]] = {
+    "BOOL": frozenset({bool}),
+    "BYTES": frozenset({str}),
+    **{name: frozenset({int}) for name in DATATYPES if "INT" in name},
+    **{name: frozenset({int, float}) for name in DATATYPES if name.startswith("FP")},
+}
+_COLUMN_DATATYPES = {
+    "number": "FP64",
+    "integer": "INT64",
+    "boolean": "BOOL",
+    "string": "BYTES",
+    "datetime": "BYTES",
+}
+# numpy keeps at most 64 axes; a shape with more is refused before it reaches numpy.
+_MAX_RANK = 32
+_NONE = type(None)
+_READ = ("GET", "HEAD")
+_LENGTH = struct.Struct("<I")
+
+
+class _BadRequestError(Exception):
+    """The request is malformed: a 400 with this message (never leaves this module)."""
+
+
+def _error(status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
+    return Reply(status, {"error": message}, headers=headers)
+
+
+def _as_protocol_error(reply: Reply) -> Reply:
+    """A reply of the JSON endpoints' error shape in the protocol's: ``{"error": "..."}``; an
+    input that does not fit the signature is a 400, each problem with its field and row."""
+    problem = reply.body["error"]
+    message = str(problem["message"])
+    status = reply.status
+    if problem["type"] == "invalid_input":
+        status = 400
+        rows = [
+            ("" if item["index"] is None else f"row {item['index']}: ") + str(item["message"])
+            for item in problem.get("details") or ()
+        ]
+        if rows:
+            message = "; ".join(rows) + "."
+    return _error(status, message, reply.headers)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Endpoint:
+    action: str  # "server", "live", "ready", "model", "model_ready", "infer"
+    methods: tuple[str, ...] = _READ
+    name: str = ""
+    version: str | None = None
+
+
+def _endpoint(path: str) -> _Endpoint | None:
+    """What a URL under ``/v2`` names, or ``None``."""
+    rest = path[len("/v2") :]
+    if rest in ("", "/"):
+        return _Endpoint("server")
+    if rest == "/health/live":
+        return _Endpoint("live")
+    if rest == "/health/ready":
+        return _Endpoint("ready")
+    parts = rest.split("/")[1:]
+    if len(parts) < 2 or parts[0] != "models" or not parts[1]:
+        return None
+    name, tail = parts[1], parts[2:]
+    version = None
+    if tail[:1] == ["versions"]:
+        if len(tail) < 2 or not tail[1]:
+            return None
+        version, tail = tail[1], tail[2:]
+    if not tail:
+        return _Endpoint("model", name=name, version=version)
+    if tail == ["ready"]:
+        return _Endpoint("model_ready", name=name, version=version)
+    if tail == ["infer"]:
+        return _Endpoint("infer", ("POST",), name, version)
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Input:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    data: Any = None
+    raw: bytes | None = None
+
+    @property
+    def count(self) -> int:
+        return math.prod(self.shape)
+
+    def where(self) -> str:
+        return f"input {self.name!r} ({self.datatype}, shape {list(self.shape)})"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Output:
+    name: str
+    datatype: str
+    array: np.ndarray
+    parameters: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Call:
+    """A checked inference request, ready to run on its model and to be answered.
+
+    Attributes:
+        route: the model's route.
+        model: the version the URL names, or ``None`` to let the route choose (canary).
+        document: the request's JSON object.
+        payload: what the model takes: a tabular model's records, a tensor model's arrays.
+        chosen: the outputs asked for, each with whether it goes as binary data; ``None`` for
+            all of them.
+        key: the routing key.
+        max_response_size: the answer's limit.
+    """
+
+    route: Route
+    model: Model[Any, Any] | None
+    document: dict[str, Any]
+    payload: Any
+    chosen: list[tuple[str, bool]] | None
+    key: str | None
+    max_response_size: int | None
+
+    @property
+    def _is_tabular(self) -> bool:
+        return self.route.signature.kind == "tabular"
+
+    def run(self) -> Any:
+        runner: Any = self.model if self.model is not None else self.route
+        options = {} if self.model is not None else {"key": self.key}
+        if self._is_tabular:
+            return runner.predict_batch(self.payload, **options)
+        return runner.predict(self.payload, **options)
+
+    async def arun(self) -> Any:
+        runner: Any = self.model if self.model is not None else self.route
+        options = {} if self.model is not None else {"key": self.key}
+        if self._is_tabular:
+            return await runner.apredict_batch(self.payload, **options)
+        return await runner.apredict(self.payload, **options)
+
+    def answer(self, result: Any) -> Reply:
+        if self._is_tabular:
+            outputs = _tabular_outputs(self.route.signature, result)
+        else:
+            outputs = _tensor_outputs(result)
+        default = _flag(self.document.get("parameters", {}), "binary_data_output", False)
+        if self.chosen is None:
+            chosen = [(output, default) for output in outputs]
+        else:
+            by_name = {output.name: output for output in outputs}
+            chosen = [(by_name[name], binary) for name, binary in self.chosen]
+        header: dict[str, Any] = {"model_name": self.route.name}
+        if self.model is not None:
+            header["model_version"] = self.model.version
+        if "id" in self.document:
+            header["id"] = self.document["id"]
+        size = Size(self.max_response_size)
+        blobs: list[bytes] = []
+        described = []
+        try:
+            for output, binary in chosen:
+                array = output.array
+                entry: dict[str, Any] = {
+                    "name": output.name,
+                    "datatype": output.datatype,
+                    "shape": list(array.shape),
+                }
+                parameters = dict(output.parameters)
+                flat = array.reshape(-1)
+                if binary:
+                    size.add(_binary_size(flat, output.datatype))
+                    blob = _pack(flat, output.datatype)
+                    blobs.append(blob)
+                    parameters["binary_data_size"] = len(blob)
+                else:
+                    entry["data"] = flat
+                if parameters:
+                    entry["parameters"] = parameters
+                described.append(entry)
+            header["outputs"] = described
+            body = json_values(header, size)
+            text = render(body, size)
+            total = len(text) + sum(map(len, blobs))
+            limit = size.limit
+            if limit is not None and total > limit:
+                raise ResponseTooLargeError(total, limit)
+        except ResponseTooLargeError as exc:
+            return _as_protocol_error(response_too_large(self.route.name, exc))
+        if not blobs:
+            return Reply(200, body, text)
+        encoded = text.encode()
+        return Reply(
+            200,
+            body,
+            content=b"".join([encoded, *blobs]),
+            headers=((INFERENCE_HEADER, str(len(encoded))),),
+        )
+
+
+class OpenInference:
+    """The Open Inference Protocol's endpoints over a :class:`Service`'s registry and limits.
+
+    Args:
+        service: the registry, and the body, batch and response limits.
+        is_ready: whether the models are loaded; until then the health endpoints say not
+            ready and the model endpoints answer 503.
+    """
+
+    def __init__(self, service: Service, *, is_ready: Callable[[], bool] | None = None) -> None:
+        self.service = service
+        self._is_ready = is_ready if is_ready is not None else lambda: True
+
+    def handle(
+        self,
+        method: str,
+        path: str,
+        header: Callable[[str], str | None],
+        body: Callable[[], bytes | Reply],
+    ) -> Reply:
+        """Answer one request to ``path`` (``/v2...``).
+
+        Args:
+            method: the HTTP method.
+            path: the URL's path, from ``/v2``.
+            header: the value of a request header by name, or ``None``.
+            body: reads the request body within the service's limit (see
+                :meth:`Service.read_body`); called only for an inference request.
+        """
+        try:
+            started = self._begin(method, path, header, body)
+            if isinstance(started, Reply):
+                return started
+            try:
+                result = started.run()
+            except Exception as exc:  # noqa: BLE001 - every failure becomes an error reply
+                return _as_protocol_error(failure(started.route.name, exc))
+            return started.answer(result)
+        except Exception:  # an endpoint answers in JSON whatever happens
+            # The details stay in the server's log, never in the response.
+            logger.exception("modelkit: %s %s failed", method, path)
+            return _error(500, "The request failed; see the server log.")
+
+    async def ahandle(
+        self,
+        method: str,
+        path: str,
+        header: Callable[[str], str | None],
+        body: Callable[[], bytes | Reply],
+    ) -> Reply:
+        """:meth:`handle` for async views: the model never runs on the event loop."""
+        try:
+            started = self._begin(method, path, header, body)
+            if isinstance(started, Reply):
+                return started
+            try:
+                result = await started.arun()
+            except Exception as exc:  # noqa: BLE001 - every failure becomes an error reply
+                return _as_protocol_error(failure(started.route.name, exc))
+            return started.answer(result)
+        except Exception:  # an endpoint answers in JSON whatever happens
+            # The details stay in the server's log, never in the response.
+            logger.exception("modelkit: %s %s failed", method, path)
+            return _error(500, "The request failed; see the server log.")
+
+    # -- the parts ------------------------------------------------------------------------------
+
+    def _begin(
+        self,
+        method: str,
+        path: str,
+        header: Callable[[str], str | None],
+        body: Callable[[], bytes | Reply],
+    ) -> Reply | _Call:
+        endpoint = _endpoint(path)
+        if endpoint is None:
+            return _error(
+                404,
+                f"No endpoint at {path}: the Open Inference Protocol's endpoints are GET /v2, "
+                "GET /v2/health/live, GET /v2/health/ready, GET /v2/models/<name>"
+                "[/versions/<version>][/ready] and POST /v2/models/<name>[/versions/<version>]"
+                "/infer.",
+            )
+        allowed = endpoint.methods
+        if method not in allowed:
+            headers = (("Allow", allow_header(allowed)),)
+            if method == "OPTIONS":
+                return Reply(204, None, headers=headers)
+            return _error(405, f"{path} takes {', '.join(allowed)}, not {method}.", headers=headers)
+        action = endpoint.action
+        if action == "server":
+            return Reply(
+                200, {"name": "modelkit", "version": __version__, "extensions": list(EXTENSIONS)}
+            )
+        if action == "live":
+            return Reply(200, None)
+        is_ready = self._is_ready()
+        if action == "ready":
+            return Reply(200 if is_ready else 400, None)
+        if not is_ready:
+            if action == "model_ready":
+                return Reply(400, None)
+            return _error(
+                503, "The models are loading; retry shortly.", headers=(("Retry-After", "1"),)
+            )
+        found = self._find(endpoint.name, endpoint.version)
+        if isinstance(found, Reply):
+            return found
+        route, model = found
+        if action == "model_ready":
+            return Reply(200, None)
+        if action == "model":
+            return Reply(200, _metadata(route, model or route.model))
+        raw = body()
+        if isinstance(raw, Reply):
+            return _as_protocol_error(raw)
+        try:
+            return self._call(route, model, raw, header(INFERENCE_HEADER), header)
+        except _BadRequestError as exc:
+            return _error(400, str(exc))
+
+    def _find(self, name: str, version: str | None) -> tuple[Route, Model[Any, Any] | None] | Reply:
+        registry = self.service.registry
+        if name not in registry:
+            return _error(404, f"No model named {name!r} (models: {registry.names()}).")
+        route = registry[name]
+        if version is None:
+            return route, None
+        versions = route.versions
+        model = versions.get(version)
+        if model is None:
+            return _error(
+                404, f"Model {name!r} has no version {version!r} (versions: {list(versions)})."
+            )
+        return route, model
+
+    def _call(
+        self,
+        route: Route,
+        model: Model[Any, Any] | None,
+        raw: bytes,
+        header_length: str | None,
+        header: Callable[[str], str | None],
+    ) -> Reply | _Call:
+        document, inputs = _parse(raw, header_length)
+        signature = route.signature
+        limit = self.service.max_batch_size
+        payload: Any
+        if signature.kind == "tabular":
+            payload = _records(signature, inputs, limit)
+        elif signature.kind == "tensor":
+            payload = _tensors(signature.tensors, inputs, limit)
+        else:
+            raise _BadRequestError(
+                f"Model {route.name!r} takes JSON records of its own schema, not tensors: send "
+                "them to its JSON predict endpoint."
+            )
+        if isinstance(payload, Reply):
+            return payload
+        return _Call(
+            route,
+            model,
+            document,
+            payload,
+            _chosen(document, signature),
+            header(ROUTING_KEY_HEADER),
+            self.service.max_response_size,
+        )
+
+
+# -- metadata -----------------------------------------------------------------------------------
+
+
+def _metadata(route: Route, model: Model[Any, Any]) -> dict[str, Any]:
+    signature = model.signature
+    return {
+        "name": route.name,
+        "versions": list(route.versions),
+        "platform": "onnx_onnxv1" if model.format == "onnx" else f"modelkit_{model.format}",
+        "inputs": _input_metadata(signature),
+        "outputs": _output_metadata(signature),
+    }
+
+
+def _input_metadata(signature: Signature) -> list[dict[str, Any]]:
+    columns = [
+        {"name": c.name, "datatype": _COLUMN_DATATYPES[c.type], "shape": [-1]}
+        for c in signature.columns
+    ]
+    return columns + [_tensor_metadata(t) for t in signature.tensors]
+
+
+def _output_metadata(signature: Signature) -> list[dict[str, Any]]:
+    outputs = signature.outputs
+    if outputs.task == "classification":
+        label: dict[str, Any] = {
+            "name": "label",
+            "datatype": _label_datatype(outputs.classes),
+            "shape": [-1],
+        }
+        if not outputs.has_probabilities:
+            return [label]
+        probabilities: dict[str, Any] = {"name": "probabilities", "datatype": "FP64"}
+        classes = outputs.classes
+        probabilities["shape"] = [-1, -1 if classes is None else len(classes)]
+        if classes is not None:
+            probabilities["parameters"] = {"classes": _dumps(list(classes))}
+        return [label, probabilities]
+    if outputs.task == "regression":
+        return [{"name": "value", "datatype": "FP64", "shape": [-1]}]
+    return [_tensor_metadata(t) for t in outputs.tensors or ()]
+
+
+def _tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
+    try:
+        datatype = _datatype(np.dtype(object if spec.dtype == "string" else spec.dtype))
+    except TypeError:  # a sequence or map (a ZipMap's output): sent as JSON text
+        datatype = "BYTES"
+    shape = [-1] if spec.shape is None else [d if isinstance(d, int) else -1 for d in spec.shape]
+    return {"name": spec.name, "datatype": datatype, "shape": shape}
+
+
+def _label_datatype(classes: Sequence[Any] | None) -> str:
+    kinds = {type(c) for c in classes or ("",)}
+    if kinds == {bool}:
+        return "BOOL"
+    if kinds == {int}:
+        return "INT64"
+    if kinds <= {int, float}:
+        return "FP64"
+    return "BYTES"
+
+
+def _datatype(dtype: np.dtype[Any]) -> str:
+    """The protocol's name for a numpy element type (strings and objects are ``BYTES``)."""
+    kind = dtype.kind
+    if kind == "b":
+        return "BOOL"
+    if kind in "iu":
+        return f"{'U' if kind == 'u' else ''}INT{8 * dtype.itemsize}"
+    if kind == "f" and dtype.itemsize in (2, 4, 8):
+        return f"FP{8 * dtype.itemsize}"
+    if kind in "OUS":
+        return "BYTES"
+    raise TypeError(f"no Open Inference datatype for {dtype}")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(to_jsonable(value, default=str), separators=(",", ":"))
+
+
+# -- requests -----------------------------------------------------------------------------------
+
+
+def _parse(raw: bytes, header_length: str | None) -> tuple[dict[str, Any], list[_Input]]:
+    """The request's JSON object and its inputs, their binary data cut out of the body.
+
+    Raises:
+        _BadRequestError: anything malformed, with what and where.
+    """
+    if not raw:
+        raise _BadRequestError("The request has no body; send an inference request object.")
+    text, binary = raw, b""
+    if header_length is not None:
+        stripped = header_length.strip()
+        if not stripped.isdigit():
+            raise _BadRequestError(
+                f"{INFERENCE_HEADER} must be the length in bytes of the body's JSON part, "
+                f"got {header_length[:40]!r}."
+            )
+        length = int(stripped)
+        if length > len(raw):
+            raise _BadRequestError(
+                f"{INFERENCE_HEADER} says the JSON part is {length} bytes; the whole body is "
+                f"{len(raw)}."
+            )
+        text, binary = raw[:length], raw[length:]
+    try:
+        document = json.loads(text)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nesting too deep
+        raise _BadRequestError(f"The inference request is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise _BadRequestError(
+            f"Expected an inference request object, got {type(document).__name__}."
+        )
+    if "id" in document and not isinstance(document["id"], str):
+        raise _BadRequestError('The request\'s "id" must be a string.')
+    _parameters(document, "the request")
+    inputs = document.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise _BadRequestError('The request\'s "inputs" must be a non-empty list of tensors.')
+    outputs = document.get("outputs", [])
+    if not isinstance(outputs, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
+    ):
+        raise _BadRequestError('The request\'s "outputs" must be a list of {"name": ...}.')
+    parsed = []
+    offset = 0
+    for position, item in enumerate(inputs):
+        parsed_input, size = _input(item, position)
+        if size is not None:
+            if offset + size > len(binary):
+                raise _BadRequestError(
+                    f"{parsed_input.where()} declares {size} bytes of binary data, but the body "
+                    f"ends {len(binary) - offset} bytes after the data before it."
+                )
+            parsed_input = dataclasses.replace(parsed_input, raw=binary[offset : offset + size])
+            offset += size
+        parsed.append(parsed_input)
+    if offset != len(binary):
+        raise _BadRequestError(
+            f"The body holds {len(binary) - offset} bytes after the binary data its inputs "
+            f"declare; {INFERENCE_HEADER} may be wrong."
+        )
+    names = [i.name for i in parsed]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise _BadRequestError(f"Inputs given more than once: {twice}.")
+    return document, parsed
+
+
+def _parameters(holder: dict[str, Any], what: str) -> dict[str, Any]:
+    parameters = holder.get("parameters", {})
+    if not isinstance(parameters, dict):
+        raise _BadRequestError(f'The "parameters" of {what} must be an object.')
+    return parameters
+
+
+def _input(item: Any, position: int) -> tuple[_Input, int | None]:
+    """One ``$request_input`` checked, and the size of its binary data if it has some."""
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+        raise _BadRequestError(f'Input {position} must be an object with a "name".')
+    name = item["name"]
+    datatype = item.get("datatype")
+    if datatype not in DATATYPES:
+        raise _BadRequestError(
+            f"Input {name!r} has datatype {datatype!r}; the datatypes are {list(DATATYPES)}."
+        )
+    shape = item.get("shape")
+    if (
+        not isinstance(shape, list)
+        or len(shape) > _MAX_RANK
+        or not all(type(d) is int and d >= 0 for d in shape)
+    ):
+        raise _BadRequestError(
+            f"Input {name!r} needs a shape: a list of at most {_MAX_RANK} whole numbers >= 0, "
+            f"got {_dumps(shape)[:80]}."
+        )
+    parsed = _Input(name, datatype, tuple(shape), item.get("data"))
+    size = _parameters(item, f"input {name!r}").get("binary_data_size")
+    if size is None:
+        if "data" not in item:
+            raise _BadRequestError(
+                f'{parsed.where()} has neither "data" nor a binary_data_size parameter.'
+            )
+        return parsed, None
+    if type(size) is not int or size < 0:
+        raise _BadRequestError(
+            f"{parsed.where()}: binary_data_size must be a whole number of bytes, got "
+            f"{_dumps(size)[:40]}."
+        )
+    if "data" in item:
+        raise _BadRequestError(f'{parsed.where()} has both "data" and binary data.')
+    return parsed, size
+
+
+def _records(
+    signature: Signature, inputs: list[_Input], limit: int | None
+) -> list[dict[str, Any]] | Reply:
+    """A tabular model's rows, as the records the JSON endpoints take, one input per column."""
+    names = [c.name for c in signature.columns]
+    given = {i.name: i for i in inputs}
+    _match(names, given)
+    rows: dict[str, int] = {}
+    for item in inputs:
+        if len(item.shape) not in (1, 2) or item.shape[1:] not in ((), (1,)):
+            raise _BadRequestError(
+                f"{item.where()}: a column's shape is [N] or [N, 1], for N rows."
+            )
+        rows[item.name] = item.shape[0]
+    if len(set(rows.values())) > 1:
+        raise _BadRequestError(f"The inputs have different numbers of rows: {rows}.")
+    count = next(iter(rows.values()))
+    if limit is not None and count > limit:
+        return _error(413, f"The request holds {count} rows; this endpoint takes at most {limit}.")
+    columns = [_decode(given[name], missing_ok=True).reshape(-1).tolist() for name in names]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def _tensors(
+    specs: tuple[TensorSpec, ...], inputs: list[_Input], limit: int | None
+) -> dict[str, np.ndarray] | Reply:
+    """A tensor model's record: its inputs as arrays, their rows counted before they are read."""
+    given = {i.name: i for i in inputs}
+    _match([s.name for s in specs], given)
+    if limit is not None:
+        rows = max(
+            (
+                given[s.name].shape[0]
+                for s in specs
+                if given[s.name].shape and (s.shape is None or s.has_batch_axis)
+            ),
+            default=1,
+        )
+        if rows > limit:
+            return _error(
+                413,
+                f"The request holds {rows} rows along the batch axis; this endpoint takes at "
+                f"most {limit}.",
+            )
+    return {s.name: _decode(given[s.name], missing_ok=False) for s in specs}
+
+
+def _match(names: list[str], given: dict[str, _Input]) -> None:
+    missing = [n for n in names if n not in given]
+    extra = [n for n in given if n not in set(names)]
+    if missing or extra:
+        problems = [f"missing input(s) {missing}"] if missing else []
+        problems += [f"unknown input(s) {extra}"] if extra else []
+        raise _BadRequestError(f"{'; '.join(problems).capitalize()}: the inputs are {names}.")
+
+
+def _decode(item: _Input, *, missing_ok: bool) -> np.ndarray:
+    """An input's data as an array of its shape (``None`` for a missing value in an object
+    array, when ``missing_ok``); raises _BadRequestError for data that does not fit."""
+    count = item.count
+    if item.raw is not None:
+        return _unpack(item, item.raw, count).reshape(item.shape)
+    flat = _flatten(item)
+    if len(flat) != count:
+        raise _BadRequestError(
+            f"{item.where()} has {count} elements, but its data holds {len(flat)}."
+        )
+    kinds = set(map(type, flat))
+    has_missing = _NONE in kinds
+    bad = kinds - _JSON_TYPES[item.datatype] - {_NONE}
+    if bad:
+        index, value = next((i, v) for i, v in enumerate(flat) if type(v) in bad)
+        raise _BadRequestError(
+            f"{item.where()}: element {index} is {_dumps(value)[:40]}, not a {item.datatype} value."
+        )
+    if has_missing and not missing_ok:
+        raise _BadRequestError(
+            f"{item.where()}: element {flat.index(None)} is null; a tensor takes no missing values."
+        )
+    present = [v for v in flat if v is not None] if has_missing else flat
+    dtype = DATATYPES[item.datatype]
+    _check_range(item, present, dtype)
+    if has_missing or item.datatype == "BYTES":
+        array = np.empty(len(flat), dtype=object)
+        array[:] = flat
+        return array.reshape(item.shape)
+    try:
+        return np.array(flat, dtype=dtype).reshape(item.shape)
+    except (ValueError, OverflowError) as exc:
+        raise _BadRequestError(f"{item.where()}: {exc}") from None
+
+
+def _check_range(item: _Input, values: list[Any], dtype: np.dtype[Any]) -> None:
+    """Refuse a number the datatype cannot hold, which numpy would wrap or round to infinity."""
+    if not values or dtype.kind not in "iuf":
+        return
+    if dtype.kind == "f":
+        try:
+            numbers = np.array(values, dtype=np.float64)
+        except OverflowError:  # an integer past float64's range
+            raise _BadRequestError(f"{item.where()}: a number is out of range.") from None
+        # NaN and infinities (Python's JSON reads them) are left for the signature to judge.
+        finite = np.abs(numbers[np.isfinite(numbers)])
+        if finite.size and float(finite.max()) > float(np.finfo(dtype).max):
+            raise _BadRequestError(
+                f"{item.where()}: {float(finite.max())} is out of range for the datatype."
+            )
+        return
+    info = np.iinfo(dtype)
+    low, high = min(values), max(values)
+    if low < info.min or high > info.max:
+        bad = low if low < info.min else high
+        raise _BadRequestError(f"{item.where()}: {bad} is out of range for the datatype.")
+
+
+def _flatten(item: _Input) -> list[Any]:
+    """The elements of nested JSON ``data`` in row-major order (without recursion: the depth is
+    the client's)."""
+    data = item.data
+    if not isinstance(data, list):
+        raise _BadRequestError(f'{item.where()}: "data" must be a list.')
+    if not any(type(v) is list for v in data):
+        return data
+    flat: list[Any] = []
+    stack = [iter(data)]
+    while stack:
+        for value in stack[-1]:
+            if type(value) is list:
+                stack.append(iter(value))
+                break
+            flat.append(value)
+        else:
+            stack.pop()
+    return flat
+
+
+def _unpack(item: _Input, raw: bytes, count: int) -> np.ndarray:
+    """An input's binary data as a flat array of its datatype."""
+    if item.datatype == "BYTES":
+        return _unpack_bytes(item, raw, count)
+    dtype = DATATYPES[item.datatype]
+    if len(raw) != count * dtype.itemsize:
+        raise _BadRequestError(
+            f"{item.where()} takes {count * dtype.itemsize} bytes of binary data, got {len(raw)}."
+        )
+    if item.datatype == "BOOL":
+        octets = np.frombuffer(raw, dtype=np.uint8)
+        if octets.size and int(octets.max()) > 1:
+            raise _BadRequestError(f"{item.where()}: a BOOL element is one byte, 0 or 1.")
+        return octets.view(np.bool_)
+    return np.frombuffer(raw, dtype=dtype)
+
+
+def _unpack_bytes(item: _Input, raw: bytes, count: int) -> np.ndarray:
+    """``BYTES`` elements: each a 4-byte little-endian length, then that many bytes of UTF-8."""
+    values: list[str] = []
+    offset, end = 0, len(raw)
+    while len(values) < count:
+        if offset + 4 > end:
+            raise _BadRequestError(
+                f"{item.where()}: its binary data ends after {len(values)} of {count} elements."
+            )
+        (length,) = _LENGTH.unpack_from(raw, offset)
+        offset += 4
+        if offset + length > end:
+            raise _BadRequestError(
+                f"{item.where()}: element {len(values)} declares {length} bytes; the binary "
+                f"data has {end - offset} left."
+            )
+        try:
+            values.append(raw[offset : offset + length].decode())
+        except UnicodeDecodeError:
+            raise _BadRequestError(
+                f"{item.where()}: element {len(values)} is not UTF-8 text."
+            ) from None
+        offset += length
+    if offset != end:
+        raise _BadRequestError(
+            f"{item.where()}: its binary data holds {end - offset} bytes after its {count} "
+            "elements."
+        )
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
+
+
+# -- answers ------------------------------------------------------------------------------------
+
+
+def _tabular_outputs(signature: Signature, predictions: Predictions[Any]) -> list[_Output]:
+    outputs = signature.outputs
+    if outputs.task == "regression":
+        return [_Output("value", "FP64", np.asarray(predictions["value"], np.float64), {})]
+    datatype = _label_datatype(outputs.classes)
+    labels = np.asarray(predictions["label"])
+    labels = _texts(labels) if datatype == "BYTES" else labels.astype(DATATYPES[datatype])
+    found = [_Output("label", datatype, labels, {})]
+    if "probabilities" in predictions.fields:
+        classes = predictions.classes
+        parameters = {} if classes is None else {"classes": _dumps(classes)}
+        probabilities = np.asarray(predictions["probabilities"], np.float64)
+        found.append(_Output("probabilities", "FP64", probabilities, parameters))
+    return found
+
+
+def _tensor_outputs(result: Any) -> list[_Output]:
+    found = []
+    for name, value in dict(result).items():
+        array = np.asarray(value)
+        try:
+            datatype = _datatype(array.dtype)
+        except TypeError:
+            datatype = "BYTES"
+        if datatype == "BYTES":
+            array = _texts(array)
+        found.append(_Output(name, datatype, array, {}))
+    return found
+
+
+def _texts(array: np.ndarray) -> np.ndarray:
+    """``BYTES`` elements as text: strings as they are, anything else as its JSON."""
+    texts = np.empty(array.shape, dtype=object)
+    texts.reshape(-1)[:] = [
+        v if isinstance(v, str) else _dumps(v) for v in array.reshape(-1).tolist()
+    ]
+    return texts
+
+
+def _chosen(document: dict[str, Any], signature: Signature) -> list[tuple[str, bool]] | None:
+    """The outputs the request asks for, in its order, each with whether it goes as binary
+    data; ``None`` for all of them."""
+    default = _flag(_parameters(document, "the request"), "binary_data_output", False)
+    asked = document.get("outputs") or []
+    if not asked:
+        return None
+    names = [output["name"] for output in _output_metadata(signature)]
+    chosen = []
+    for request in asked:
+        name = request["name"]
+        if name not in names:
+            raise _BadRequestError(f"No output named {name!r}; the outputs are {names}.")
+        parameters = _parameters(request, f"output {name!r}")
+        chosen.append((name, _flag(parameters, "binary_data", default)))
+    return chosen
+
+
+def _flag(parameters: dict[str, Any], name: str, default: bool) -> bool:
+    value = parameters.get(name, default)
+    if not isinstance(value, bool):
+        raise _BadRequestError(f"The parameter {name!r} must be true or false, got {value!r}.")
+    return value
+
+
+def _binary_size(flat: np.ndarray, datatype: str) -> int:
+    """The least size of an output's binary data (a ``BYTES`` element: its 4-byte length)."""
+    return 4 * flat.size if datatype == "BYTES" else flat.size * DATATYPES[datatype].itemsize
+
+
+def _pack(flat: np.ndarray, datatype: str) -> bytes:
+    if datatype == "BYTES":
+        return b"".join(
+            _LENGTH.pack(len(encoded)) + encoded for encoded in (v.encode() for v in flat.tolist())
+        )
+    return np.ascontiguousarray(flat, dtype=DATATYPES[datatype]).tobytes()

@@ -21,8 +21,10 @@ from ._convert_rewrites import (
     failing_step,
     faithful_copy,
     feed_doubles,
+    merge_one_hot,
     missing_string_for,
     root_cause,
+    simplify,
     unsupported,
 )
 from ._deps import require
@@ -262,6 +264,8 @@ def _to_onnx(
         groups = _group_inputs(onnx, model, columns, element_of, opsets.get("ai.onnx", 17))
     else:
         groups = _matrix_input(onnx, model, columns)
+    merge_one_hot(onnx, model)
+    simplify(model.graph)
     try:
         onnx.checker.check_model(model)
     except Exception as exc:

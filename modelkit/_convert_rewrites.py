@@ -43,8 +43,10 @@ __all__ = [
     "failing_step",
     "faithful_copy",
     "feed_doubles",
+    "merge_one_hot",
     "missing_string_for",
     "root_cause",
+    "simplify",
     "steps",
     "unsupported",
 ]
@@ -812,3 +814,305 @@ def feed_doubles(onnx: Any, graph: Any, doubles: dict[str, str]) -> None:
         rebuilt.append(node)
     del graph.node[:]
     graph.node.extend(rebuilt)
+
+
+# -- the graph, simplified ------------------------------------------------------------------------
+
+
+def simplify(graph: Any) -> None:
+    """Drop what the graph computes for nothing, keeping its inputs, outputs and answers.
+
+    onnxruntime runs every node of a graph, and on one record a node's fixed cost (about a
+    microsecond) is most of its work: the regrouped inputs leave a Split whose parts a Concat
+    joins again, Identity nodes, and the float32 casts of columns that modelkit's numeric
+    converters read as float64 instead. A Concat of every output of a Split, in order and on
+    the same axis, is that Split's input; an Identity is its input; a node whose outputs nothing
+    reads is left out, and so is an initializer nothing reads.
+    """
+    outputs = {value.name for value in graph.output}
+    producers = {output: node for node in graph.node for output in node.output}
+    alias: dict[str, str] = {}
+
+    def resolved(name: str) -> str:
+        while name in alias:
+            name = alias[name]
+        return name
+
+    for node in graph.node:
+        source = _passed_through(node, producers, resolved)
+        if source is not None and node.output[0] not in outputs:
+            alias[node.output[0]] = source
+    for node in graph.node:
+        for position, name in enumerate(node.input):
+            if name in alias:
+                node.input[position] = resolved(name)
+    # An Identity giving a graph output: its producer names the output itself, when nothing
+    # else needs the tensor's old name.
+    read = [name for node in graph.node for name in node.input]
+    for node in graph.node:
+        if node.op_type != "Identity" or node.output[0] not in outputs:
+            continue
+        source = node.input[0]
+        producer = producers.get(source)
+        if producer is None or source in outputs or read.count(source) != 1:
+            continue
+        producer.output[list(producer.output).index(source)] = node.output[0]
+        node.ClearField("output")  # nothing reads it now: dropped below
+    _drop_unread(graph)
+
+
+def _passed_through(
+    node: Any, producers: dict[str, Any], resolved: Callable[[str], str]
+) -> str | None:
+    """The tensor ``node`` gives back unchanged, if it does."""
+    if node.op_type == "Identity" or (node.op_type == "Concat" and len(node.input) == 1):
+        return resolved(node.input[0])
+    if node.op_type != "Concat" or not node.input:
+        return None
+    split = producers.get(node.input[0])
+    if (
+        split is None
+        or split.op_type != "Split"
+        or list(node.input) != list(split.output)
+        or _axis(split, default=0) != _axis(node, default=None)
+    ):
+        return None
+    return resolved(split.input[0])
+
+
+def _axis(node: Any, *, default: int | None) -> int | None:
+    return next((int(a.i) for a in node.attribute if a.name == "axis"), default)
+
+
+def _drop_unread(graph: Any) -> None:
+    """Leave out the nodes whose outputs nothing reads, then the unread initializers."""
+    needed = {value.name for value in graph.output}
+    kept = []
+    for node in reversed(graph.node):
+        if not any(output in needed for output in node.output if output):
+            continue
+        kept.append(node)
+        needed.update(node.input)
+        needed.update(_read_in_subgraphs(node))
+    del graph.node[:]
+    graph.node.extend(reversed(kept))
+    initializers = [tensor for tensor in graph.initializer if tensor.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+    produced = {output for node in graph.node for output in node.output}
+    described = [value for value in graph.value_info if value.name in produced]
+    del graph.value_info[:]
+    graph.value_info.extend(described)
+
+
+def _read_in_subgraphs(node: Any) -> set[str]:
+    """Every name the subgraphs of ``node`` (an If's branches, a Loop's body) read."""
+    names: set[str] = set()
+    for attribute in node.attribute:
+        for subgraph in [*([attribute.g] if attribute.HasField("g") else []), *attribute.graphs]:
+            for inner in subgraph.node:
+                names.update(inner.input)
+                names.update(_read_in_subgraphs(inner))
+    return names
+
+
+#: The most floats one record's merged one-hot encoding may take (see :func:`merge_one_hot`).
+_ONE_HOT_WIDTH = 256
+
+
+def merge_one_hot(onnx: Any, model: Any) -> None:
+    """One OneHotEncoder for the string columns of a tensor, where skl2onnx writes one per column.
+
+    skl2onnx encodes each column with its own OneHotEncoder, on a slice of its input (a Split
+    output, or a Gather or ArrayFeatureExtractor of one column), then concatenates them: on one
+    record those nodes cost more than their work. One encoder over the union of the
+    categories, on all the columns at once, followed by a Gather of each column's own
+    categories, gives the same matrix: a value another column knows selects a position the
+    Gather leaves out, which is what an unknown value gives when unknown values are ignored
+    (``zeros=1``; an encoder that refuses them is left alone). The encoder's output holds every
+    column against the union, so the merge is done only while that stays small.
+    """
+    numpy_helper, helper = onnx.numpy_helper, onnx.helper
+    graph = model.graph
+    widths = _widths(onnx, model)
+    constants = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
+    producers = {output: node for node in graph.node for output in node.output}
+    readers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    outputs = {value.name for value in graph.output}
+    taken = {*producers, *constants, *(value.name for value in graph.input)}
+
+    def unique(name: str) -> str:
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        return name
+
+    replaced: dict[int, list[Any]] = {}  # position of the Reshape in graph.node -> new nodes
+    dropped: set[int] = set()
+    for position, reshape in enumerate(graph.node):
+        found = _one_hot_columns(
+            reshape,
+            producers=producers,
+            readers=readers,
+            constants=constants,
+            widths=widths,
+            outputs=outputs,
+        )
+        if found is None:
+            continue
+        source, columns, encoders = found
+        categories = [list(_attribute(encoder, "cats_strings")) for encoder in encoders]
+        union = sorted({value for values in categories for value in values})
+        if len(columns) * len(union) > _ONE_HOT_WIDTH:
+            continue
+        index = {value: j for j, value in enumerate(union)}
+        selected = [
+            k * len(union) + index[value] for k, values in enumerate(categories) for value in values
+        ]
+        nodes = []
+        if columns != list(range(widths.get(source, -1))):
+            picked = unique(f"{source}_strings")
+            indices = unique(f"{source}_columns")
+            graph.initializer.append(
+                numpy_helper.from_array(np.asarray(columns, dtype=np.int64), indices)
+            )
+            nodes.append(helper.make_node("Gather", [source, indices], [picked], axis=1))
+            source = picked
+        encoded, flat, shape, kept = (
+            unique(f"{source}_one_hot"),
+            unique(f"{source}_one_hot_flat"),
+            unique(f"{source}_one_hot_shape"),
+            unique(f"{source}_one_hot_kept"),
+        )
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(
+                    np.asarray([-1, len(columns) * len(union)], dtype=np.int64), shape
+                ),
+                numpy_helper.from_array(np.asarray(selected, dtype=np.int64), kept),
+            ]
+        )
+        nodes += [
+            helper.make_node(
+                "OneHotEncoder",
+                [source],
+                [encoded],
+                domain="ai.onnx.ml",
+                cats_strings=union,
+                zeros=1,
+                name=unique(f"{source}_one_hot_encoder"),
+            ),
+            helper.make_node("Reshape", [encoded, shape], [flat]),
+            helper.make_node("Gather", [flat, kept], list(reshape.output), axis=1),
+        ]
+        replaced[position] = nodes
+        dropped.add(position)
+    if not replaced:
+        return
+    rebuilt = []
+    for position, node in enumerate(graph.node):
+        rebuilt += replaced.get(position, [] if position in dropped else [node])
+    del graph.node[:]
+    graph.node.extend(rebuilt)
+    _drop_unread(graph)
+
+
+def _one_hot_columns(
+    reshape: Any,
+    *,
+    producers: dict[str, Any],
+    readers: dict[str, list[Any]],
+    constants: dict[str, np.ndarray],
+    widths: dict[str, int],
+    outputs: set[str],
+) -> tuple[str, list[int], list[Any]] | None:
+    """``(tensor, its columns, their encoders)`` when ``reshape`` flattens skl2onnx's per-column
+    string one-hot encoding of columns of one tensor; otherwise ``None``."""
+    if reshape.op_type != "Reshape" or len(reshape.input) != 2:
+        return None
+    concat = producers.get(reshape.input[0])
+    if concat is None or concat.op_type != "Concat" or _axis(concat, default=None) not in (-1, 2):
+        return None
+    encoders = [producers[name] for name in concat.input if name in producers]
+    if (
+        len(encoders) < 2
+        or len(encoders) != len(concat.input)
+        or not all(
+            encoder.op_type == "OneHotEncoder"
+            and _attribute(encoder, "zeros") == 1
+            and _attribute(encoder, "cats_strings")
+            for encoder in encoders
+        )
+    ):
+        return None
+    total = sum(len(_attribute(encoder, "cats_strings")) for encoder in encoders)
+    shape = constants.get(reshape.input[1])
+    if shape is None or shape.tolist() != [-1, total]:
+        return None
+    # Each intermediate tensor must be read by the next node alone (and be no graph output).
+    chain = [reshape.input[0], *concat.input]
+    if any(len(readers.get(name, [])) != 1 or name in outputs for name in chain):
+        return None
+    slices = [_column_of(encoder.input[0], producers, constants, widths) for encoder in encoders]
+    sources = {found[0] for found in slices if found is not None}
+    if None in slices or len(sources) != 1:
+        return None
+    for encoder in encoders:
+        if len(readers.get(encoder.input[0], [])) != 1 or encoder.input[0] in outputs:
+            return None
+    return sources.pop(), [found[1] for found in slices if found is not None], encoders
+
+
+def _column_of(
+    name: str,
+    producers: dict[str, Any],
+    constants: dict[str, np.ndarray],
+    widths: dict[str, int],
+) -> tuple[str, int] | None:
+    """``(tensor, column)`` when ``name`` is one column of a 2-D tensor, as ``[N, 1]``."""
+    node = producers.get(name)
+    if node is None:
+        return None
+    if node.op_type == "Split" and _axis(node, default=0) == 1:
+        source = node.input[0]
+        sizes = constants.get(node.input[1]) if len(node.input) > 1 and node.input[1] else None
+        single = (
+            sizes.tolist() == [1] * len(node.output)
+            if sizes is not None
+            else widths.get(source) == len(node.output)
+        )
+        if not single:
+            return None
+        return source, list(node.output).index(name)
+    if node.op_type in ("Gather", "ArrayFeatureExtractor"):
+        if node.op_type == "Gather" and _axis(node, default=0) != 1:
+            return None
+        index = constants.get(node.input[1])
+        if index is None or index.shape != (1,) or int(index[0]) < 0:
+            return None
+        return node.input[0], int(index[0])
+    return None
+
+
+def _attribute(node: Any, name: str) -> Any:
+    for attribute in node.attribute:
+        if attribute.name == name:
+            if attribute.strings:
+                return [value.decode("utf-8") for value in attribute.strings]
+            return int(attribute.i)
+    return None
+
+
+def _widths(onnx: Any, model: Any) -> dict[str, int]:
+    """The static second dimension of the graph's 2-D tensors, as shape inference finds them."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    graph = inferred.graph
+    widths = {}
+    for value in [*graph.input, *graph.value_info, *graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) == 2 and dims[1].HasField("dim_value"):
+            widths[value.name] = int(dims[1].dim_value)
+    return widths

@@ -96,6 +96,17 @@ def test_probabilities_are_a_plain_tensor_without_zipmap(boosted_bundle: Path) -
     assert not any(node.op_type == "ZipMap" for node in graph.node)
 
 
+def test_converted_graph_computes_nothing_it_does_not_answer(boosted_bundle: Path) -> None:
+    graph = _graph(boosted_bundle).graph
+    read = {name for node in graph.node for name in node.input}
+    answered = {output.name for output in graph.output}
+    assert all(set(node.output) & (read | answered) for node in graph.node)
+    kinds = [node.op_type for node in graph.node]
+    # The two string columns share one encoder; the regrouped inputs are not split again.
+    assert kinds.count("OneHotEncoder") == 1
+    assert not {"Split", "Identity"} & set(kinds)
+
+
 def test_target_opset_is_pinned(boosted_bundle: Path) -> None:
     opsets = json.loads((boosted_bundle / "modelkit.json").read_text())["adapter"]["opsets"]
     assert opsets["ai.onnx"] <= _convert.TARGET_OPSET[""]

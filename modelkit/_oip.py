@@ -37,13 +37,24 @@ import json
 import logging
 import math
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ._jsonable import to_jsonable
 from ._model import Model
+from ._oip_types import (
+    DATATYPES,
+    EXTENSIONS,
+    INFERENCE_HEADER,
+    JSON_TYPES,
+    as_text,
+    compact_json,
+    datatype_of,
+    input_metadata,
+    label_datatype,
+    output_metadata,
+)
 from ._predictions import Predictions
 from ._registry import Route
 from ._serving import (
@@ -61,44 +72,16 @@ from ._serving import (
 from ._spec import Signature, TensorSpec
 from ._version import __version__
 
-__all__ = ["INFERENCE_HEADER", "OpenInference"]
+__all__ = ["OpenInference"]
 
 logger = logging.getLogger("modelkit")
 
-#: The header that gives the length of the JSON part of a body with binary tensor data.
-INFERENCE_HEADER = "Inference-Header-Content-Length"
-#: The extensions ``GET /v2`` names.
-EXTENSIONS = ("binary_tensor_data",)
-
-# Each datatype's numpy element type, little-endian as the binary extension sends it.
-DATATYPES: dict[str, np.dtype[Any]] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype("<u1"),
-    "UINT16": np.dtype("<u2"),
-    "UINT32": np.dtype("<u4"),
-    "UINT64": np.dtype("<u8"),
-    "INT8": np.dtype("<i1"),
-    "INT16": np.dtype("<i2"),
-    "INT32": np.dtype("<i4"),
-    "INT64": np.dtype("<i8"),
-    "FP16": np.dtype("<f2"),
-    "FP32": np.dtype("<f4"),
-    "FP64": np.dtype("<f8"),
-    "BYTES": np.dtype(object),
-}
-# What a JSON element of each datatype may be (null aside).
-_JSON_TYPES: dict[str, frozenset[type]] = {
-    "BOOL": frozenset({bool}),
-    "BYTES": frozenset({str}),
-    **{name: frozenset({int}) for name in DATATYPES if "INT" in name},
-    **{name: frozenset({int, float}) for name in DATATYPES if name.startswith("FP")},
-}
-_COLUMN_DATATYPES = {
-    "number": "FP64",
-    "integer": "INT64",
-    "boolean": "BOOL",
-    "string": "BYTES",
-    "datetime": "BYTES",
+# The Python types of a JSON element of each datatype (null aside).
+_PYTHON_TYPES = {
+    "boolean": frozenset({bool}),
+    "string": frozenset({str}),
+    "integer": frozenset({int}),
+    "number": frozenset({int, float}),
 }
 # numpy keeps at most 64 axes; a shape with more is refused before it reaches numpy.
 _MAX_RANK = 32
@@ -470,76 +453,9 @@ def _metadata(route: Route, model: Model[Any, Any]) -> dict[str, Any]:
         "name": route.name,
         "versions": list(route.versions),
         "platform": "onnx_onnxv1" if model.format == "onnx" else f"modelkit_{model.format}",
-        "inputs": _input_metadata(signature),
-        "outputs": _output_metadata(signature),
+        "inputs": input_metadata(signature),
+        "outputs": output_metadata(signature),
     }
-
-
-def _input_metadata(signature: Signature) -> list[dict[str, Any]]:
-    columns = [
-        {"name": c.name, "datatype": _COLUMN_DATATYPES[c.type], "shape": [-1]}
-        for c in signature.columns
-    ]
-    return columns + [_tensor_metadata(t) for t in signature.tensors]
-
-
-def _output_metadata(signature: Signature) -> list[dict[str, Any]]:
-    outputs = signature.outputs
-    if outputs.task == "classification":
-        label: dict[str, Any] = {
-            "name": "label",
-            "datatype": _label_datatype(outputs.classes),
-            "shape": [-1],
-        }
-        if not outputs.has_probabilities:
-            return [label]
-        probabilities: dict[str, Any] = {"name": "probabilities", "datatype": "FP64"}
-        classes = outputs.classes
-        probabilities["shape"] = [-1, -1 if classes is None else len(classes)]
-        if classes is not None:
-            probabilities["parameters"] = {"classes": _dumps(list(classes))}
-        return [label, probabilities]
-    if outputs.task == "regression":
-        return [{"name": "value", "datatype": "FP64", "shape": [-1]}]
-    return [_tensor_metadata(t) for t in outputs.tensors or ()]
-
-
-def _tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
-    try:
-        datatype = _datatype(np.dtype(object if spec.dtype == "string" else spec.dtype))
-    except TypeError:  # a sequence or map (a ZipMap's output): sent as JSON text
-        datatype = "BYTES"
-    shape = [-1] if spec.shape is None else [d if isinstance(d, int) else -1 for d in spec.shape]
-    return {"name": spec.name, "datatype": datatype, "shape": shape}
-
-
-def _label_datatype(classes: Sequence[Any] | None) -> str:
-    kinds = {type(c) for c in classes or ("",)}
-    if kinds == {bool}:
-        return "BOOL"
-    if kinds == {int}:
-        return "INT64"
-    if kinds <= {int, float}:
-        return "FP64"
-    return "BYTES"
-
-
-def _datatype(dtype: np.dtype[Any]) -> str:
-    """The protocol's name for a numpy element type (strings and objects are ``BYTES``)."""
-    kind = dtype.kind
-    if kind == "b":
-        return "BOOL"
-    if kind in "iu":
-        return f"{'U' if kind == 'u' else ''}INT{8 * dtype.itemsize}"
-    if kind == "f" and dtype.itemsize in (2, 4, 8):
-        return f"FP{8 * dtype.itemsize}"
-    if kind in "OUS":
-        return "BYTES"
-    raise TypeError(f"no Open Inference datatype for {dtype}")
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(to_jsonable(value, default=str), separators=(",", ":"))
 
 
 # -- requests -----------------------------------------------------------------------------------
@@ -637,7 +553,7 @@ def _input(item: Any, position: int) -> tuple[_Input, int | None]:
     ):
         raise _BadRequestError(
             f"Input {name!r} needs a shape: a list of at most {_MAX_RANK} whole numbers >= 0, "
-            f"got {_dumps(shape)[:80]}."
+            f"got {compact_json(shape)[:80]}."
         )
     parsed = _Input(name, datatype, tuple(shape), item.get("data"))
     size = _parameters(item, f"input {name!r}").get("binary_data_size")
@@ -650,7 +566,7 @@ def _input(item: Any, position: int) -> tuple[_Input, int | None]:
     if type(size) is not int or size < 0:
         raise _BadRequestError(
             f"{parsed.where()}: binary_data_size must be a whole number of bytes, got "
-            f"{_dumps(size)[:40]}."
+            f"{compact_json(size)[:40]}."
         )
     if "data" in item:
         raise _BadRequestError(f'{parsed.where()} has both "data" and binary data.')
@@ -726,11 +642,12 @@ def _decode(item: _Input, *, missing_ok: bool) -> np.ndarray:
         )
     kinds = set(map(type, flat))
     has_missing = _NONE in kinds
-    bad = kinds - _JSON_TYPES[item.datatype] - {_NONE}
+    bad = kinds - _PYTHON_TYPES[JSON_TYPES[item.datatype]] - {_NONE}
     if bad:
         index, value = next((i, v) for i, v in enumerate(flat) if type(v) in bad)
         raise _BadRequestError(
-            f"{item.where()}: element {index} is {_dumps(value)[:40]}, not a {item.datatype} value."
+            f"{item.where()}: element {index} is {compact_json(value)[:40]}, not a "
+            f"{item.datatype} value."
         )
     if has_missing and not missing_ok:
         raise _BadRequestError(
@@ -850,13 +767,13 @@ def _tabular_outputs(signature: Signature, predictions: Predictions[Any]) -> lis
     outputs = signature.outputs
     if outputs.task == "regression":
         return [_Output("value", "FP64", np.asarray(predictions["value"], np.float64), {})]
-    datatype = _label_datatype(outputs.classes)
+    datatype = label_datatype(outputs.classes)
     labels = np.asarray(predictions["label"])
     labels = _texts(labels) if datatype == "BYTES" else labels.astype(DATATYPES[datatype])
     found = [_Output("label", datatype, labels, {})]
     if "probabilities" in predictions.fields:
         classes = predictions.classes
-        parameters = {} if classes is None else {"classes": _dumps(classes)}
+        parameters = {} if classes is None else {"classes": compact_json(classes)}
         probabilities = np.asarray(predictions["probabilities"], np.float64)
         found.append(_Output("probabilities", "FP64", probabilities, parameters))
     return found
@@ -867,7 +784,7 @@ def _tensor_outputs(result: Any) -> list[_Output]:
     for name, value in dict(result).items():
         array = np.asarray(value)
         try:
-            datatype = _datatype(array.dtype)
+            datatype = datatype_of(array.dtype)
         except TypeError:
             datatype = "BYTES"
         if datatype == "BYTES":
@@ -879,9 +796,7 @@ def _tensor_outputs(result: Any) -> list[_Output]:
 def _texts(array: np.ndarray) -> np.ndarray:
     """``BYTES`` elements as text: strings as they are, anything else as its JSON."""
     texts = np.empty(array.shape, dtype=object)
-    texts.reshape(-1)[:] = [
-        v if isinstance(v, str) else _dumps(v) for v in array.reshape(-1).tolist()
-    ]
+    texts.reshape(-1)[:] = [as_text(v) for v in array.reshape(-1).tolist()]
     return texts
 
 
@@ -892,7 +807,7 @@ def _chosen(document: dict[str, Any], signature: Signature) -> list[tuple[str, b
     asked = document.get("outputs") or []
     if not asked:
         return None
-    names = [output["name"] for output in _output_metadata(signature)]
+    names = [output["name"] for output in output_metadata(signature)]
     chosen = []
     for request in asked:
         name = request["name"]

@@ -8,6 +8,15 @@ answers with (:meth:`Signature.input_json_schema` and :meth:`Signature.output_js
 error answer has one component schema, ``Error``, the shape :func:`modelkit._serving.error`
 writes; the limits the endpoints enforce are written into the document (``maxItems`` on a
 batch, the byte limit in the 413's description).
+
+With ``has_open_inference``, it documents the Open Inference Protocol's ``/v2`` endpoints too
+(:mod:`modelkit._oip`), with the protocol's own schemas as components under the names of
+KServe's ``rest_predict_v2.yaml`` (``inference_request``, ``metadata_model_response``...). Each
+model's inference path has a request schema of its own that names its inputs (a tabular
+model's columns, each with the datatypes it takes and the values the signature allows; a
+tensor model's graph inputs) and a response schema that names its outputs. What JSON Schema
+cannot say is in the operation's description: every input holds the same number of rows, and
+a shape agrees with its data's length.
 """
 
 from __future__ import annotations
@@ -16,7 +25,18 @@ import copy
 import re
 from typing import Any
 
-from ._registry import Registry
+from ._oip_types import (
+    COLUMN_DATATYPES,
+    DATATYPES,
+    EXTENSIONS,
+    INFERENCE_HEADER,
+    JSON_TYPES,
+    as_text,
+    input_metadata,
+    output_metadata,
+)
+from ._registry import Registry, Route
+from ._spec import Signature
 from ._version import __version__
 
 __all__ = ["OPENAPI_VERSION", "openapi_document"]
@@ -26,6 +46,12 @@ OPENAPI_VERSION = "3.1.0"
 
 _SCHEMAS = "#/components/schemas/"
 _RESPONSES = "#/components/responses/"
+
+
+def _ref(component: str) -> dict[str, Any]:
+    return {"$ref": f"{_SCHEMAS}{component}"}
+
+
 # A component's name may hold only these characters (OpenAPI 3.1, "Components Object").
 _NOT_IN_COMPONENT_NAME = re.compile(r"[^A-Za-z0-9._-]")
 # Keywords whose values are data, not schemas: a "$ref" key inside them is not a reference.
@@ -124,6 +150,14 @@ _COMPONENT_SCHEMAS: dict[str, Any] = {
         },
     },
 }
+_ROUTING_KEY = {
+    "name": "X-Modelkit-Key",
+    "in": "header",
+    "required": False,
+    "description": "Routes the call to a canary stickily: the same key always reaches the same "
+    "version (a user or account id).",
+    "schema": {"type": "string"},
+}
 # The error answers by status: the component's name, and what the status means.
 _ERRORS = {
     "400": ("MalformedRequest", "The body is empty, not JSON, or neither a record nor a batch."),
@@ -150,6 +184,7 @@ def openapi_document(
     max_batch_size: int | None,
     max_body_size: int | None,
     has_health_checks: bool = False,
+    has_open_inference: bool = False,
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the JSON endpoints serving ``registry`` under ``prefix``.
 
@@ -166,6 +201,8 @@ def openapi_document(
         has_health_checks: whether the server also answers ``GET /healthz`` and
             ``GET /readyz``, and 503 on the model endpoints while its models load, as
             ``modelkit serve`` does.
+        has_open_inference: whether the server also speaks the Open Inference Protocol under
+            ``/v2`` (:mod:`modelkit._oip`), whose paths the document then has too.
 
     Returns:
         The document as JSON-ready data, new at each call.
@@ -203,8 +240,25 @@ def openapi_document(
     if has_health_checks:
         paths.update(_health_paths())
         tags.append({"name": "health", "description": "For load balancers and orchestrators."})
-    # The Open Inference Protocol's /v2 paths join here, with the spec's own schemas as
-    # components beside these.
+    responses = {
+        name: _json(meaning, _ref("Error"))
+        for status, (name, meaning) in _ERRORS.items()
+        if status != "503" or has_health_checks
+    }
+    if has_open_inference:
+        schemas.update(copy.deepcopy(_OIP_SCHEMAS))
+        responses.update(
+            (name, _json(meaning, _ref("inference_error_response")))
+            for name, meaning in _OIP_ERRORS.values()
+        )
+        paths.update(_open_inference_paths(registry, schemas, max_batch_size, max_body_size))
+        tags.append(
+            {
+                "name": "open-inference",
+                "description": "The Open Inference Protocol v2 (KServe v2 REST), as Triton, "
+                "MLServer and KServe speak it.",
+            }
+        )
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -216,14 +270,7 @@ def openapi_document(
         },
         "tags": tags,
         "paths": paths,
-        "components": {
-            "schemas": schemas,
-            "responses": {
-                name: _json(meaning, _ref("Error"))
-                for status, (name, meaning) in _ERRORS.items()
-                if status != "503" or has_health_checks
-            },
-        },
+        "components": {"schemas": schemas, "responses": responses},
     }
 
 
@@ -266,16 +313,7 @@ def _model_paths(
                 "description": f"{identity}. One record answers one output; "
                 '{"instances": [...]} answers {"predictions": [...]}, in the same order.',
                 "tags": ["models"],
-                "parameters": [
-                    {
-                        "name": "X-Modelkit-Key",
-                        "in": "header",
-                        "required": False,
-                        "description": "Routes the call to a canary stickily: the same key "
-                        "always reaches the same version (a user or account id).",
-                        "schema": {"type": "string"},
-                    }
-                ],
+                "parameters": [_ROUTING_KEY],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -348,6 +386,576 @@ def _health_paths() -> dict[str, Any]:
     }
 
 
+# -- the Open Inference Protocol ----------------------------------------------------------------
+
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+_DIMENSIONS = {"type": "array", "items": {"type": "integer"}}
+# Shared by every document that has them: the protocol's own schemas, under the names of
+# KServe's rest_predict_v2.yaml. Each model's inference schemas are narrower versions of these.
+_OIP_SCHEMAS: dict[str, Any] = {
+    "parameters": {
+        "type": "object",
+        "description": "Parameters of a request, a tensor or an answer.",
+        "additionalProperties": {"type": ["string", "number", "boolean"]},
+    },
+    "tensor_data": {
+        "type": "array",
+        "description": "A tensor's elements, flat in row-major order, or nested as its shape.",
+    },
+    "metadata_server_response": {
+        "type": "object",
+        "required": ["name", "version", "extensions"],
+        "properties": {
+            "name": {"type": "string"},
+            "version": {"type": "string"},
+            "extensions": _STRINGS,
+        },
+    },
+    "metadata_tensor": {
+        "type": "object",
+        "required": ["name", "datatype", "shape"],
+        "properties": {
+            "name": {"type": "string"},
+            "datatype": {"enum": list(DATATYPES)},
+            "shape": {**_DIMENSIONS, "description": "-1 for an axis of any length."},
+            "parameters": _ref("parameters"),
+        },
+    },
+    "metadata_model_response": {
+        "type": "object",
+        "required": ["name", "platform", "inputs", "outputs"],
+        "properties": {
+            "name": {"type": "string"},
+            "versions": _STRINGS,
+            "platform": {"type": "string"},
+            "inputs": {"type": "array", "items": _ref("metadata_tensor")},
+            "outputs": {"type": "array", "items": _ref("metadata_tensor")},
+        },
+    },
+    "request_input": {
+        "type": "object",
+        "required": ["name", "shape", "datatype", "data"],
+        "properties": {
+            "name": {"type": "string"},
+            "shape": _DIMENSIONS,
+            "datatype": {"enum": list(DATATYPES)},
+            "parameters": _ref("parameters"),
+            "data": _ref("tensor_data"),
+        },
+    },
+    "request_output": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {"name": {"type": "string"}, "parameters": _ref("parameters")},
+    },
+    "inference_request": {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "id": {"type": "string"},
+            "parameters": _ref("parameters"),
+            "inputs": {"type": "array", "items": _ref("request_input")},
+            "outputs": {"type": "array", "items": _ref("request_output")},
+        },
+    },
+    "response_output": {
+        "type": "object",
+        "required": ["name", "shape", "datatype"],
+        "properties": {
+            "name": {"type": "string"},
+            "shape": _DIMENSIONS,
+            "datatype": {"enum": list(DATATYPES)},
+            "parameters": _ref("parameters"),
+            "data": _ref("tensor_data"),
+        },
+    },
+    "inference_response": {
+        "type": "object",
+        "required": ["model_name", "outputs"],
+        "properties": {
+            "model_name": {"type": "string"},
+            "model_version": {"type": "string"},
+            "id": {"type": "string"},
+            "parameters": _ref("parameters"),
+            "outputs": {"type": "array", "items": _ref("response_output")},
+        },
+    },
+    "inference_error_response": {
+        "type": "object",
+        "description": "The protocol's error answer.",
+        "required": ["error"],
+        "additionalProperties": False,
+        "properties": {"error": {"type": "string", "description": "What went wrong."}},
+    },
+}
+# The protocol's error answers by status: the component's name, and what the status means.
+_OIP_ERRORS = {
+    "400": (
+        "InferenceBadRequest",
+        (
+            "The request is malformed, or does not fit the model: the message names the input, "
+            "and for a tabular model the field and row."
+        ),
+    ),
+    "404": ("InferenceNotFound", "No such model or version (the registry changed since)."),
+    "500": (
+        "InferenceServerError",
+        (
+            "The model failed (the details are in the server's log), or its answer is over the "
+            "response size limit."
+        ),
+    ),
+    "503": (
+        "InferenceNotReady",
+        "The models are not loaded yet; retry after Retry-After seconds.",
+    ),
+}
+_BINARY_BODY = (
+    f"With the binary tensor data extension, the body is the JSON request (its length in the "
+    f"{INFERENCE_HEADER} header) followed by the data of each input that has a "
+    "binary_data_size parameter instead of data, in order: little-endian, row-major, and a "
+    "BYTES element as a 4-byte little-endian length and its UTF-8 bytes."
+)
+
+
+def _open_inference_paths(
+    registry: Registry,
+    schemas: dict[str, Any],
+    max_batch_size: int | None,
+    max_body_size: int | None,
+) -> dict[str, Any]:
+    """The ``/v2`` paths: the server's, then each model's; its schemas join ``schemas``."""
+    paths: dict[str, Any] = {
+        "/v2": {
+            "get": _v2_operation(
+                "v2_server_metadata",
+                "Server metadata: name, version and extensions",
+                {
+                    "200": _json(
+                        "The server.",
+                        {
+                            "allOf": [_ref("metadata_server_response")],
+                            "properties": {"extensions": {"const": list(EXTENSIONS)}},
+                        },
+                    )
+                },
+            )
+        },
+        "/v2/health/live": {
+            "get": _v2_operation(
+                "v2_server_live",
+                "Whether the server is live",
+                {"200": {"description": "Live (no body)."}},
+            )
+        },
+        "/v2/health/ready": {
+            "get": _v2_operation(
+                "v2_server_ready",
+                "Whether the models are loaded",
+                {
+                    "200": {"description": "Ready (no body)."},
+                    "400": {"description": "The models are loading (no body)."},
+                },
+            )
+        },
+    }
+    for name in registry.names():
+        paths.update(_v2_model_paths(registry[name], schemas, max_batch_size, max_body_size))
+    return paths
+
+
+def _v2_model_paths(
+    route: Route,
+    schemas: dict[str, Any],
+    max_batch_size: int | None,
+    max_body_size: int | None,
+) -> dict[str, Any]:
+    """One model's six paths: metadata, readiness and inference, each also for a version."""
+    name = route.name
+    signature = route.signature
+    base = f"/v2/models/{name}"
+    version = {
+        "name": "version",
+        "in": "path",
+        "required": True,
+        "description": "One of the versions taking traffic now.",
+        "schema": {"type": "string", "enum": list(route.versions)},
+    }
+    metadata = _NOT_IN_COMPONENT_NAME.sub("_", f"{name}.v2.metadata")
+    schemas[metadata] = {
+        "allOf": [_ref("metadata_model_response")],
+        "properties": {
+            "name": {"const": name},
+            "inputs": {"const": input_metadata(signature)},
+            "outputs": {"const": output_metadata(signature)},
+        },
+    }
+    ready = {
+        "200": {"description": "Ready (no body)."},
+        "400": {"description": "The models are loading (no body)."},
+        **_v2_error_refs("404"),
+    }
+    infer = _v2_infer(route, schemas, max_batch_size, max_body_size)
+    paths: dict[str, Any] = {}
+    for suffix, what, parameters in (("", "", []), ("/versions/{version}", " version", [version])):
+        described = _ref(metadata if not suffix else "metadata_model_response")
+        label = f"{name}{what}"
+        paths[f"{base}{suffix}"] = {
+            "get": _v2_operation(
+                f"v2_metadata_{name}{what.replace(' ', '_')}",
+                f"Metadata of {label}: its inputs and outputs, with datatypes and shapes",
+                {"200": _json(f"{name}.", described), **_v2_error_refs("404", "503")},
+                parameters,
+            )
+        }
+        paths[f"{base}{suffix}/ready"] = {
+            "get": _v2_operation(
+                f"v2_ready_{name}{what.replace(' ', '_')}",
+                f"Whether {label} is ready",
+                ready,
+                parameters,
+            )
+        }
+        paths[f"{base}{suffix}/infer"] = {
+            "post": {
+                **infer,
+                "operationId": f"v2_infer_{name}{what.replace(' ', '_')}",
+                "summary": f"Inference with {label}",
+                "parameters": [*parameters, *infer["parameters"]],
+            }
+        }
+    return paths
+
+
+def _v2_infer(
+    route: Route,
+    schemas: dict[str, Any],
+    max_batch_size: int | None,
+    max_body_size: int | None,
+) -> dict[str, Any]:
+    """A model's inference operation; its request and response schemas join ``schemas``."""
+    name = route.name
+    signature = route.signature
+    kind = signature.kind
+    if kind == "tabular":
+        record = schemas[_NOT_IN_COMPONENT_NAME.sub("_", f"{name}.input")]
+        request = _tabular_request(signature, record, max_batch_size)
+        rows = (
+            "One input per column, each of shape [N] or [N, 1] for the same N rows; a missing "
+            "value is null in data (or NaN in FP data). "
+        )
+    elif kind == "tensor":
+        request = _tensor_request(signature, max_batch_size)
+        rows = "The graph's inputs; each shape agrees with its data. "
+    else:
+        request = None
+    headers = [
+        _ROUTING_KEY,
+        {
+            "name": INFERENCE_HEADER,
+            "in": "header",
+            "required": False,
+            "description": "With binary tensor data: the length in bytes of the body's JSON part.",
+            "schema": {"type": "integer", "minimum": 0},
+        },
+    ]
+    errors = {
+        **_v2_error_refs("400", "404"),
+        "413": _json(
+            f"Over a limit: {_limits(max_batch_size, max_body_size)}.",
+            _ref("inference_error_response"),
+        ),
+        **_v2_error_refs("500", "503"),
+    }
+    if request is None:
+        return {
+            "tags": ["open-inference"],
+            "description": f"Model {name!r} takes JSON records of its own schema, not tensors: "
+            "it answers 400 here; send them to its JSON predict endpoint.",
+            "parameters": headers,
+            "requestBody": {"content": {"application/json": {"schema": _ref("inference_request")}}},
+            "responses": errors,
+        }
+    component = _NOT_IN_COMPONENT_NAME.sub("_", name)
+    schemas[f"{component}.v2.request"] = request
+    schemas[f"{component}.v2.response"] = _response(route)
+    return {
+        "tags": ["open-inference"],
+        "description": f"{rows}The request's id is echoed, and its outputs, when given, choose "
+        "the outputs and whether each goes as binary data (binary_data; binary_data_output "
+        f"for all of them). {_BINARY_BODY} An answer with binary data is application/"
+        "octet-stream in the same layout.",
+        "parameters": headers,
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": _ref(f"{component}.v2.request")},
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "The outputs.",
+                "headers": {
+                    INFERENCE_HEADER: {
+                        "description": "With binary data: the length of the JSON part.",
+                        "schema": {"type": "integer", "minimum": 0},
+                    }
+                },
+                "content": {
+                    "application/json": {"schema": _ref(f"{component}.v2.response")},
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                },
+            },
+            **errors,
+        },
+    }
+
+
+def _tabular_request(
+    signature: Signature, record: dict[str, Any], max_batch_size: int | None
+) -> dict[str, Any]:
+    """A tabular model's request: one input per column, whose elements are the values its
+    field in the JSON record schema allows, in each datatype the column takes."""
+    shape = {
+        "type": "array",
+        "description": "[N] or [N, 1], for N rows.",
+        "prefixItems": [_dimension(max_batch_size)],
+        "items": {"const": 1},
+        "minItems": 1,
+        "maxItems": 2,
+    }
+    columns = []
+    for column in signature.columns:
+        field = record["properties"][column.name]
+        by_json_type: dict[str, list[str]] = {}
+        for datatype in COLUMN_DATATYPES[column.type]:
+            by_json_type.setdefault(JSON_TYPES[datatype], []).append(datatype)
+        # Each group of datatypes with the elements JSON writes for it (null: a missing value).
+        variants = [
+            {
+                "datatype": {"enum": group},
+                "data": _data({"allOf": [field, {"type": [json_type, "null"]}]}, 2),
+            }
+            for json_type, group in by_json_type.items()
+        ]
+        described: dict[str, Any] = {
+            "type": "object",
+            "required": ["name", "datatype", "shape", "data"],
+            "properties": {
+                "name": {"const": column.name},
+                "shape": shape,
+                "parameters": _ref("parameters"),
+            },
+        }
+        if len(variants) == 1:
+            described["properties"].update(variants[0])
+        else:
+            described["anyOf"] = [{"properties": variant} for variant in variants]
+        columns.append(described)
+    return _request([c.name for c in signature.columns], columns, signature)
+
+
+def _tensor_request(signature: Signature, max_batch_size: int | None) -> dict[str, Any]:
+    """A tensor model's request: its graph's inputs, each of its datatype and shape."""
+    tensors = []
+    for spec, described in zip(signature.tensors, input_metadata(signature), strict=True):
+        datatype = described["datatype"]
+        tensors.append(
+            {
+                "type": "object",
+                "required": ["name", "datatype", "shape", "data"],
+                "properties": {
+                    "name": {"const": spec.name},
+                    "datatype": {
+                        "const": datatype,
+                        "description": "Other numeric datatypes are converted when their "
+                        "values fit.",
+                    },
+                    "shape": _shape(spec.shape, max_batch_size, is_input=True),
+                    "data": _data(
+                        {"type": JSON_TYPES[datatype]},
+                        None if spec.shape is None else max(len(spec.shape), 1),
+                    ),
+                    "parameters": _ref("parameters"),
+                },
+            }
+        )
+    return _request([t.name for t in signature.tensors], tensors, signature)
+
+
+def _request(
+    names: list[str], inputs: list[dict[str, Any]], signature: Signature
+) -> dict[str, Any]:
+    """The inference request around a model's inputs: each of them once, in any order."""
+    outputs = [output["name"] for output in output_metadata(signature)]
+    return {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "id": {"type": "string", "description": "Echoed in the answer."},
+            "parameters": {
+                "type": "object",
+                "properties": {"binary_data_output": {"type": "boolean"}},
+            },
+            "inputs": {
+                "type": "array",
+                "description": f"Each of {names} once, in any order.",
+                "minItems": len(inputs),
+                "maxItems": len(inputs),
+                "items": {"anyOf": inputs},
+                "allOf": [
+                    {"contains": {"required": ["name"], "properties": {"name": {"const": n}}}}
+                    for n in names
+                ],
+            },
+            "outputs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"enum": outputs},
+                        "parameters": {
+                            "type": "object",
+                            "properties": {"binary_data": {"type": "boolean"}},
+                        },
+                    },
+                },
+            },
+        },
+    }
+
+
+def _response(route: Route) -> dict[str, Any]:
+    """A model's inference answer in JSON: the outputs of any version taking traffic."""
+    outputs: list[dict[str, Any]] = []
+    for model in route.versions.values():
+        signature = model.signature
+        specs = {t.name: t for t in signature.outputs.tensors or ()}
+        classes = signature.outputs.classes
+        for described in output_metadata(signature):
+            output_name, datatype = described["name"], described["datatype"]
+            element: dict[str, Any] = {"type": _answer_type(datatype)}
+            if output_name == "label" and classes is not None:
+                element["enum"] = [as_text(c) if datatype == "BYTES" else c for c in classes]
+            spec = specs.get(output_name)
+            dims = spec.shape if spec is not None else described["shape"]
+            parameters = described.get("parameters", {})
+            schema = {
+                "type": "object",
+                "required": [
+                    "name",
+                    "datatype",
+                    "shape",
+                    "data",
+                    *(["parameters"] * bool(parameters)),
+                ],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"const": output_name},
+                    "datatype": {"const": datatype},
+                    "shape": _shape(dims, None, is_input=False),
+                    "data": {"type": "array", "items": element},
+                    "parameters": {
+                        "type": "object",
+                        "required": list(parameters),
+                        "additionalProperties": False,
+                        "properties": {k: {"const": v} for k, v in parameters.items()},
+                    },
+                },
+            }
+            if schema not in outputs:
+                outputs.append(schema)
+    return {
+        "type": "object",
+        "required": ["model_name", "outputs"],
+        "additionalProperties": False,
+        "properties": {
+            "model_name": {"const": route.name},
+            "model_version": {"type": "string"},
+            "id": {"type": "string"},
+            "outputs": {"type": "array", "items": {"anyOf": outputs}},
+        },
+    }
+
+
+def _answer_type(datatype: str) -> str | list[str]:
+    """An answer's element type: NaN is null in JSON."""
+    json_type = JSON_TYPES[datatype]
+    return [json_type, "null"] if json_type == "number" else json_type
+
+
+def _dimension(limit: int | None) -> dict[str, Any]:
+    """An axis of any length (at most ``limit``, the batch axis of a request)."""
+    return {"type": "integer", "minimum": 0, **({} if limit is None else {"maximum": limit})}
+
+
+def _shape(dims: Any, max_batch_size: int | None, *, is_input: bool) -> dict[str, Any]:
+    """A shape's schema: a fixed axis its length, a dynamic one any (the first, in a request,
+    at most the batch limit); ``None`` for any shape.
+
+    An answer's shape gives only its rank: Schemathesis checks answers with ``prefixItems``
+    rewritten as draft 7's ``items`` list, which a 2020-12 validator refuses.
+    """
+    any_length = _dimension(None)
+    if dims is None:
+        if not is_input:
+            return {"type": "array", "items": any_length}
+        return {"type": "array", "prefixItems": [_dimension(max_batch_size)], "items": any_length}
+    if not is_input:
+        return {
+            "type": "array",
+            "description": f"The shape {_label(dims)}.",
+            "items": any_length,
+            "minItems": len(dims),
+            "maxItems": len(dims),
+        }
+    axes = [
+        {"const": d}
+        if isinstance(d, int) and d >= 0
+        else (_dimension(max_batch_size) if i == 0 else any_length)
+        for i, d in enumerate(dims)
+    ]
+    return {"type": "array", "prefixItems": axes, "minItems": len(axes), "maxItems": len(axes)}
+
+
+def _label(dims: Any) -> str:
+    return "[" + ", ".join(str(d) if isinstance(d, int) and d >= 0 else "N" for d in dims) + "]"
+
+
+def _data(element: dict[str, Any], depth: int | None) -> dict[str, Any]:
+    """Tensor data: its elements flat, or nested as deep as ``depth`` axes (any depth for
+    ``None``)."""
+    if depth is None:
+        return {**_ref("tensor_data"), "description": "Nested as the shape, or flat."}
+    nested: dict[str, Any] = element
+    for _ in range(depth - 1):
+        nested = {"anyOf": [element, {"type": "array", "items": nested}]}
+    return {"type": "array", "items": nested}
+
+
+def _v2_operation(
+    operation_id: str,
+    summary: str,
+    responses: dict[str, Any],
+    parameters: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": summary,
+        "tags": ["open-inference"],
+        "responses": responses,
+    }
+    if parameters:
+        operation["parameters"] = parameters
+    return operation
+
+
+def _v2_error_refs(*statuses: str) -> dict[str, Any]:
+    return {status: {"$ref": f"{_RESPONSES}{_OIP_ERRORS[status][0]}"} for status in statuses}
+
+
 def _limits(max_batch_size: int | None, max_body_size: int | None) -> str:
     records = (
         "any number of records"
@@ -379,10 +987,6 @@ def _holding(key: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _ref(component: str) -> dict[str, Any]:
-    return {"$ref": f"{_SCHEMAS}{component}"}
 
 
 def _error_refs(*statuses: str) -> dict[str, Any]:

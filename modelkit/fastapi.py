@@ -14,7 +14,8 @@ of the Flask and Django integrations: ``GET {prefix}``, ``GET {prefix}/{name}`` 
 (with ``Allow``) for a wrong method. Predictions are awaited (``apredict``): the model never runs
 on the event loop, and micro-batching gathers the requests that arrive together. Each model has
 its own documented predict route, so its input and output JSON Schemas are in the app's OpenAPI
-document. The Open Inference Protocol of :mod:`modelkit._oip` answers under ``/v2``. The
+document. The Open Inference Protocol of :mod:`modelkit._oip` answers under ``/v2``, each model's
+paths documented as well (its inputs and outputs in the inference request and answer). The
 router's lifespan closes the registry when the application stops (``include_router`` merges it
 into the app's).
 """
@@ -139,14 +140,32 @@ def router(
             # Close waits for the micro-batching workers to answer what is queued: not on the loop.
             await anyio.to_thread.run_sync(registry.close)
 
+    # Each model's operations as the framework-neutral document writes them, references
+    # inlined: FastAPI writes its own document, whose components hold only its models.
+    document = openapi_document(
+        registry,
+        prefix=prefix,
+        max_batch_size=max_batch_size,
+        max_body_size=max_body_size,
+        has_open_inference=oip,
+    )
     api = fastapi.APIRouter(lifespan=lifespan)
-    _add_routes(api, service, prefix)
     if oip:
-        _add_open_inference(api, service)
+        # First: at the root prefix, the JSON endpoints' catch-all would answer /v2 too.
+        _add_open_inference(api, service, document)
+    _add_routes(api, service, prefix, document)
     return api
 
 
-def _add_routes(api: fastapi.APIRouter, service: Service, prefix: str) -> None:
+def _documented(document: Mapping[str, Any], path: str, method: str) -> dict[str, Any]:
+    """The operation at ``path`` and ``method`` of ``document``, its references inlined."""
+    operation: dict[str, Any] = _inlined(document, document["paths"][path][method])
+    return operation
+
+
+def _add_routes(
+    api: fastapi.APIRouter, service: Service, prefix: str, document: Mapping[str, Any]
+) -> None:
     registry = service.registry
 
     async def index(request: Request) -> Reply:
@@ -181,19 +200,6 @@ def _add_routes(api: fastapi.APIRouter, service: Service, prefix: str) -> None:
             return await handle()
         return dataclasses.replace(refused, headers=(("Allow", allow_header(allowed)),))
 
-    # Each model's operations as the framework-neutral document writes them, references
-    # inlined: FastAPI writes its own document, whose components hold only its models.
-    document = openapi_document(
-        registry,
-        prefix=prefix,
-        max_batch_size=service.max_batch_size,
-        max_body_size=service.max_body_size,
-    )
-
-    def documented(path: str, method: str) -> dict[str, Any]:
-        operation: dict[str, Any] = _inlined(document, document["paths"][path][method])
-        return operation
-
     # Every endpoint returns a Response it built: no response model to validate against.
     add = functools.partial(api.add_api_route, response_model=None)
     add(
@@ -201,7 +207,7 @@ def _add_routes(api: fastapi.APIRouter, service: Service, prefix: str) -> None:
         _endpoint(index),
         methods=["GET"],
         name="modelkit_index",
-        openapi_extra=documented(prefix or "/", "get"),
+        openapi_extra=_documented(document, prefix or "/", "get"),
     )
     # A route per model, so that the document has its JSON Schemas; the generic routes below
     # serve models added to the registry later.
@@ -211,14 +217,14 @@ def _add_routes(api: fastapi.APIRouter, service: Service, prefix: str) -> None:
             _endpoint(_bound(describe, name)),
             methods=["GET"],
             name=f"modelkit_describe_{name}",
-            openapi_extra=documented(f"{prefix}/{name}", "get"),
+            openapi_extra=_documented(document, f"{prefix}/{name}", "get"),
         )
         add(
             f"{prefix}/{name}/predict",
             _endpoint(_bound(predict, name)),
             methods=["POST"],
             name=f"modelkit_predict_{name}",
-            openapi_extra=documented(f"{prefix}/{name}/predict", "post"),
+            openapi_extra=_documented(document, f"{prefix}/{name}/predict", "post"),
         )
     for path, handle, method in (
         (f"{prefix}/{{name}}", describe, "GET"),
@@ -236,7 +242,9 @@ def _add_routes(api: fastapi.APIRouter, service: Service, prefix: str) -> None:
         add(prefix, _endpoint(elsewhere_index), methods=list(ANY_METHOD), include_in_schema=False)
 
 
-def _add_open_inference(api: fastapi.APIRouter, service: Service) -> None:
+def _add_open_inference(
+    api: fastapi.APIRouter, service: Service, document: Mapping[str, Any]
+) -> None:
     """The Open Inference Protocol's URLs, ``/v2`` and everything under it."""
     protocol = OpenInference(service)
 
@@ -247,6 +255,32 @@ def _add_open_inference(api: fastapi.APIRouter, service: Service) -> None:
         return await protocol.ahandle(
             request.method, f"/v2/{path}".rstrip("/"), request.headers.get, lambda: body
         )
+
+    def forward(template: str) -> _Handler:
+        """The protocol at one documented path (``{version}`` from the URL)."""
+
+        async def documented(request: Request) -> Reply:
+            path = template.replace("{version}", request.path_params.get("version", ""))
+            return await v2(request, path.removeprefix("/v2").lstrip("/"))
+
+        return documented
+
+    # Each path of the document a route of its own, so that the app's document has it; the
+    # generic routes below answer HEAD, other methods and other URLs (and models added later).
+    for path, operations in document["paths"].items():
+        if path != "/v2" and not path.startswith("/v2/"):
+            continue
+        for method, operation in operations.items():
+            api.add_api_route(
+                path,
+                _endpoint(forward(path)),
+                methods=[method.upper()],
+                name=f"modelkit_{operation['operationId']}",
+                response_model=None,
+                # No media type of its own: the health answers have no body.
+                response_class=Response,
+                openapi_extra=_documented(document, path, method),
+            )
 
     async def root(request: Request) -> Reply:
         return await v2(request, "")

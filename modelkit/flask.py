@@ -45,6 +45,7 @@ try:
     import flask
     from werkzeug.exceptions import HTTPException
     from werkzeug.local import LocalProxy
+    from werkzeug.routing import PathConverter
 except ImportError:  # pragma: no cover - exercised only where Flask is not installed
     from ._deps import require
 
@@ -322,9 +323,10 @@ class ModelKit:
             each model's description, and ``{prefix}/<name>/predict``. ``None`` for none.
         oip: also serve the Open Inference Protocol v2 under ``/v2`` (``GET /v2/models/<name>``,
             ``POST /v2/models/<name>/infer``...), with the same limits.
-        openapi_url: serve the OpenAPI 3.1 document of the JSON endpoints at this path
-            (``"/openapi.json"``), written from the models' signatures. ``None`` (the default)
-            for none, so that it never takes a URL the application uses.
+        openapi_url: serve the OpenAPI 3.1 document of the JSON endpoints (and, with ``oip``,
+            of the ``/v2`` endpoints) at this path (``"/openapi.json"``), written from the
+            models' signatures. ``None`` (the default) for none, so that it never takes a URL
+            the application uses.
 
     Raises:
         ValueError: ``url_prefix`` does not start with ``/``, or is ``/v2`` with ``oip``;
@@ -382,14 +384,26 @@ class ModelKit:
             # Now, so that gunicorn --preload loads the models once, before it forks.
             state.registry  # noqa: B018 - the property loads the registry
         app.extensions[EXTENSION_KEY] = state
+        app.url_map.converters.setdefault(_ANY_PATH, _AnyPath)
         if self.url_prefix is not None:
             prefix = self.url_prefix.rstrip("/")
-            app.register_blueprint(_endpoints(state, prefix, self.openapi_url))
+            app.register_blueprint(
+                _endpoints(state, prefix, self.openapi_url, has_open_inference=self.oip)
+            )
         if self.oip:
             app.register_blueprint(_open_inference(state))
 
 
 # -- the endpoints ------------------------------------------------------------------------------
+
+_ANY_PATH = "modelkit_path"
+
+
+class _AnyPath(PathConverter):
+    """Werkzeug's ``path``, newlines included: its ``.*?`` stops at one, and the URL would get
+    Flask's HTML 404 instead of the endpoints' JSON answer."""
+
+    regex = r"[^/][\s\S]*?"
 
 
 def _service(state: ModelKitState, url_for: Callable[[str], str] | None = None) -> Service:
@@ -427,13 +441,15 @@ def _open_inference(state: ModelKitState) -> flask.Blueprint:
         return _respond(reply)
 
     blueprint.add_url_rule("/v2", "v2", view, methods=ANY_METHOD)
-    blueprint.add_url_rule("/v2/<path:path>", "v2", view, methods=ANY_METHOD)
+    blueprint.add_url_rule(f"/v2/<{_ANY_PATH}:path>", "v2", view, methods=ANY_METHOD)
     return blueprint
 
 
-def _endpoints(state: ModelKitState, prefix: str, openapi_url: str | None) -> flask.Blueprint:
-    """The JSON endpoints under ``prefix`` (and their OpenAPI document at ``openapi_url``), as a
-    blueprint named ``modelkit``."""
+def _endpoints(
+    state: ModelKitState, prefix: str, openapi_url: str | None, *, has_open_inference: bool
+) -> flask.Blueprint:
+    """The JSON endpoints under ``prefix`` (and their OpenAPI document at ``openapi_url``, with
+    the ``/v2`` endpoints when ``has_open_inference``), as a blueprint named ``modelkit``."""
     blueprint = flask.Blueprint("modelkit", __name__)
     request = flask.request
     service = _service(state, lambda name: flask.url_for("modelkit.describe", name=name))
@@ -453,6 +469,7 @@ def _endpoints(state: ModelKitState, prefix: str, openapi_url: str | None) -> fl
             prefix=prefix,
             max_batch_size=state.max_batch_size,
             max_body_size=state.max_body_size,
+            has_open_inference=has_open_inference,
         )
         if request.script_root:  # the app is mounted under a path: the document's URLs are too
             document["servers"] = [{"url": request.script_root}]
@@ -463,7 +480,7 @@ def _endpoints(state: ModelKitState, prefix: str, openapi_url: str | None) -> fl
         ("index", prefix or "/", index),
         ("describe", f"{prefix}/<name>", _view(service.describe, ("GET", "HEAD"))),
         ("predict", f"{prefix}/<name>/predict", _view(predict, ("POST",))),
-        ("not_found", f"{prefix}/<path:path>", _view(not_found, ANY_METHOD)),
+        ("not_found", f"{prefix}/<{_ANY_PATH}:path>", _view(not_found, ANY_METHOD)),
     ]
     if prefix:
         routes.append(("index", f"{prefix}/", index))

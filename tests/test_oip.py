@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import modelkit
-from modelkit._oip import DATATYPES, INFERENCE_HEADER, OpenInference
+from modelkit._oip import OpenInference
+from modelkit._oip_types import DATATYPES, INFERENCE_HEADER
 from modelkit._serving import Reply, Service
 from tests.serving_fixtures import save_rows, save_zeros
 

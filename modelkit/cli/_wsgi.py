@@ -191,6 +191,7 @@ class Application:
             max_batch_size=service.max_batch_size,
             max_body_size=service.max_body_size,
             has_health_checks=True,
+            has_open_inference=True,
         )
         return Reply(200, document)
 

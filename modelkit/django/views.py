@@ -100,7 +100,8 @@ async def predict(request: HttpRequest, name: str) -> Reply:
 @_endpoint("GET", "HEAD")
 async def openapi(request: HttpRequest) -> Reply:
     """``GET openapi.json``: the OpenAPI 3.1 document of the endpoints ``modelkit.django.urls``
-    serves, wherever they are included (under the ``modelkit`` namespace)."""
+    serves, wherever they are included (under the ``modelkit`` namespace), and of the ``/v2``
+    endpoints when ``modelkit.django.oip_urls`` is included at the site's root."""
     service = await _service(request)
     if not isinstance(service, Service):
         return service
@@ -116,8 +117,18 @@ async def openapi(request: HttpRequest) -> Reply:
             prefix=prefix,
             max_batch_size=service.max_batch_size,
             max_body_size=service.max_body_size,
+            has_open_inference=_has_open_inference(),
         ),
     )
+
+
+def _has_open_inference() -> bool:
+    """Whether ``modelkit.django.oip_urls`` is included at ``/v2``, where the document puts the
+    protocol's paths (included elsewhere, it is left out rather than misplaced)."""
+    try:
+        return str(reverse("modelkit_oip:v2")) == "/v2"
+    except NoReverseMatch:
+        return False
 
 
 @_endpoint(*ANY_METHOD)

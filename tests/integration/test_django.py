@@ -858,6 +858,26 @@ def test_the_openapi_document_describes_the_included_endpoints(open_inference: N
         prefix="/models/",
         max_batch_size=limits.max_batch_size,
         max_body_size=min(limits.max_body_size, settings.DATA_UPLOAD_MAX_MEMORY_SIZE),
+        has_open_inference=True,
     )
-    assert "/models/iris/predict" in answer.json()["paths"]
+    assert {"/models/iris/predict", "/v2/models/iris/infer"} <= set(answer.json()["paths"])
     assert (refused.status_code, refused["Allow"]) == (405, "GET, HEAD, OPTIONS")
+
+
+def test_the_openapi_document_leaves_out_the_protocol_when_it_is_not_mounted() -> None:
+    from django.urls import include, path
+    from scoring.urls import urlpatterns as example
+
+    urlpatterns[:] = [path("", include("modelkit.django.openapi_urls")), *example]
+    try:
+        with override_settings(ROOT_URLCONF=__name__):
+            load_models()
+
+            async def scenario() -> Any:
+                return await AsyncClient().get("/openapi.json")
+
+            paths = asyncio.run(scenario()).json()["paths"]
+    finally:
+        urlpatterns.clear()
+    assert "/models/iris/predict" in paths
+    assert not [url for url in paths if url.startswith("/v2")]

@@ -240,8 +240,62 @@ def test_each_model_has_its_schemas_in_the_openapi_document(
     # modelkit's error shape only: FastAPI's own validation error is never answered.
     assert "HTTPValidationError" not in json.dumps(document)
     # The framework-neutral document's paths and operations, and nothing of the hidden routes.
-    assert set(document["paths"]) == {"/models", "/models/iris", PREDICT}
+    json_paths = {path for path in document["paths"] if not path.startswith("/v2")}
+    assert json_paths == {"/models", "/models/iris", PREDICT}
     assert operation["operationId"] == "predict_iris"
+
+
+def test_the_open_inference_operations_are_in_the_openapi_document(
+    clients: tuple[Any, TestClient],
+) -> None:
+    import schemathesis
+
+    _, client = clients
+    document = client.app.openapi()  # type: ignore[attr-defined]
+    schemathesis.openapi.from_dict(document).validate()  # OpenAPI 3.1, as FastAPI merged it
+    model = "/v2/models/iris"
+    v2 = {path: set(item) for path, item in document["paths"].items() if path.startswith("/v2")}
+    assert v2 == {
+        "/v2": {"get"},
+        "/v2/health/live": {"get"},
+        "/v2/health/ready": {"get"},
+        **{
+            f"{model}{version}{action}": {method}
+            for version in ("", "/versions/{version}")
+            for method, action in (("get", ""), ("get", "/ready"), ("post", "/infer"))
+        },
+    }
+    assert "$ref" not in json.dumps({path: document["paths"][path] for path in v2})
+    infer = document["paths"][f"{model}/infer"]["post"]
+    assert infer["operationId"] == "v2_infer_iris"
+    request = infer["requestBody"]["content"]["application/json"]["schema"]
+    inputs = request["properties"]["inputs"]["items"]["anyOf"]
+    assert [i["properties"]["name"]["const"] for i in inputs] == list(RECORD)
+    assert set(infer["responses"]) == {"200", "400", "404", "413", "500", "503"}
+    answer = infer["responses"]["200"]["content"]["application/json"]["schema"]
+    outputs = answer["properties"]["outputs"]["items"]["anyOf"]
+    assert [o["properties"]["name"]["const"] for o in outputs] == ["label", "probabilities"]
+    # The version parameter once (FastAPI adds none of its own), and health answers no body.
+    versioned = document["paths"][f"{model}/versions/{{version}}"]["get"]
+    assert [p["name"] for p in versioned["parameters"]] == ["version"]
+    assert document["paths"]["/v2/health/ready"]["get"]["responses"]["200"] == {
+        "description": "Ready (no body)."
+    }
+    # The documented routes answer as the protocol does, HEAD and other methods included.
+    version = client.get(model).json()["versions"][0]
+    assert client.get(f"{model}/versions/{version}").json()["name"] == "iris"
+    assert client.get(f"{model}/versions/0.0.0").status_code == 404
+    assert client.head(model).status_code == 200
+    assert client.delete(f"{model}/infer").status_code == 405
+
+
+def test_the_protocol_answers_beside_endpoints_at_the_root() -> None:
+    app = fastapi.FastAPI()
+    app.include_router(modelkit.fastapi.router({"models": {"iris": str(BUNDLE)}}, prefix=""))
+    with TestClient(app) as client:
+        assert client.get("/v2/models/iris").json()["name"] == "iris"
+        assert client.get("/iris").json()["name"] == "iris"
+        assert "/v2/models/iris/infer" in app.openapi()["paths"]
 
 
 class Address(pydantic.BaseModel):

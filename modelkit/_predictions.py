@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar, overload
 import numpy as np
 
 from ._deps import require
+from ._spec import data_frame
 
 __all__ = ["ClassifierOutput", "Predictions", "RegressorOutput", "TensorOutput"]
 
@@ -203,17 +204,24 @@ class Predictions(Sequence[Out], Generic[Out]):
         ``value``; tensor and custom models one column per field.
         """
         pandas = require("pandas", extra="pandas", feature="Predictions.to_pandas()")
-        data: dict[str, Any] = {}
+        names: list[str] = []
+        columns: list[Any] = []
         for name in self.fields:
             value = self._column(name)
             if name == "probabilities" and self._classes is not None:
-                for j, cls in enumerate(self._classes):
-                    data[probability_column(cls)] = value[:, j]
+                names += [probability_column(cls) for cls in self._classes]
+                columns += [value[:, j] for j in range(len(self._classes))]
             elif isinstance(value, np.ndarray) and value.ndim > 1:
-                data[name] = list(value)
+                names.append(name)
+                columns.append(list(value))
             else:
-                data[name] = value
-        return pandas.DataFrame(data)
+                names.append(name)
+                columns.append(value)
+        # No copies here: pandas stacks the numpy columns of each dtype into a block of its own,
+        # so the frame owns its data, apart from the predictions'. Numbers and booleans are
+        # what its constructor would make of them; anything else pandas reads as it would.
+        plain = all(isinstance(c, np.ndarray) and c.dtype.kind in "biuf" for c in columns)
+        return data_frame(pandas, names, columns, self._length, infer=not plain)
 
 
 def probability_column(cls: Any) -> str:

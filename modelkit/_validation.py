@@ -9,6 +9,7 @@ name every bad field and record, up to a cap.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -225,6 +226,10 @@ class TabularValidator:
         # Plans for the fast path, by the exact types of a record's values; see _fast_path.
         self._plans: dict[tuple[type, ...], Plan | None] = {}
         self._model_routes: dict[type, ModelRoute | None] = {}
+        # The last DataFrame column index seen, and where the inputs are in it; see _frame_layout.
+        self._last_layout: tuple[Any, tuple[int, ...], bool] | None = None
+        # How frames are checked, by their columns' dtypes; see _frame_plan.
+        self._frame_checks: dict[tuple[Any, ...], tuple[tuple[int, str], ...] | None] = {}
 
     # -- single records ----------------------------------------------------------------------
 
@@ -396,7 +401,89 @@ class TabularValidator:
         return Table(self.names, len(rows), data)
 
     def _frame(self, frame: Any) -> Table:
-        present = [str(c) for c in frame.columns]
+        positions, in_order = self._frame_layout(frame.columns)
+        # Each column's values as pandas keeps them, without a Series around each (12 us apiece,
+        # the most of checking a tall frame whose columns need no conversion).
+        arrays = _column_arrays(frame, positions)
+        dtypes = tuple(a.dtype for a in arrays)
+        try:
+            checks = self._frame_checks[dtypes]
+        except KeyError:
+            checks = self._frame_plan(dtypes)
+        ordered = frame
+        if not in_order and (checks is not None or self._is_numeric):
+            ordered = frame.iloc[:, list(positions)]
+        as_is = None if checks is None else _numbered(ordered)
+        if self._is_numeric:
+            values = ordered.to_numpy()
+            if values.dtype.kind in "fiu":
+                return self._numeric_matrix(values, frame=as_is)
+        if checks is None:
+            data = {
+                c.name: self._column(c, _numpy_values(a, c))
+                for a, c in zip(arrays, self.columns, strict=True)
+            }
+            return Table(self.names, len(frame), data)
+        checked: dict[str, np.ndarray] = {}
+        for j, check in checks:
+            column, values = self.columns[j], arrays[j]
+            if check == _NO_GAP:
+                if not values.isna().any():
+                    continue  # converted only if something reads it
+                good = False
+            elif check == _FINITE:
+                good = bool(np.isfinite(values).all())
+            elif check == _NO_INFINITY:
+                good = not np.isinf(values).any()
+            else:
+                good = False
+            # The column's own check converts it, or names the bad values.
+            checked[column.name] = (
+                values if good else self._column(column, _numpy_values(values, column))
+            )
+
+        def columns() -> dict[str, np.ndarray]:
+            return {
+                c.name: checked[c.name]
+                if c.name in checked
+                else _numpy_values(values, c).astype(object, copy=False)
+                for values, c in zip(arrays, self.columns, strict=True)
+            }
+
+        lazy = len(checked) < len(self.names)
+        return Table(self.names, len(frame), columns if lazy else checked, frame=as_is)
+
+    def _frame_plan(self, dtypes: tuple[Any, ...]) -> tuple[tuple[int, str], ...] | None:
+        """How a DataFrame of these column dtypes (in signature order) is checked: ``None``
+        when it is rebuilt, else the check of each column of the frame taken as is.
+
+        Text of a string dtype holds only strings: a column of it taking no missing values is
+        checked for gaps, and its values converted only if something reads them. Plans are kept
+        by dtypes, as the record fast path keeps them by types.
+        """
+        checks: tuple[tuple[int, str], ...] | None = None
+        if all(_keeps_values(d, c) for d, c in zip(dtypes, self.columns, strict=True)):
+            checks = tuple(
+                (j, check)
+                for j, (d, c) in enumerate(zip(dtypes, self.columns, strict=True))
+                if (check := _kept_check(d, c)) is not None
+            )
+        if len(self._frame_checks) < MAX_PLANS:
+            self._frame_checks[dtypes] = checks
+        return checks
+
+    def _frame_layout(self, labels: Any) -> tuple[tuple[int, ...], bool]:
+        """Where each input is among a DataFrame's column ``labels``, and whether they are in
+        signature order; raises naming the missing, unknown and duplicate columns.
+
+        The answer for the last ``labels`` seen is kept: a column index is immutable, and a
+        service passes frames of the same columns over and over (reading pandas 3's string
+        labels back costs about 10 us a call).
+        """
+        last = self._last_layout
+        if last is not None and last[0] is labels:
+            return last[1], last[2]
+        present = [str(c) for c in labels]
         present_set = set(present)
         missing = [name for name in self.names if name not in present_set]
         extra = [name for name in present if name not in self._name_set]
@@ -411,42 +498,15 @@ class TabularValidator:
             )
             for n in extra
         ]
-        if len(set(present)) != len(present):
+        if len(present_set) != len(present):
             problems.append((None, None, "the DataFrame has duplicate column names"))
         if problems:
             raise _invalid_many(problems)
+        where = {name: j for j, name in enumerate(present)}
+        positions = tuple(where[name] for name in self.names)
         in_order = tuple(present) == self.names
-        series = {c.name: frame[c.name] for c in self.columns}  # each Series made once
-        as_is = None
-        if all(_keeps_values(series[c.name].dtype, c) for c in self.columns):
-            as_is = _numbered(frame if in_order else frame[list(self.names)])
-        if self._is_numeric:
-            values = (frame if in_order else frame[list(self.names)]).to_numpy()
-            if values.dtype.kind in "fiu":
-                return self._numeric_matrix(values, frame=as_is)
-        if as_is is None:
-            data = {
-                c.name: self._column(c, _series_values(series[c.name], c)) for c in self.columns
-            }
-            return Table(self.names, len(frame), data)
-        # Text of a string dtype holds only strings: a column taking no missing values is
-        # checked for gaps, and its values converted only if something reads them.
-        checked: dict[str, np.ndarray] = {}
-        for c in self.columns:
-            values = series[c.name]
-            if not _is_text(values.dtype) or (not c.nullable and values.hasnans):
-                checked[c.name] = self._column(c, _series_values(values, c))
-
-        def columns() -> dict[str, np.ndarray]:
-            return {
-                c.name: checked[c.name]
-                if c.name in checked
-                else _series_values(series[c.name], c).astype(object, copy=False)
-                for c in self.columns
-            }
-
-        lazy = len(checked) < len(self.names)
-        return Table(self.names, len(frame), columns if lazy else checked, frame=as_is)
+        self._last_layout = (labels, positions, in_order)
+        return positions, in_order
 
     def _array(self, array: np.ndarray) -> Table:
         if array.ndim != 2:
@@ -581,13 +641,56 @@ def _keeps_values(dtype: Any, column: ColumnSpec) -> bool:
     """Whether a DataFrame column of ``dtype`` reaches the model as it would after validation:
     the dtype the model was trained on, for numbers, booleans and strings (objects, categories
     and datetimes are rebuilt: missing markers, unseen categories and time zones change)."""
-    if str(dtype) != column.dtype:
+    if _dtype_name(dtype) != column.dtype:
         return False
     if isinstance(dtype, np.dtype):
         return dtype.kind in "fiub"
     if _is_text(dtype):
         return column.type == "string" and column.categories is None
     return getattr(dtype, "kind", "O") in "fiub"
+
+
+# The checks of a column in a DataFrame taken as is (see TabularValidator._frame_plan): the
+# column's own check runs only when one of them fails, to name the bad values.
+_FINITE = "finite"  # float64 numbers taking no missing value
+_NO_INFINITY = "no infinity"  # float64 numbers taking missing values
+_NO_GAP = "no gap"  # text taking no missing value
+_COLUMN = "column"  # anything else: the column's own check
+
+
+def _kept_check(dtype: Any, column: ColumnSpec) -> str | None:
+    """The check of a column of ``dtype`` in a frame taken as is; ``None`` for text that takes
+    missing values, which holds nothing else."""
+    if _is_text(dtype):
+        return None if column.nullable else _NO_GAP
+    if dtype == np.float64 and column.type == "number" and column.categories is None:
+        return _NO_INFINITY if column.nullable else _FINITE
+    return _COLUMN
+
+
+@functools.lru_cache(maxsize=256)
+def _dtype_name(dtype: Any) -> str:
+    """``str(dtype)``, which numpy spells out anew at about 2 us a call."""
+    return str(dtype)
+
+
+def _column_arrays(frame: Any, positions: Sequence[int]) -> list[Any]:
+    """The columns at ``positions`` as pandas keeps them: numpy arrays for numpy dtypes (the
+    frame's own memory, not copies), extension arrays for pandas' own dtypes.
+
+    ``DataFrame._get_column_array`` reads them straight from the frame's blocks; a pandas
+    without it goes through a Series per column.
+    """
+    get = getattr(frame, "_get_column_array", None)
+    if get is None:
+        arrays = [frame.iloc[:, j].array for j in positions]
+    else:
+        arrays = [get(j) for j in positions]
+    # Datetimes and timedeltas of numpy dtypes come in pandas' arrays around numpy's.
+    return [
+        a.to_numpy() if isinstance(a.dtype, np.dtype) and not isinstance(a, np.ndarray) else a
+        for a in arrays
+    ]
 
 
 def _numbered(frame: Any) -> Any:
@@ -605,27 +708,31 @@ def _is_text(dtype: Any) -> bool:
     return not isinstance(dtype, np.dtype) and getattr(dtype, "name", "") in ("str", "string")
 
 
-def _series_values(series: Any, column: ColumnSpec) -> Any:
-    """A pandas column as numpy values, with pandas' missing markers made numpy's."""
-    dtype = series.dtype
+def _numpy_values(values: Any, column: ColumnSpec) -> Any:
+    """A DataFrame column's values (see :func:`_column_arrays`) as numpy values, with pandas'
+    missing markers made numpy's."""
+    dtype = values.dtype
     if isinstance(dtype, np.dtype):
         if dtype.kind == "O" and column.type == "string" and column.nullable:
             # NaN is how pandas marks a missing string: as None, the column checks in one pass.
-            return series.to_numpy(dtype=object, na_value=None)
-        return series.to_numpy()
+            missing = sys.modules["pandas"].isna(values)
+            if missing.any():
+                values = values.copy()
+                values[missing] = None
+        return values
     kind = getattr(dtype, "kind", "O")
     if kind == "M":  # datetimes with a time zone: compared in UTC, as single values are
-        return series.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
-    has_missing = bool(series.isna().any())
+        return values.tz_convert("UTC").tz_localize(None).to_numpy()
+    has_missing = bool(values.isna().any())
     # Nullable Int64, Float64 and boolean columns: floats with NaN, or the plain dtype.
     if kind in "fiu" and column.type in ("number", "integer"):
         if has_missing or kind == "f":
-            return series.to_numpy(dtype=np.float64, na_value=math.nan)
-        return series.to_numpy(dtype=np.int64 if kind in "iu" else np.float64)
+            return values.to_numpy(dtype=np.float64, na_value=math.nan)
+        return values.to_numpy(dtype=np.int64 if kind in "iu" else np.float64)
     if kind == "b" and column.type == "boolean" and not has_missing:
-        return series.to_numpy(dtype=np.bool_)
+        return values.to_numpy(dtype=np.bool_)
     # Strings, categoricals and the rest: objects, missing as None.
-    return series.to_numpy(dtype=object, na_value=None)
+    return values.to_numpy(dtype=object, na_value=None)
 
 
 # --------------------------------------------------------------------------------------------

@@ -61,6 +61,48 @@ def test_predictions_to_pandas_has_one_column_per_class(
     assert len(frame) == 4
 
 
+def test_predictions_to_pandas_owns_its_data(iris_bundle: Path, iris: tuple[Any, Any]) -> None:
+    predictions = modelkit.load(iris_bundle).predict_batch(iris[0].head(6))
+    labels = predictions["label"].copy()
+    probabilities = predictions["probabilities"].copy()
+    frame = predictions.to_pandas()
+    np.testing.assert_array_equal(frame["label"].to_numpy(), labels)
+    np.testing.assert_array_equal(frame.iloc[:, 1:].to_numpy(), probabilities)
+    frame.iloc[:, :] = 0
+    predictions["probabilities"][:] = -1.0
+    np.testing.assert_array_equal(predictions["label"], labels)
+    assert (predictions.to_pandas().iloc[:, 1:].to_numpy() == -1.0).all()
+    assert (frame.to_numpy() == 0).all()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"label": np.array(["yes", "no", None], dtype=object), "probabilities": np.eye(3)[:, :2]},
+        {"value": np.array([1.5, 2.0, np.nan])},
+        {"value": np.array([1.5, 2, 3], dtype=np.float32), "flag": np.array([True, False, True])},
+        {"value": np.arange(6.0).reshape(3, 2)},
+        {"x": np.array(["a", "bc", "d"]), "when": np.arange(3).astype("datetime64[D]")},
+    ],
+    ids=["text labels", "values", "floats and booleans", "two outputs", "text and dates"],
+)
+def test_predictions_to_pandas_has_the_dtypes_pandas_gives_its_columns(
+    fields: dict[str, np.ndarray],
+) -> None:
+    from modelkit._predictions import Predictions
+
+    classes = ["no", "yes"] if "probabilities" in fields else None
+    frame = Predictions(fields, length=3, row=lambda f, i: i, classes=classes).to_pandas()
+    expected = {
+        name: list(value) if value.ndim > 1 else value
+        for name, value in fields.items()
+        if name != "probabilities"
+    }
+    for j, cls in enumerate(classes or ()):
+        expected[f"probability_{cls}"] = fields["probabilities"][:, j]
+    pd.testing.assert_frame_equal(frame, pd.DataFrame(expected))
+
+
 def test_every_batch_form_gives_the_same_predictions(
     iris_bundle: Path, iris: tuple[Any, Any]
 ) -> None:

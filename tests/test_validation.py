@@ -433,3 +433,38 @@ def test_a_gap_in_a_text_column_that_takes_none_is_named_in_a_kept_frame() -> No
 def test_a_frame_of_other_dtypes_than_the_trained_ones_is_rebuilt() -> None:
     frame = _text_frame().astype({"size": "float32"})
     assert TabularValidator(_TEXT).batch(frame).frame is None
+
+
+def test_each_frame_is_checked_against_its_own_columns() -> None:
+    # The layout of the last column index is kept between calls; another index is read anew.
+    validator = TabularValidator(_TEXT)
+    frame = _text_frame()
+    assert validator.batch(frame).frame is frame
+    with pytest.raises(modelkit.InvalidInputError, match="column 'city' is missing"):
+        validator.batch(frame.drop(columns="city"))
+    reordered = validator.batch(frame[["city", "plan", "size"]])
+    assert reordered.columns()["size"].tolist() == [1.5, 2.0, 3.25]
+    assert reordered.columns()["city"].tolist() == ["Lyon", None, "Oslo"]
+    renamed = frame.copy()
+    renamed.columns = ["size", "plan", "town"]  # a new index on the same frame
+    with pytest.raises(modelkit.InvalidInputError) as caught:
+        validator.batch(renamed)
+    assert caught.value.field == "city"
+    assert validator.batch(frame).frame is frame
+
+
+def test_gaps_of_an_object_text_column_are_none_or_named() -> None:
+    frame = pd.DataFrame(
+        {
+            "size": [1.5, 2.0, 3.25, 4.0],
+            "plan": pd.Series(["basic", "pro", "pro", "basic"], dtype=object),
+            "city": pd.Series(["Lyon", math.nan, pd.NA, None], dtype=object),
+        }
+    )
+    table = TabularValidator(_TEXT).batch(frame)
+    assert table.columns()["city"].tolist() == ["Lyon", None, None, None]
+    assert frame["city"].iloc[1] is not None  # the caller's frame is left as it was
+    frame.loc[2, "plan"] = math.nan
+    with pytest.raises(modelkit.InvalidInputError) as caught:
+        TabularValidator(_TEXT).batch(frame)
+    assert (caught.value.field, caught.value.index) == ("plan", 2)

@@ -688,7 +688,7 @@ def test_a_number_past_float32_is_refused_as_scikit_learn_refuses_it(
     arrays(
         np.float64,
         st.tuples(st.integers(0, 30), st.integers(1, 4)),
-        elements=st.sampled_from([0.0, 0.25, 0.5, 1.0, np.nan]) | st.floats(0, 1),
+        elements=st.sampled_from([0.0, 0.25, 0.5, 1.0, np.nan, np.inf, -np.inf]) | st.floats(0, 1),
     )
 )
 def test_the_winners_of_each_row_are_numpys_arg_max(probabilities: np.ndarray) -> None:

@@ -14,14 +14,18 @@
 Errors are ``{"error": "..."}``: 400 for a request that is malformed or does not fit the
 signature (the message names the input, and for tabular models the field and row), 404 for an
 unknown model, version or URL, 405 for a wrong method, 413 past the body or batch limit, 503
-while the models load, 500 otherwise (details in the log only).
+while the models load, 500 when they could not be loaded, and otherwise (details in the log
+only).
 
 A tabular model takes one input per column, of shape ``[N]`` or ``[N, 1]``; its rows are checked
 by the signature as the JSON endpoints check records. A missing value is ``null`` in JSON
 ``data`` (any datatype) or NaN in ``FP16``/``FP32``/``FP64`` data. It answers ``label`` and, when
 the classifier gives them, ``probabilities`` (``[N, C]``, the classes in the output's
 ``parameters["classes"]`` as JSON text, since parameter values are strings, numbers or booleans),
-or ``value`` for a regressor. A tensor model takes and gives its graph's tensors.
+or ``value`` for a regressor, or each of its graph's outputs for a ``tensor`` task. A tensor
+model takes and gives its graph's tensors. A request holds at most as many inputs as the model
+has, each once; the outputs it names are those of the version named, else of the version the
+route chose (a canary's may differ: an output it lacks is a 400).
 
 The binary tensor data extension works both ways: a request whose ``Inference-Header-Content-
 Length`` header gives the length of its JSON part carries the inputs that have a
@@ -33,12 +37,13 @@ of them with the request's ``binary_data_output``) are sent the same way.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -58,12 +63,14 @@ from ._oip_types import (
 from ._predictions import Predictions
 from ._registry import Route
 from ._serving import (
+    READ_METHODS,
     ROUTING_KEY_HEADER,
     Reply,
     ResponseTooLargeError,
     Service,
     Size,
     allow_header,
+    byte_length,
     failure,
     json_values,
     render,
@@ -85,8 +92,10 @@ _PYTHON_TYPES = {
 }
 # numpy keeps at most 64 axes; a shape with more is refused before it reaches numpy.
 _MAX_RANK = 32
+# numpy refuses an array whose non-zero dimensions, times its element size (8 bytes at most
+# here), multiply past its index type; a zero dimension beside them does not save it.
+_MAX_ELEMENTS = int(np.iinfo(np.intp).max) // 8
 _NONE = type(None)
-_READ = ("GET", "HEAD")
 _LENGTH = struct.Struct("<I")
 
 
@@ -118,7 +127,7 @@ def _as_protocol_error(reply: Reply) -> Reply:
 @dataclasses.dataclass(frozen=True)
 class _Endpoint:
     action: str  # "server", "live", "ready", "model", "model_ready", "infer"
-    methods: tuple[str, ...] = _READ
+    methods: tuple[str, ...] = READ_METHODS
     name: str = ""
     version: str | None = None
 
@@ -181,50 +190,62 @@ class _Call:
     Attributes:
         route: the model's route.
         model: the version the URL names, or ``None`` to let the route choose (canary).
+        signature: the inputs and the task: the version's, or the primary's (a canary takes the
+            same inputs, for the same task).
         document: the request's JSON object.
         payload: what the model takes: a tabular model's records, a tensor model's arrays.
         chosen: the outputs asked for, each with whether it goes as binary data; ``None`` for
             all of them.
+        binary_default: whether the outputs go as binary data unless asked otherwise (the
+            request's ``binary_data_output``).
         key: the routing key.
         max_response_size: the answer's limit.
     """
 
     route: Route
     model: Model[Any, Any] | None
+    signature: Signature
     document: dict[str, Any]
     payload: Any
     chosen: list[tuple[str, bool]] | None
+    binary_default: bool
     key: str | None
     max_response_size: int | None
 
-    @property
-    def _is_tabular(self) -> bool:
-        return self.route.signature.kind == "tabular"
-
     def run(self) -> Any:
-        runner: Any = self.model if self.model is not None else self.route
-        options = {} if self.model is not None else {"key": self.key}
-        if self._is_tabular:
-            return runner.predict_batch(self.payload, **options)
-        return runner.predict(self.payload, **options)
+        return self._prediction("predict")()
 
     async def arun(self) -> Any:
-        runner: Any = self.model if self.model is not None else self.route
-        options = {} if self.model is not None else {"key": self.key}
-        if self._is_tabular:
-            return await runner.apredict_batch(self.payload, **options)
-        return await runner.apredict(self.payload, **options)
+        return await self._prediction("apredict")()
+
+    def _prediction(self, method: str) -> Callable[[], Any]:
+        """The call of ``method`` (``predict`` or ``apredict``) that answers this request: a
+        batch of records for a tabular model, on the version named or the route's choice."""
+        if self.signature.kind == "tabular":
+            method += "_batch"
+        if self.model is not None:
+            return functools.partial(getattr(self.model, method), self.payload)
+        return functools.partial(getattr(self.route, method), self.payload, key=self.key)
+
+    def failed(self, exc: Exception) -> Reply:
+        """What a prediction that raised ``exc`` answers."""
+        return _as_protocol_error(failure(self.route.name, exc))
 
     def answer(self, result: Any) -> Reply:
-        if self._is_tabular:
-            outputs = _tabular_outputs(self.route.signature, result)
+        if self.signature.kind == "tabular":
+            outputs = _tabular_outputs(self.signature.outputs.task, result)
         else:
             outputs = _tensor_outputs(result)
-        default = _flag(self.document.get("parameters", {}), "binary_data_output", False)
         if self.chosen is None:
-            chosen = [(output, default) for output in outputs]
+            chosen = [(output, self.binary_default) for output in outputs]
         else:
             by_name = {output.name: output for output in outputs}
+            # Checked again against what ran: without a version, a canary may have answered.
+            _check_outputs(
+                self.chosen,
+                list(by_name),
+                "" if self.model is not None else " of the version the route chose",
+            )
             chosen = [(by_name[name], binary) for name, binary in self.chosen]
         header: dict[str, Any] = {"model_name": self.route.name}
         if self.model is not None:
@@ -280,12 +301,21 @@ class OpenInference:
     Args:
         service: the registry, and the body, batch and response limits.
         is_ready: whether the models are loaded; until then the health endpoints say not
-            ready and the model endpoints answer 503.
+            ready and the model endpoints answer 503. When it raises, loading them failed:
+            not ready either, and the model endpoints answer 500 (the exception is logged
+            once, until the models load).
     """
 
     def __init__(self, service: Service, *, is_ready: Callable[[], bool] | None = None) -> None:
         self.service = service
         self._is_ready = is_ready if is_ready is not None else lambda: True
+        self._has_logged_failure = False
+
+    def reads_body(self, method: str, path: str) -> bool:
+        """Whether :meth:`handle` may read the body of a ``method`` request to ``path`` (an
+        inference request): a server that reads bodies ahead of the call reads no other."""
+        endpoint = _endpoint(path)
+        return endpoint is not None and method in endpoint.methods and endpoint.action == "infer"
 
     def handle(
         self,
@@ -303,19 +333,14 @@ class OpenInference:
             body: reads the request body within the service's limit (see
                 :meth:`Service.read_body`); called only for an inference request.
         """
+        started = _guarded(method, path, lambda: self._begin(method, path, header, body))
+        if isinstance(started, Reply):
+            return started
         try:
-            started = self._begin(method, path, header, body)
-            if isinstance(started, Reply):
-                return started
-            try:
-                result = started.run()
-            except Exception as exc:  # noqa: BLE001 - every failure becomes an error reply
-                return _as_protocol_error(failure(started.route.name, exc))
-            return started.answer(result)
-        except Exception:  # an endpoint answers in JSON whatever happens
-            # The details stay in the server's log, never in the response.
-            logger.exception("modelkit: %s %s failed", method, path)
-            return _error(500, "The request failed; see the server log.")
+            result = started.run()
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an error reply
+            return started.failed(exc)
+        return _guarded(method, path, lambda: started.answer(result))
 
     async def ahandle(
         self,
@@ -325,19 +350,14 @@ class OpenInference:
         body: Callable[[], bytes | Reply],
     ) -> Reply:
         """:meth:`handle` for async views: the model never runs on the event loop."""
+        started = _guarded(method, path, lambda: self._begin(method, path, header, body))
+        if isinstance(started, Reply):
+            return started
         try:
-            started = self._begin(method, path, header, body)
-            if isinstance(started, Reply):
-                return started
-            try:
-                result = await started.arun()
-            except Exception as exc:  # noqa: BLE001 - every failure becomes an error reply
-                return _as_protocol_error(failure(started.route.name, exc))
-            return started.answer(result)
-        except Exception:  # an endpoint answers in JSON whatever happens
-            # The details stay in the server's log, never in the response.
-            logger.exception("modelkit: %s %s failed", method, path)
-            return _error(500, "The request failed; see the server log.")
+            result = await started.arun()
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an error reply
+            return started.failed(exc)
+        return _guarded(method, path, lambda: started.answer(result))
 
     # -- the parts ------------------------------------------------------------------------------
 
@@ -370,12 +390,14 @@ class OpenInference:
             )
         if action == "live":
             return Reply(200, None)
-        is_ready = self._is_ready()
+        is_ready = self._readiness()
         if action == "ready":
             return Reply(200 if is_ready else 400, None)
         if not is_ready:
             if action == "model_ready":
                 return Reply(400, None)
+            if is_ready is None:
+                return _error(500, "The models could not be loaded; see the server log.")
             return _error(
                 503, "The models are loading; retry shortly.", headers=(("Retry-After", "1"),)
             )
@@ -390,10 +412,20 @@ class OpenInference:
         raw = body()
         if isinstance(raw, Reply):
             return _as_protocol_error(raw)
+        return self._call(route, model, raw, header)
+
+    def _readiness(self) -> bool | None:
+        """Whether the models are loaded, or ``None`` when loading them failed."""
         try:
-            return self._call(route, model, raw, header(INFERENCE_HEADER), header)
-        except _BadRequestError as exc:
-            return _error(400, str(exc))
+            is_ready = self._is_ready()
+        except Exception:
+            # Once, not at every probe: a probe every few seconds would flood the log.
+            if not self._has_logged_failure:
+                self._has_logged_failure = True
+                logger.exception("modelkit: the models could not be loaded")
+            return None
+        self._has_logged_failure = False
+        return is_ready
 
     def _find(self, name: str, version: str | None) -> tuple[Route, Model[Any, Any] | None] | Reply:
         registry = self.service.registry
@@ -415,33 +447,56 @@ class OpenInference:
         route: Route,
         model: Model[Any, Any] | None,
         raw: bytes,
-        header_length: str | None,
         header: Callable[[str], str | None],
     ) -> Reply | _Call:
-        document, inputs = _parse(raw, header_length)
-        signature = route.signature
-        limit = self.service.max_batch_size
-        payload: Any
-        if signature.kind == "tabular":
-            payload = _records(signature, inputs, limit)
-        elif signature.kind == "tensor":
-            payload = _tensors(signature.tensors, inputs, limit)
-        else:
+        signature = (model if model is not None else route.model).signature
+        if signature.kind not in ("tabular", "tensor"):
             raise _BadRequestError(
                 f"Model {route.name!r} takes JSON records of its own schema, not tensors: send "
                 "them to its JSON predict endpoint."
             )
+        document, inputs = _parse(raw, header(INFERENCE_HEADER), list(signature.names))
+        binary_default, chosen = _asked(document)
+        if chosen is not None:
+            # The version named, or any the route may choose; checked again once one has run.
+            variants = [model] if model is not None else list(route.versions.values())
+            names = (o["name"] for v in variants for o in output_metadata(v.signature))
+            _check_outputs(chosen, list(dict.fromkeys(names)))
+        limit = self.service.max_batch_size
+        payload: Any
+        if signature.kind == "tabular":
+            payload = _records(signature, inputs, limit)
+        else:
+            payload = _tensors(signature.tensors, inputs, limit)
         if isinstance(payload, Reply):
             return payload
         return _Call(
             route,
             model,
+            signature,
             document,
             payload,
-            _chosen(document, signature),
+            chosen,
+            binary_default,
             header(ROUTING_KEY_HEADER),
             self.service.max_response_size,
         )
+
+
+_Step = TypeVar("_Step")
+
+
+def _guarded(method: str, path: str, step: Callable[[], _Step]) -> _Step | Reply:
+    """``step()``, or the error reply for what it raised: a malformed request is a 400, anything
+    else a 500 whose details stay in the server's log (an endpoint answers in JSON whatever
+    happens)."""
+    try:
+        return step()
+    except _BadRequestError as exc:
+        return _error(400, str(exc))
+    except Exception:
+        logger.exception("modelkit: %s %s failed", method, path)
+        return _error(500, "The request failed; see the server log.")
 
 
 # -- metadata -----------------------------------------------------------------------------------
@@ -461,8 +516,11 @@ def _metadata(route: Route, model: Model[Any, Any]) -> dict[str, Any]:
 # -- requests -----------------------------------------------------------------------------------
 
 
-def _parse(raw: bytes, header_length: str | None) -> tuple[dict[str, Any], list[_Input]]:
-    """The request's JSON object and its inputs, their binary data cut out of the body.
+def _parse(
+    raw: bytes, header_length: str | None, names: list[str]
+) -> tuple[dict[str, Any], list[_Input]]:
+    """The request's JSON object and its inputs, their binary data cut out of the body; more
+    inputs than the model's ``names`` are refused before any is read.
 
     Raises:
         _BadRequestError: anything malformed, with what and where.
@@ -471,13 +529,12 @@ def _parse(raw: bytes, header_length: str | None) -> tuple[dict[str, Any], list[
         raise _BadRequestError("The request has no body; send an inference request object.")
     text, binary = raw, b""
     if header_length is not None:
-        stripped = header_length.strip()
-        if not stripped.isdigit():
+        length = byte_length(header_length)
+        if length is None:
             raise _BadRequestError(
                 f"{INFERENCE_HEADER} must be the length in bytes of the body's JSON part, "
                 f"got {header_length[:40]!r}."
             )
-        length = int(stripped)
         if length > len(raw):
             raise _BadRequestError(
                 f"{INFERENCE_HEADER} says the JSON part is {length} bytes; the whole body is "
@@ -498,15 +555,23 @@ def _parse(raw: bytes, header_length: str | None) -> tuple[dict[str, Any], list[
     inputs = document.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise _BadRequestError('The request\'s "inputs" must be a non-empty list of tensors.')
+    if len(inputs) > len(names):
+        raise _BadRequestError(
+            f"The request has {len(inputs)} inputs; the model takes {len(names)}: {names}."
+        )
     outputs = document.get("outputs", [])
     if not isinstance(outputs, list) or not all(
         isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
     ):
         raise _BadRequestError('The request\'s "outputs" must be a list of {"name": ...}.')
     parsed = []
+    seen: set[str] = set()
     offset = 0
     for position, item in enumerate(inputs):
         parsed_input, size = _input(item, position)
+        if parsed_input.name in seen:
+            raise _BadRequestError(f"Input {parsed_input.name!r} is given more than once.")
+        seen.add(parsed_input.name)
         if size is not None:
             if offset + size > len(binary):
                 raise _BadRequestError(
@@ -521,10 +586,6 @@ def _parse(raw: bytes, header_length: str | None) -> tuple[dict[str, Any], list[
             f"The body holds {len(binary) - offset} bytes after the binary data its inputs "
             f"declare; {INFERENCE_HEADER} may be wrong."
         )
-    names = [i.name for i in parsed]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise _BadRequestError(f"Inputs given more than once: {twice}.")
     return document, parsed
 
 
@@ -550,10 +611,12 @@ def _input(item: Any, position: int) -> tuple[_Input, int | None]:
         not isinstance(shape, list)
         or len(shape) > _MAX_RANK
         or not all(type(d) is int and d >= 0 for d in shape)
+        or math.prod(d for d in shape if d) > _MAX_ELEMENTS
     ):
         raise _BadRequestError(
             f"Input {name!r} needs a shape: a list of at most {_MAX_RANK} whole numbers >= 0, "
-            f"got {compact_json(shape)[:80]}."
+            f"whose non-zero ones multiply to at most {_MAX_ELEMENTS}; got "
+            f"{compact_json(shape)[:80]}."
         )
     parsed = _Input(name, datatype, tuple(shape), item.get("data"))
     size = _parameters(item, f"input {name!r}").get("binary_data_size")
@@ -621,8 +684,9 @@ def _tensors(
 
 
 def _match(names: list[str], given: dict[str, _Input]) -> None:
+    known = set(names)
     missing = [n for n in names if n not in given]
-    extra = [n for n in given if n not in set(names)]
+    extra = [n for n in given if n not in known]
     if missing or extra:
         problems = [f"missing input(s) {missing}"] if missing else []
         problems += [f"unknown input(s) {extra}"] if extra else []
@@ -634,7 +698,7 @@ def _decode(item: _Input, *, missing_ok: bool) -> np.ndarray:
     array, when ``missing_ok``); raises _BadRequestError for data that does not fit."""
     count = item.count
     if item.raw is not None:
-        return _unpack(item, item.raw, count).reshape(item.shape)
+        return _shaped(item, _unpack(item, item.raw, count))
     flat = _flatten(item)
     if len(flat) != count:
         raise _BadRequestError(
@@ -659,10 +723,19 @@ def _decode(item: _Input, *, missing_ok: bool) -> np.ndarray:
     if has_missing or item.datatype == "BYTES":
         array = np.empty(len(flat), dtype=object)
         array[:] = flat
-        return array.reshape(item.shape)
+        return _shaped(item, array)
     try:
-        return np.array(flat, dtype=dtype).reshape(item.shape)
+        array = np.array(flat, dtype=dtype)
     except (ValueError, OverflowError) as exc:
+        raise _BadRequestError(f"{item.where()}: {exc}") from None
+    return _shaped(item, array)
+
+
+def _shaped(item: _Input, flat: np.ndarray) -> np.ndarray:
+    """``flat``, which holds the input's elements, in its shape."""
+    try:
+        return flat.reshape(item.shape)
+    except (ValueError, OverflowError) as exc:  # a shape numpy cannot make, should one pass
         raise _BadRequestError(f"{item.where()}: {exc}") from None
 
 
@@ -763,11 +836,15 @@ def _unpack_bytes(item: _Input, raw: bytes, count: int) -> np.ndarray:
 # -- answers ------------------------------------------------------------------------------------
 
 
-def _tabular_outputs(signature: Signature, predictions: Predictions[Any]) -> list[_Output]:
-    outputs = signature.outputs
-    if outputs.task == "regression":
+def _tabular_outputs(task: str, predictions: Predictions[Any]) -> list[_Output]:
+    """A tabular model's outputs, as :func:`output_metadata` names them: a regressor's
+    ``value``; a classifier's ``label`` (its datatype from the classes of the version that
+    answered) and ``probabilities``; else each field of the graph's outputs, as an array."""
+    if task == "regression":
         return [_Output("value", "FP64", np.asarray(predictions["value"], np.float64), {})]
-    datatype = label_datatype(outputs.classes)
+    if task != "classification":
+        return _tensor_outputs({name: predictions[name] for name in predictions.fields})
+    datatype = label_datatype(predictions.classes)
     labels = np.asarray(predictions["label"])
     labels = _texts(labels) if datatype == "BYTES" else labels.astype(DATATYPES[datatype])
     found = [_Output("label", datatype, labels, {})]
@@ -800,22 +877,32 @@ def _texts(array: np.ndarray) -> np.ndarray:
     return texts
 
 
-def _chosen(document: dict[str, Any], signature: Signature) -> list[tuple[str, bool]] | None:
-    """The outputs the request asks for, in its order, each with whether it goes as binary
-    data; ``None`` for all of them."""
+def _asked(document: dict[str, Any]) -> tuple[bool, list[tuple[str, bool]] | None]:
+    """Whether the outputs go as binary data unless asked otherwise (``binary_data_output``),
+    and the outputs the request asks for, in its order, each with whether it goes as binary
+    data (``None`` for all of them); their names are not yet checked against a model."""
     default = _flag(_parameters(document, "the request"), "binary_data_output", False)
     asked = document.get("outputs") or []
     if not asked:
-        return None
-    names = [output["name"] for output in output_metadata(signature)]
+        return default, None
     chosen = []
+    seen: set[str] = set()
     for request in asked:
         name = request["name"]
-        if name not in names:
-            raise _BadRequestError(f"No output named {name!r}; the outputs are {names}.")
+        if name in seen:
+            raise _BadRequestError(f"Output {name!r} is asked for more than once.")
+        seen.add(name)
         parameters = _parameters(request, f"output {name!r}")
         chosen.append((name, _flag(parameters, "binary_data", default)))
-    return chosen
+    return default, chosen
+
+
+def _check_outputs(chosen: list[tuple[str, bool]], names: list[str], whose: str = "") -> None:
+    """Refuse an output asked for that is not among ``names`` (the outputs ``whose``)."""
+    known = set(names)
+    for name, _ in chosen:
+        if name not in known:
+            raise _BadRequestError(f"No output named {name!r}; the outputs{whose} are {names}.")
 
 
 def _flag(parameters: dict[str, Any], name: str, default: bool) -> bool:

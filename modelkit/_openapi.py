@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._oip_types import (
@@ -39,7 +40,7 @@ from ._registry import Registry, Route
 from ._spec import Signature
 from ._version import __version__
 
-__all__ = ["OPENAPI_VERSION", "openapi_document"]
+__all__ = ["OPENAPI_VERSION", "inlined", "openapi_document"]
 
 #: The version of the OpenAPI Specification the document follows.
 OPENAPI_VERSION = "3.1.0"
@@ -1013,16 +1014,44 @@ def _component(schema: dict[str, Any], name: str, schemas: dict[str, Any]) -> di
 
 def _retargeted(schema: Any, targets: dict[str, str]) -> Any:
     """``schema`` with its local ``$ref`` pointers replaced as ``targets`` says."""
-    if isinstance(schema, list):
-        return [_retargeted(item, targets) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    retargeted: dict[str, Any] = {}
-    for key, value in schema.items():
-        if key == "$ref" and isinstance(value, str):
-            retargeted[key] = targets.get(value, value)
-        elif key in _DATA_KEYWORDS:
-            retargeted[key] = value
-        else:
-            retargeted[key] = _retargeted(value, targets)
-    return retargeted
+
+    def retarget(holder: dict[str, Any]) -> Any:
+        return {**holder, "$ref": targets.get(holder["$ref"], holder["$ref"])}
+
+    return _references_replaced(schema, retarget)
+
+
+def inlined(
+    document: Mapping[str, Any], value: Any, expanding: frozenset[str] = frozenset()
+) -> Any:
+    """``value`` (a part of ``document``) with each local reference (``#/components/...``)
+    replaced by what it names in ``document``, for a framework that writes its own document
+    (whose components are its own); a reference met again inside itself (a recursive schema)
+    becomes ``{}``."""
+
+    def inline(holder: dict[str, Any]) -> Any:
+        reference = holder["$ref"]
+        if not reference.startswith("#/"):
+            return holder
+        if reference in expanding:
+            return {}
+        target: Any = document
+        for part in reference[2:].split("/"):
+            target = target[part.replace("~1", "/").replace("~0", "~")]
+        return inlined(document, target, expanding | {reference})
+
+    return _references_replaced(value, inline)
+
+
+def _references_replaced(value: Any, replace: Callable[[dict[str, Any]], Any]) -> Any:
+    """``value`` with each object that holds a ``$ref`` (its other values walked first)
+    replaced by what ``replace`` makes of it; values that are data are left as they are."""
+    if isinstance(value, list):
+        return [_references_replaced(item, replace) for item in value]
+    if not isinstance(value, Mapping):
+        return value
+    walked = {
+        key: item if key in _DATA_KEYWORDS else _references_replaced(item, replace)
+        for key, item in value.items()
+    }
+    return replace(walked) if isinstance(walked.get("$ref"), str) else walked

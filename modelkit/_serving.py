@@ -28,6 +28,7 @@ import functools
 import json
 import logging
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -76,6 +77,7 @@ _CONVERTED_ELEMENTS = 65536
 # The fewest JSON characters an array element takes, its separator included, by dtype kind:
 # a float is at least "0.0", a boolean "true", a string '""'; anything else one character.
 _LEAST_CHARACTERS = {"f": 4, "b": 5, "U": 3}
+_LENGTH_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,11 +133,21 @@ def error(
 
 #: What the catch-all route of every surface takes, so any method gets a JSON answer.
 ANY_METHOD = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+#: What an endpoint that only reads takes.
+READ_METHODS = ("GET", "HEAD")
 
 
 def allow_header(allowed: tuple[str, ...]) -> str:
     """The ``Allow`` header of an endpoint that takes ``allowed`` (and always ``OPTIONS``)."""
     return ", ".join(dict.fromkeys((*allowed, "OPTIONS")))
+
+
+def byte_length(value: str | None) -> int | None:
+    """A length in bytes from a request header (``Content-Length``...), or ``None`` when it has
+    none or it is not one: ASCII digits only (``"²".isdigit()`` is true, and ``int`` refuses
+    it), at most 19 of them (``int`` refuses more than 4,300, and no body is that long)."""
+    text = (value or "").strip()
+    return int(text) if _LENGTH_DIGITS.fullmatch(text) else None
 
 
 def refused_method(path: str, method: str, allowed: tuple[str, ...]) -> Reply | None:

@@ -42,17 +42,19 @@ from starlette.requests import ClientDisconnect, Request  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 
 from ._oip import OpenInference  # noqa: E402
-from ._openapi import openapi_document  # noqa: E402
+from ._openapi import inlined, openapi_document  # noqa: E402
 from ._registry import Registry  # noqa: E402
 from ._serving import (  # noqa: E402
     ANY_METHOD,
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_MAX_RESPONSE_SIZE,
+    READ_METHODS,
     ROUTING_KEY_HEADER,
     Reply,
     Service,
     allow_header,
+    byte_length,
     error,
     no_endpoint,
     refused_method,
@@ -62,7 +64,6 @@ __all__ = ["router"]
 
 logger = logging.getLogger("modelkit")
 
-_READ = ("GET", "HEAD")
 _Handler = Callable[..., Awaitable[Reply]]
 
 
@@ -101,14 +102,17 @@ def router(
             ``POST /v2/models/{name}/infer``...), with the same registry and limits.
 
     Raises:
-        ValueError: a malformed prefix, limit or config entry, or ``lock`` with a registry.
+        ValueError: a malformed prefix (or, with ``oip``, one at or under ``/v2``), limit or
+            config entry, or ``lock`` with a registry.
         BundleError: a bundle, the config or the lock file is missing or malformed.
         IntegrityError: a bundle does not have the digest its config or lock file pins.
     """
     if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
         raise ValueError(f"prefix must start with '/' and not end with one, got {prefix!r}.")
-    if oip and prefix == "/v2":
-        raise ValueError("prefix '/v2' is the Open Inference Protocol's; choose another.")
+    if oip and (prefix == "/v2" or prefix.startswith("/v2/")):
+        raise ValueError(
+            f"prefix {prefix!r} is the Open Inference Protocol's (/v2 and under); choose another."
+        )
     limits = {
         "max_batch_size": max_batch_size,
         "max_body_size": max_body_size,
@@ -159,7 +163,7 @@ def router(
 
 def _documented(document: Mapping[str, Any], path: str, method: str) -> dict[str, Any]:
     """The operation at ``path`` and ``method`` of ``document``, its references inlined."""
-    operation: dict[str, Any] = _inlined(document, document["paths"][path][method])
+    operation: dict[str, Any] = inlined(document, document["paths"][path][method])
     return operation
 
 
@@ -188,9 +192,9 @@ def _add_routes(
         name, slash, action = path.partition("/")
         allowed: tuple[str, ...]
         if not name:
-            allowed, handle = _READ, functools.partial(index, request)
+            allowed, handle = READ_METHODS, functools.partial(index, request)
         elif not slash:
-            allowed, handle = _READ, functools.partial(describe, request, name)
+            allowed, handle = READ_METHODS, functools.partial(describe, request, name)
         elif action == "predict":
             allowed, handle = ("POST",), functools.partial(predict, request, name)
         else:
@@ -249,19 +253,22 @@ def _add_open_inference(
     protocol = OpenInference(service)
 
     async def v2(request: Request, path: str) -> Reply:
-        # The protocol reads an inference body synchronously: read first, within the limit
-        # (only a POST has one to read).
-        body = await _read_body(request, service) if request.method == "POST" else b""
-        return await protocol.ahandle(
-            request.method, f"/v2/{path}".rstrip("/"), request.headers.get, lambda: body
-        )
+        """The protocol at ``path`` (``/v2...``, as the URL has it: a trailing slash is another
+        URL, as on the other servers)."""
+        method = request.method
+        # The protocol reads an inference body synchronously: read first, within the limit,
+        # and only the body of a request the protocol may read it for (not a POST that gets
+        # a 405 or a 404 from the URL alone).
+        body = await _read_body(request, service) if protocol.reads_body(method, path) else b""
+        return await protocol.ahandle(method, path, request.headers.get, lambda: body)
 
     def forward(template: str) -> _Handler:
         """The protocol at one documented path (``{version}`` from the URL)."""
 
         async def documented(request: Request) -> Reply:
-            path = template.replace("{version}", request.path_params.get("version", ""))
-            return await v2(request, path.removeprefix("/v2").lstrip("/"))
+            return await v2(
+                request, template.replace("{version}", request.path_params.get("version", ""))
+            )
 
         return documented
 
@@ -283,11 +290,14 @@ def _add_open_inference(
             )
 
     async def root(request: Request) -> Reply:
-        return await v2(request, "")
+        return await v2(request, "/v2")
+
+    async def under(request: Request, path: str) -> Reply:
+        return await v2(request, f"/v2/{path}")
 
     methods = list(ANY_METHOD)
     api.add_api_route("/v2", _endpoint(root), methods=methods, include_in_schema=False)
-    api.add_api_route("/v2/{path:path}", _endpoint(v2), methods=methods, include_in_schema=False)
+    api.add_api_route("/v2/{path:path}", _endpoint(under), methods=methods, include_in_schema=False)
 
 
 def _bound(handle: _Handler, name: str) -> _Handler:
@@ -318,7 +328,7 @@ def _endpoint(handle: _Handler) -> Callable[..., Awaitable[Response]]:
 async def _read_body(request: Request, service: Service) -> bytes | Reply:
     """The request body, refused (413) from its ``Content-Length`` before a byte is read, and
     read from the stream no further than the limit + 1 byte (a chunked body)."""
-    declared = _content_length(request.headers.get("content-length"))
+    declared = byte_length(request.headers.get("content-length"))
     limit = service.max_body_size
     received = bytearray()
     if limit is None or declared is None or declared <= limit:
@@ -334,14 +344,6 @@ async def _read_body(request: Request, service: Service) -> bytes | Reply:
     return service.read_body(io.BytesIO(received).read, declared)
 
 
-def _content_length(value: str | None) -> int | None:
-    try:
-        length = int(value or "")
-    except ValueError:
-        return None  # none, or not a number: the read limit still holds
-    return length if length >= 0 else None
-
-
 def _respond(reply: Reply) -> Response:
     headers = dict(reply.headers)
     if not reply.has_body:
@@ -349,32 +351,3 @@ def _respond(reply: Reply) -> Response:
     return Response(
         reply.to_bytes(), status_code=reply.status, headers=headers, media_type=reply.content_type
     )
-
-
-# -- the OpenAPI document -----------------------------------------------------------------------
-
-# Values that are data, not schemas: a "$ref" key inside them is not a reference.
-_DATA_KEYWORDS = frozenset({"const", "default", "enum", "example", "examples"})
-
-
-def _inlined(
-    document: Mapping[str, Any], value: Any, expanding: frozenset[str] = frozenset()
-) -> Any:
-    """``value`` with each local reference (``#/components/...``) replaced by what it names in
-    ``document``; a reference met again inside itself (a recursive schema) becomes ``{}``."""
-    if isinstance(value, list):
-        return [_inlined(document, item, expanding) for item in value]
-    if not isinstance(value, Mapping):
-        return value
-    reference = value.get("$ref")
-    if isinstance(reference, str) and reference.startswith("#/"):
-        if reference in expanding:
-            return {}
-        target: Any = document
-        for part in reference[2:].split("/"):
-            target = target[part.replace("~1", "/").replace("~0", "~")]
-        return _inlined(document, target, expanding | {reference})
-    return {
-        key: item if key in _DATA_KEYWORDS else _inlined(document, item, expanding)
-        for key, item in value.items()
-    }

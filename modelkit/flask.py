@@ -61,6 +61,7 @@ from ._serving import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_MAX_RESPONSE_SIZE,
+    READ_METHODS,
     ROUTING_KEY_HEADER,
     Reply,
     Service,
@@ -329,8 +330,9 @@ class ModelKit:
             the application uses.
 
     Raises:
-        ValueError: ``url_prefix`` does not start with ``/``, or is ``/v2`` with ``oip``;
-            ``openapi_url`` does not start with ``/``, or is given without ``url_prefix``.
+        ValueError: ``url_prefix`` does not start with ``/``, or is ``/v2`` or under it with
+            ``oip``; ``openapi_url`` does not start with ``/``, or is given without
+            ``url_prefix``.
     """
 
     def __init__(
@@ -343,8 +345,15 @@ class ModelKit:
     ) -> None:
         if url_prefix is not None and not url_prefix.startswith("/"):
             raise ValueError(f"url_prefix must start with '/', got {url_prefix!r}.")
-        if oip and url_prefix is not None and url_prefix.rstrip("/") == "/v2":
-            raise ValueError("url_prefix '/v2' is the Open Inference Protocol's; choose another.")
+        if (
+            oip
+            and url_prefix is not None
+            and (url_prefix.rstrip("/") == "/v2" or url_prefix.startswith("/v2/"))
+        ):
+            raise ValueError(
+                f"url_prefix {url_prefix!r} is the Open Inference Protocol's (/v2 and under); "
+                "choose another."
+            )
         if openapi_url is not None:
             if not openapi_url.startswith("/"):
                 raise ValueError(f"openapi_url must start with '/', got {openapi_url!r}.")
@@ -430,7 +439,8 @@ def _open_inference(state: ModelKitState) -> flask.Blueprint:
     """The Open Inference Protocol under ``/v2``, as a blueprint named ``modelkit_oip``."""
     blueprint = flask.Blueprint("modelkit_oip", __name__)
     service = _service(state)
-    # Ready once the registry is loaded: a lazy one loads on the first probe.
+    # Ready once the registry is loaded: a lazy one loads on the first probe. A load that
+    # fails raises here: not ready (400), and the model URLs answer 500.
     oip = OpenInference(service, is_ready=lambda: state.registry is not None)
 
     def view(path: str = "") -> flask.Response:
@@ -440,8 +450,10 @@ def _open_inference(state: ModelKitState) -> flask.Blueprint:
         )
         return _respond(reply)
 
-    blueprint.add_url_rule("/v2", "v2", view, methods=ANY_METHOD)
-    blueprint.add_url_rule(f"/v2/<{_ANY_PATH}:path>", "v2", view, methods=ANY_METHOD)
+    # "/v2/" too, which the path converter does not match (an empty path): the protocol's
+    # server metadata, as on the other servers.
+    for rule in ("/v2", "/v2/", f"/v2/<{_ANY_PATH}:path>"):
+        blueprint.add_url_rule(rule, "v2", view, methods=ANY_METHOD)
     return blueprint
 
 
@@ -475,17 +487,17 @@ def _endpoints(
             document["servers"] = [{"url": request.script_root}]
         return Reply(200, document)
 
-    index = _view(service.index, ("GET", "HEAD"))
+    index = _view(service.index, READ_METHODS)
     routes: list[tuple[str, str, Callable[..., Any]]] = [
         ("index", prefix or "/", index),
-        ("describe", f"{prefix}/<name>", _view(service.describe, ("GET", "HEAD"))),
+        ("describe", f"{prefix}/<name>", _view(service.describe, READ_METHODS)),
         ("predict", f"{prefix}/<name>/predict", _view(predict, ("POST",))),
         ("not_found", f"{prefix}/<{_ANY_PATH}:path>", _view(not_found, ANY_METHOD)),
     ]
     if prefix:
         routes.append(("index", f"{prefix}/", index))
     if openapi_url is not None:
-        routes.append(("openapi", openapi_url, _view(openapi, ("GET", "HEAD"))))
+        routes.append(("openapi", openapi_url, _view(openapi, READ_METHODS)))
     # Every URL accepts every method, so that a wrong one gets the JSON 405 (with ``Allow``)
     # rather than Flask's HTML page, which routing would raise before any view runs.
     for endpoint, rule, view in routes:

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import modelkit
+import modelkit._oip
 from modelkit._oip import OpenInference
 from modelkit._oip_types import DATATYPES, INFERENCE_HEADER
 from modelkit._serving import Reply, Service
@@ -64,6 +65,25 @@ def price_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def save_pairs(path: Path) -> Path:
+    """``pairs``: a graph over the columns ``a`` and ``b`` (a column sample input, so tabular
+    inputs) whose output is neither a classifier's nor a regressor's: ``Concat`` -> ``y`` [N, 2]
+    (a ``tensor`` task)."""
+    pandas = pytest.importorskip("pandas")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Concat", ["a", "b"], ["y"], axis=1)],
+        "pairs",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 1]) for n in ("a", "b")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    sample = pandas.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]}, dtype=np.float32)
+    modelkit.save(model, path, name="pairs", version="1.0.0", sample_input=sample)
+    return path
+
+
 @pytest.fixture(scope="module")
 def registry(
     iris_bundle: Path, price_bundle: Path, tmp_path_factory: pytest.TempPathFactory
@@ -74,6 +94,7 @@ def registry(
         "price": str(price_bundle),
         "rows": str(save_rows(root / "rows")),
         "zeros": str(save_zeros(root / "zeros")),
+        "pairs": str(save_pairs(root / "pairs")),
     }
     with modelkit.Registry.from_config({"models": models}) as loaded:
         yield loaded
@@ -205,6 +226,48 @@ def test_a_canarys_version_is_served_by_its_own_url(
         )
         registry.clear_canary("iris")
         assert send(oip, "/v2/models/iris/versions/1.1.0", method="GET").status == 404
+
+
+def test_outputs_are_those_of_the_version_that_answers(
+    iris_bundle: Path, iris: tuple[Any, Any], tmp_path: Path
+) -> None:
+    from sklearn.svm import LinearSVC
+
+    # A canary of other outputs: text labels, and no probabilities.
+    X, y = iris
+    species = y.map({0: "setosa", 1: "versicolor", 2: "virginica"})
+    canary = tmp_path / "iris-2.0.0"
+    modelkit.save(LinearSVC().fit(X, species), canary, name="iris", version="2.0.0", sample_input=X)
+    body = {"inputs": iris_inputs(ROWS)}
+    probabilities = {**body, "outputs": [{"name": "probabilities"}]}
+    with modelkit.Registry() as registry:
+        registry.add("iris", iris_bundle)
+        registry.set_canary("iris", canary, weight=1.0)  # the canary answers every call
+        oip = OpenInference(Service(registry))
+        labels = decoded(send(oip, "/v2/models/iris/infer", body))
+        assert labels.get_output("label")["datatype"] == "BYTES"
+        assert set(labels.as_numpy("label").tolist()) <= {"setosa", "versicolor", "virginica"}
+        assert labels.get_output("probabilities") is None
+        refused = send(oip, "/v2/models/iris/infer", probabilities)
+        assert refused.status == 400  # not a 500 on the primary's output name
+        assert refused.body["error"] == (
+            "No output named 'probabilities'; the outputs of the version the route chose are "
+            "['label']."
+        )
+        pinned = send(oip, "/v2/models/iris/versions/2.0.0/infer", probabilities)
+        assert (pinned.status, pinned.body["error"]) == (
+            400,
+            "No output named 'probabilities'; the outputs are ['label'].",
+        )
+        primary = decoded(send(oip, "/v2/models/iris/versions/1.0.0/infer", probabilities))
+        assert primary.as_numpy("probabilities").shape == (3, 3)
+    with modelkit.Registry() as registry:  # the other way round: the canary's own outputs
+        registry.add("iris", canary)
+        registry.set_canary("iris", iris_bundle, weight=0.0)
+        oip = OpenInference(Service(registry))
+        pinned = decoded(send(oip, "/v2/models/iris/versions/1.0.0/infer", probabilities))
+        assert pinned.as_numpy("probabilities").shape == (3, 3)
+        assert decoded(send(oip, "/v2/models/iris/infer", body)).as_numpy("label").dtype == object
 
 
 @pytest.mark.parametrize(
@@ -339,6 +402,22 @@ def test_tensor_models_take_and_give_their_graphs_tensors(oip: OpenInference) ->
     )
 
 
+def test_a_tabular_model_of_the_tensor_task_gives_its_graphs_outputs(oip: OpenInference) -> None:
+    metadata = send(oip, "/v2/models/pairs", method="GET").body
+    assert metadata["outputs"] == [{"name": "y", "datatype": "FP32", "shape": [-1, 2]}]
+    inputs = [
+        {"name": "a", "datatype": "FP32", "shape": [2], "data": [1.0, 2.0]},
+        {"name": "b", "datatype": "FP64", "shape": [2, 1], "data": [[3.0], [4.0]]},
+    ]
+    answer = send(oip, "/v2/models/pairs/infer", {"inputs": inputs}).body
+    assert answer["outputs"] == [
+        {"name": "y", "datatype": "FP32", "shape": [2, 2], "data": [1.0, 3.0, 2.0, 4.0]}
+    ]
+    binary = {"inputs": inputs, "outputs": [{"name": "y", "parameters": {"binary_data": True}}]}
+    result = decoded(send(oip, "/v2/models/pairs/infer", binary))
+    np.testing.assert_array_equal(result.as_numpy("y"), [[1.0, 3.0], [2.0, 4.0]])
+
+
 # -- limits -------------------------------------------------------------------------------------
 
 
@@ -372,7 +451,12 @@ def _iris_binary() -> tuple[bytes, dict[str, str]]:
     ("header", "words"),
     [
         ("-5", "must be the length in bytes"),
+        ("+5", "must be the length in bytes"),
         ("12abc", "must be the length in bytes"),
+        ("\u00b2", "must be the length in bytes"),  # "²".isdigit() is true; int() refuses it
+        ("\u0663", "must be the length in bytes"),  # an Arabic-Indic 3, which int() reads
+        ("1" * 20, "must be the length in bytes"),
+        ("1" * 5000, "must be the length in bytes"),  # int() refuses more than 4300 digits
         ("999999999", "the whole body is"),
         ("10", "not valid JSON"),
     ],
@@ -400,6 +484,53 @@ def test_truncated_and_oversized_binary_data(oip: OpenInference) -> None:
         400,
         True,
     )
+
+
+@pytest.mark.parametrize("shape", [[0, 10**30], [0, 2**62], [2**31, 2**31, 0], [0, -1]])
+@pytest.mark.parametrize("binary", [True, False])
+def test_a_shape_numpy_cannot_make_is_400_on_both_paths(
+    oip: OpenInference, shape: list[int], binary: bool
+) -> None:
+    item: dict[str, Any] = {"name": "x", "datatype": "FP32", "shape": shape}
+    item.update({"parameters": {"binary_data_size": 0}} if binary else {"data": []})
+    text = json.dumps({"inputs": [item]}).encode()
+    headers = {INFERENCE_HEADER: str(len(text))} if binary else {}
+    reply = send(oip, "/v2/models/rows/infer", text, headers=headers)
+    assert reply.status == 400, reply.body
+    assert "Input 'x' needs a shape" in reply.body["error"]
+
+
+def test_decoding_a_shape_numpy_cannot_make_is_a_bad_request() -> None:
+    from modelkit._oip import _BadRequestError, _decode, _Input
+
+    for item in (_Input("x", "FP32", (0, 2**62), raw=b""), _Input("x", "FP32", (0, 2**62), [])):
+        with pytest.raises(_BadRequestError, match="too big"):
+            _decode(item, missing_ok=False)
+
+
+def test_more_inputs_than_the_model_has_are_refused_before_any_is_read(
+    registry: modelkit.Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read = []
+    checked = modelkit._oip._input
+    monkeypatch.setattr(modelkit._oip, "_input", lambda *a: read.append(a) or checked(*a))
+    oip = OpenInference(Service(registry, max_body_size=None))
+    tiny = {"name": "x", "datatype": "FP32", "shape": [0], "data": []}
+    reply = send(oip, "/v2/models/rows/infer", {"inputs": [tiny] * 40_000})
+    assert (reply.status, reply.body["error"]) == (
+        400,
+        "The request has 40000 inputs; the model takes 1: ['x'].",
+    )
+    assert read == []
+    # As many as the model has, one given twice: refused as soon as it comes again.
+    inputs = iris_inputs(ROWS)
+    inputs[3] = inputs[0]
+    reply = send(oip, "/v2/models/iris/infer", {"inputs": inputs})
+    assert (reply.status, reply.body["error"]) == (
+        400,
+        "Input 'sepal length (cm)' is given more than once.",
+    )
+    assert len(read) == 4
 
 
 @pytest.mark.parametrize(
@@ -444,11 +575,16 @@ def test_malformed_inputs_are_400_naming_the_input(
         ({"parameters": [], "inputs": iris_inputs(ROWS)}, '"parameters" of the request'),
         ({"inputs": iris_inputs(ROWS)[:3]}, "Missing input(s) ['petal width (cm)']"),
         (
-            {"inputs": [*iris_inputs(ROWS), {**iris_inputs(ROWS)[0], "name": "x"}]},
-            "Unknown input(s) ['x']",
+            {"inputs": [*iris_inputs(ROWS)[:3], {**iris_inputs(ROWS)[0], "name": "x"}]},
+            "unknown input(s) ['x']",
         ),
-        ({"inputs": [*iris_inputs(ROWS), iris_inputs(ROWS)[0]]}, "more than once"),
+        ({"inputs": [*iris_inputs(ROWS), iris_inputs(ROWS)[0]]}, "has 5 inputs"),
+        ({"inputs": [*iris_inputs(ROWS)[:3], iris_inputs(ROWS)[0]]}, "more than once"),
         ({"inputs": iris_inputs(ROWS), "outputs": [{"name": "score"}]}, "No output named 'score'"),
+        (
+            {"inputs": iris_inputs(ROWS), "outputs": [{"name": "label"}, {"name": "label"}]},
+            "Output 'label' is asked for more than once.",
+        ),
         (
             {
                 "inputs": iris_inputs(ROWS),
@@ -502,13 +638,20 @@ def test_a_bool_byte_other_than_0_or_1_is_refused(oip: OpenInference) -> None:
     assert "a BOOL element is one byte, 0 or 1" in reply.body["error"]
 
 
+_HEADERS = st.one_of(
+    st.none(),
+    st.integers(-10, 400).map(str),
+    st.text(max_size=30),
+    # Digits of every script (int() reads some, refuses others), and numbers of any length.
+    st.text(st.characters(categories=["Nd", "No"]), min_size=1, max_size=6),
+    st.integers(0, 6000).map(lambda digits: "7" * digits),
+)
+
+
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(
-    body=st.binary(max_size=300),
-    header=st.one_of(st.none(), st.integers(-10, 400).map(str), st.text(max_size=5)),
-)
+@given(body=st.binary(max_size=300), header=_HEADERS)
 def test_any_bytes_get_a_4xx_never_a_500(
     oip: OpenInference, body: bytes, header: str | None
 ) -> None:

@@ -199,6 +199,33 @@ def test_a_record_that_may_hold_instances_is_told_from_a_batch(
     }
 
 
+def test_references_are_inlined_for_a_document_of_its_own() -> None:
+    from modelkit._openapi import inlined
+
+    document = {
+        "components": {
+            "schemas": {
+                "Tree": {
+                    "properties": {"children": {"items": {"$ref": "#/components/schemas/Tree"}}}
+                },
+                "a/b": {"type": "string"},
+            }
+        }
+    }
+    value = {
+        "tree": {"$ref": "#/components/schemas/Tree"},
+        "slash": {"$ref": "#/components/schemas/a~1b"},
+        "remote": {"$ref": "https://example.com/schema"},
+        "examples": [{"$ref": "#/not/a/reference"}],  # data, not a schema
+    }
+    assert inlined(document, value) == {
+        "tree": {"properties": {"children": {"items": {}}}},  # recursive: cut where it recurs
+        "slash": {"type": "string"},
+        "remote": {"$ref": "https://example.com/schema"},
+        "examples": [{"$ref": "#/not/a/reference"}],
+    }
+
+
 def test_nested_definitions_become_components_of_their_own(counts: modelkit.Registry) -> None:
     raw = document(counts)
     schemas = raw["components"]["schemas"]

@@ -314,6 +314,29 @@ def test_a_body_within_the_limit_is_read_whole_whatever_the_pieces(guarded: Serv
     assert guarded.read_body(Stream(data).read, len(data)) == data
 
 
+@pytest.mark.parametrize(
+    ("value", "length"),
+    [
+        ("0", 0),
+        (" 1024 ", 1024),
+        ("9" * 19, int("9" * 19)),
+        (None, None),
+        ("", None),
+        ("-5", None),
+        ("+5", None),
+        ("1_000", None),  # int() reads it
+        ("\u00b2", None),  # "²".isdigit() is true; int() refuses it
+        ("\u0663", None),  # an Arabic-Indic 3, which int() reads
+        ("1" * 20, None),
+        ("1" * 5000, None),  # int() refuses more than 4300 digits
+    ],
+)
+def test_a_byte_length_header_is_ascii_digits_or_none(
+    value: str | None, length: int | None
+) -> None:
+    assert _serving.byte_length(value) == length
+
+
 def test_without_a_body_limit_the_body_is_read_whole(hostile: dict[str, Path]) -> None:
     with modelkit.Registry() as registry:
         service = Service(registry, max_body_size=None)

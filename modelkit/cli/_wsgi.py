@@ -27,10 +27,12 @@ from .._oip import OpenInference
 from .._openapi import openapi_document
 from .._serving import (
     ANY_METHOD,
+    READ_METHODS,
     ROUTING_KEY_HEADER,
     Reply,
     Service,
     allow_header,
+    byte_length,
     error,
     no_endpoint,
     refused_method,
@@ -45,7 +47,6 @@ __all__ = ["Application", "Models"]
 logger = logging.getLogger("modelkit")
 
 _Response = tuple[int, list[tuple[str, str]], bytes]
-_READ = ("GET", "HEAD")
 # The WSGI environ key of the routing-key header: X-Modelkit-Key -> HTTP_X_MODELKIT_KEY.
 _ROUTING_KEY = "HTTP_" + ROUTING_KEY_HEADER.upper().replace("-", "_")
 
@@ -142,9 +143,9 @@ class Application:
 
     def _handle(self, method: str, path: str, environ: dict[str, Any]) -> _Response:
         if path == "/healthz":
-            return _endpoint(method, path, _READ, lambda: Reply(200, {"status": "ok"}))
+            return _endpoint(method, path, READ_METHODS, lambda: Reply(200, {"status": "ok"}))
         if path == "/readyz":
-            return _endpoint(method, path, _READ, self._readiness)
+            return _endpoint(method, path, READ_METHODS, self._readiness)
         if path == "/metrics" and self.metrics is not None:
             return self._scrape(method, path, self.metrics, environ)
         if path == "/v2" or path.startswith("/v2/"):
@@ -162,13 +163,13 @@ class Application:
             return _write(reply, [("Retry-After", "1")])
         prefix = self.prefix
         if path == "/openapi.json":
-            return _endpoint(method, path, _READ, self._openapi)
+            return _endpoint(method, path, READ_METHODS, self._openapi)
         if path in (prefix or "/", f"{prefix}/"):
-            return _endpoint(method, path, _READ, self.service.index)
+            return _endpoint(method, path, READ_METHODS, self.service.index)
         if path.startswith(f"{prefix}/"):
             name, slash, action = path[len(prefix) + 1 :].partition("/")
             if name and not slash:
-                return _endpoint(method, path, _READ, lambda: self.service.describe(name))
+                return _endpoint(method, path, READ_METHODS, lambda: self.service.describe(name))
             if name and action == "predict":
                 return _endpoint(method, path, ("POST",), lambda: self._predict(name, environ))
         return _endpoint(method, path, ANY_METHOD, lambda: self._not_found(path))
@@ -176,9 +177,9 @@ class Application:
     def _scrape(
         self, method: str, path: str, metrics: PrometheusMetrics, environ: dict[str, Any]
     ) -> _Response:
-        refused = refused_method(path, method, _READ)
+        refused = refused_method(path, method, READ_METHODS)
         if refused is not None:
-            return _write(refused, [("Allow", allow_header(_READ))])
+            return _write(refused, [("Allow", allow_header(READ_METHODS))])
         # Answered while the models load too: a scrape of a starting server is not an error.
         body, content_type = metrics.scrape(environ.get("HTTP_ACCEPT"))
         return 200, [("Content-Type", content_type)], body
@@ -210,7 +211,9 @@ class Application:
     def _read_body(self, environ: dict[str, Any]) -> bytes | Reply:
         # Refused from Content-Length before a byte is read, and read no further than the limit
         # (chunked bodies).
-        return self.service.read_body(environ["wsgi.input"].read, _content_length(environ))
+        return self.service.read_body(
+            environ["wsgi.input"].read, byte_length(environ.get("CONTENT_LENGTH"))
+        )
 
     def _not_found(self, path: str) -> Reply:
         return no_endpoint(path, self.prefix or "/", f"{self.prefix}/")
@@ -231,11 +234,3 @@ def _write(reply: Reply, headers: list[tuple[str, str]] | None = None) -> _Respo
     if not reply.has_body:
         return reply.status, extra, b""
     return reply.status, [("Content-Type", reply.content_type), *extra], reply.to_bytes()
-
-
-def _content_length(environ: dict[str, Any]) -> int | None:
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or "")
-    except ValueError:
-        return None  # none, or not a number: the read limit still holds
-    return length if length >= 0 else None

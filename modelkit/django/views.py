@@ -24,10 +24,12 @@ from .._openapi import openapi_document
 from .._registry import Registry
 from .._serving import (
     ANY_METHOD,
+    READ_METHODS,
     ROUTING_KEY_HEADER,
     Reply,
     Service,
     allow_header,
+    byte_length,
     error,
     no_endpoint,
     refused_method,
@@ -69,14 +71,14 @@ def _endpoint(*allowed: str) -> Callable[[_Handler], Callable[..., Awaitable[Any
     return decorate
 
 
-@_endpoint("GET", "HEAD")
+@_endpoint(*READ_METHODS)
 async def index(request: HttpRequest) -> Reply:
     """``GET models/``: every model, with its version, digest and URL."""
     service = await _service(request)
     return service.index() if isinstance(service, Service) else service
 
 
-@_endpoint("GET", "HEAD")
+@_endpoint(*READ_METHODS)
 async def describe(request: HttpRequest, name: str) -> Reply:
     """``GET models/<name>``: name, version, digest and the input and output JSON Schemas."""
     service = await _service(request)
@@ -91,13 +93,13 @@ async def predict(request: HttpRequest, name: str) -> Reply:
         return service
     # Not request.body, which reads a body without Content-Length (chunked, under ASGI) whole:
     # refused from Content-Length, and read no further than the limit.
-    body = service.read_body(request.read, _content_length(request))
+    body = service.read_body(request.read, byte_length(request.META.get("CONTENT_LENGTH")))
     if isinstance(body, Reply):
         return body
     return await service.apredict(name, body, key=request.headers.get(ROUTING_KEY_HEADER))
 
 
-@_endpoint("GET", "HEAD")
+@_endpoint(*READ_METHODS)
 async def openapi(request: HttpRequest) -> Reply:
     """``GET openapi.json``: the OpenAPI 3.1 document of the endpoints ``modelkit.django.urls``
     serves, wherever they are included (under the ``modelkit`` namespace), and of the ``/v2``
@@ -140,27 +142,29 @@ async def not_found(request: HttpRequest, path: str) -> Reply:
 
 async def open_inference(request: HttpRequest, path: str | None = None) -> Any:
     """Every URL under ``v2``: the Open Inference Protocol (``GET v2/models/<name>``,
-    ``POST v2/models/<name>/infer``...), ready once the models are loaded."""
+    ``POST v2/models/<name>/infer``...), once the models are loaded; when they cannot be (a
+    broken ``settings.MODELKIT``, a bad bundle), readiness is 400 and the model URLs answer the
+    protocol's 500."""
     try:
-        registry: Registry | None = await aload_models()
-    except ImproperlyConfigured:
-        logger.exception("modelkit: the models could not be loaded")
-        registry = None
-
-    def loaded() -> Registry:
-        assert registry is not None  # read only once is_ready says so
-        return registry
-
-    service = _limited(loaded)
-    oip = OpenInference(service, is_ready=lambda: registry is not None)
+        service = _limited(await aload_models())
+        oip = OpenInference(service)
+    except Exception as exc:  # noqa: BLE001 - ImproperlyConfigured, or anything loading raised
+        failed = functools.partial(_raise, exc)
+        # Its registry is never read: the protocol asks whether the models are ready first.
+        service = Service(failed)
+        oip = OpenInference(service, is_ready=failed)
     reply = await oip.ahandle(
         str(request.method),
         "/v2" + (path or ""),
         request.headers.get,
         # Not request.body, which reads a body without Content-Length whole (see predict).
-        lambda: service.read_body(request.read, _content_length(request)),
+        lambda: service.read_body(request.read, byte_length(request.META.get("CONTENT_LENGTH"))),
     )
     return _respond(reply)
+
+
+def _raise(exc: Exception) -> Any:
+    raise exc
 
 
 # A JSON API for programs, as the views of _endpoint are: no CSRF check applies.
@@ -199,14 +203,6 @@ def _smallest(*limits: int | None) -> int | None:
     """The tightest of several limits (``None``: no limit)."""
     given = [limit for limit in limits if limit is not None]
     return min(given) if given else None
-
-
-def _content_length(request: HttpRequest) -> int | None:
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or "")
-    except ValueError:
-        return None  # none, or not a number: the read limit still holds
-    return length if length >= 0 else None
 
 
 def _namespace(request: HttpRequest) -> str:

@@ -814,8 +814,18 @@ def test_the_protocol_on_the_test_clients(open_inference: None) -> None:
     assert "nope" in missing.json()["error"]
 
 
-def test_the_protocol_is_not_ready_when_the_models_cannot_load(
-    open_inference: None, tmp_path: Path
+@pytest.mark.parametrize(
+    "setting",
+    [
+        pytest.param({"MODELS": {"iris": "missing"}}, id="bad-bundle"),
+        pytest.param({"MODLES": {"iris": str(BUNDLE)}}, id="broken-settings"),
+    ],
+)
+def test_models_that_cannot_load_are_not_ready_and_answer_the_protocols_500(
+    open_inference: None,
+    tmp_path: Path,
+    setting: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     async def scenario() -> list[Any]:
         # asyncio.run shuts the loop's executor down, where the failed load ran.
@@ -823,15 +833,39 @@ def test_the_protocol_is_not_ready_when_the_models_cannot_load(
         return [
             await client.get("/v2/health/live"),
             await client.get("/v2/health/ready"),
+            await client.get("/v2/models/iris/ready"),
             await client.get("/v2/models/iris"),
+            await client.post("/v2/models/iris/infer", {}, content_type="application/json"),
         ]
 
-    with override_settings(MODELKIT={"MODELS": {"iris": str(tmp_path / "missing")}}):
-        live, ready, metadata = asyncio.run(scenario())
+    if "MODELS" in setting:
+        setting = {"MODELS": {"iris": str(tmp_path / "missing")}}
+    with override_settings(MODELKIT=setting):
+        live, ready, model_ready, *failed = asyncio.run(scenario())
     assert live.status_code == 200
     assert (ready.status_code, ready.content) == (400, b"")
-    assert metadata.status_code == 503
-    assert metadata["Retry-After"] == "1"
+    assert (model_ready.status_code, model_ready.content) == (400, b"")
+    for response in failed:  # not a 503 that says to retry, forever
+        assert (response.status_code, response["Content-Type"]) == (500, "application/json")
+        assert response.json() == {"error": "The models could not be loaded; see the server log."}
+    assert "modelkit.E00" in caplog.text
+
+
+def test_any_failure_to_load_is_the_protocols_json_500(
+    open_inference: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import modelkit.django.views
+
+    async def broken() -> Any:
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(modelkit.django.views, "aload_models", broken)
+    ready = Client().get("/v2/health/ready")
+    assert (ready.status_code, ready.content) == (400, b"")
+    response = Client().get("/v2/models/iris")
+    assert (response.status_code, response["Content-Type"]) == (500, "application/json")
+    assert "secret" not in response.content.decode()
+    assert "secret internal detail" in caplog.text
 
 
 # -- the OpenAPI document -------------------------------------------------------------------------

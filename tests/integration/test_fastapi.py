@@ -118,7 +118,7 @@ def clients() -> Iterator[tuple[Any, TestClient]]:
         MODELKIT_MAX_BATCH_SIZE=BATCH_LIMIT,
         MODELKIT_MAX_BODY_SIZE=BODY_LIMIT,
     )
-    ModelKit(flask_app, url_prefix="/models")
+    ModelKit(flask_app, url_prefix="/models", oip=True)
     app = fastapi.FastAPI()
     config = {"models": {"iris": str(BUNDLE)}}
     routes = modelkit.fastapi.router(config, max_batch_size=BATCH_LIMIT, max_body_size=BODY_LIMIT)
@@ -165,6 +165,16 @@ PARITY = [
     pytest.param("PUT", PREDICT, b"{}", id="put-predict"),
     pytest.param("DELETE", "/models", None, id="delete-index"),
     pytest.param("POST", "/models/iris", b"{}", id="post-describe"),
+    # The Open Inference Protocol: the same answers for the same URLs, trailing slashes too.
+    pytest.param("GET", "/v2", None, id="v2"),
+    pytest.param("GET", "/v2/", None, id="v2-slash"),
+    pytest.param("GET", "/v2/models/iris", None, id="v2-model"),
+    pytest.param("GET", "/v2/models/iris/", None, id="v2-model-slash"),
+    pytest.param("GET", "/v2/models/iris/ready/", None, id="v2-ready-slash"),
+    pytest.param("GET", "/v2/health/ready/", None, id="v2-health-slash"),
+    pytest.param("POST", "/v2/models/iris/infer/", b"{}", id="v2-infer-slash"),
+    pytest.param("POST", "/v2/health/live", b"{}", id="v2-post-live"),
+    pytest.param("POST", "/v2/models/iris/infer", b"{}", id="v2-infer-no-inputs"),
 ]
 
 
@@ -593,6 +603,46 @@ def test_the_protocol_takes_the_body_limit_and_can_be_left_out(
         assert TestClient(app).get("/v2/health/ready").json() == {"detail": "Not Found"}
 
 
+def test_the_protocol_reads_no_body_it_would_not_use(clients: tuple[Any, TestClient]) -> None:
+    """A POST to a URL that takes none, or that is none, is answered from its method and URL,
+    its body never read (the protocol reads an inference body only)."""
+    app = clients[1].app
+
+    def answer(method: str, path: str) -> tuple[int, int]:
+        reads = []
+
+        async def receive() -> dict[str, Any]:
+            reads.append(1)
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"test"), (b"content-length", b"2")],
+            "client": ("127.0.0.1", 1),
+            "server": ("test", 80),
+        }
+        asyncio.run(app(scope, receive, send))
+        return sent[0]["status"], len(reads)
+
+    assert answer("POST", "/v2/health/live") == (405, 0)
+    assert answer("PUT", "/v2/models/iris/infer") == (405, 0)
+    assert answer("POST", "/v2/models/iris/explain") == (404, 0)
+    assert answer("POST", "/v2/models/iris/infer") == (400, 1)  # read, and found wanting
+
+
 # -- the router's arguments ---------------------------------------------------------------------
 
 
@@ -605,12 +655,20 @@ def test_the_protocol_takes_the_body_limit_and_can_be_left_out(
         ({"max_batch_size": True}, "max_batch_size must be a positive integer or None"),
         ({"max_response_size": 1.5}, "max_response_size must be a positive integer or None"),
         ({"lock": {"lock_version": 1, "models": {}}}, "lock= goes with a registry config"),
-        ({"prefix": "/v2"}, "prefix '/v2' is the Open Inference Protocol's"),
+        ({"prefix": "/v2"}, r"prefix '/v2' is the Open Inference Protocol's \(/v2 and under\)"),
+        ({"prefix": "/v2/models"}, "prefix '/v2/models' is the Open Inference Protocol's"),
     ],
 )
 def test_bad_arguments_are_refused(options: dict[str, Any], message: str) -> None:
     with modelkit.Registry() as registry, pytest.raises(ValueError, match=message):
         modelkit.fastapi.router(registry, **options)
+
+
+def test_a_prefix_under_v2_is_free_without_the_protocol() -> None:
+    with modelkit.Registry() as registry:
+        app = fastapi.FastAPI()
+        app.include_router(modelkit.fastapi.router(registry, prefix="/v2/models", oip=False))
+        assert TestClient(app).get("/v2/models").json() == {"models": []}
 
 
 def test_a_config_is_checked_against_its_lock_file(tmp_path: Path) -> None:

@@ -878,9 +878,38 @@ def test_the_protocol_is_opt_in_and_keeps_its_error_shape(tmp_path: Path) -> Non
     wrong = client.get("/v2/models/iris/infer")
     assert (wrong.status_code, wrong.headers["Allow"]) == (405, "POST, OPTIONS")
     assert isinstance(wrong.get_json()["error"], str)
-    with pytest.raises(ValueError, match="Open Inference Protocol"):
-        ModelKit(url_prefix="/v2", oip=True)
     state.close()
+
+
+@pytest.mark.parametrize("prefix", ["/v2", "/v2/", "/v2/models", "/v2/models/"])
+def test_a_prefix_at_or_under_v2_is_refused_with_the_protocol(prefix: str) -> None:
+    with pytest.raises(ValueError, match=r"is the Open Inference Protocol's \(/v2 and under\)"):
+        ModelKit(url_prefix=prefix, oip=True)
+    assert ModelKit(url_prefix=prefix).url_prefix == prefix  # without it, the URLs are free
+    assert ModelKit(url_prefix="/v2models", oip=True).url_prefix == "/v2models"
+
+
+def test_a_lazy_load_that_fails_is_not_ready_and_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = _app(tmp_path, MODELKIT_MODELS={"iris": "missing"}, MODELKIT_LAZY=True)
+    ModelKit(app, oip=True)
+    client = app.test_client()
+    with caplog.at_level(logging.ERROR, logger="modelkit"):
+        for _ in range(3):  # a probe every few seconds
+            ready = client.get("/v2/health/ready")
+            assert (ready.status_code, ready.data) == (400, b"")
+        assert client.get("/v2/models/iris/ready").status_code == 400
+        failed = client.get("/v2/models/iris")
+        assert (failed.status_code, failed.get_json()) == (
+            500,
+            {"error": "The models could not be loaded; see the server log."},
+        )
+        assert client.get("/v2/health/live").status_code == 200
+    logged = [r for r in caplog.records if r.getMessage().startswith("modelkit: the models")]
+    assert len(logged) == 1
+    assert "missing" in caplog.text  # the reason, with its traceback
+    app.extensions["modelkit"].close()
 
 
 # -- the OpenAPI document -------------------------------------------------------------------------

@@ -378,10 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mlserver", metavar="PATH", help="an mlserver command, for its row")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
-    print_environment(
-        ["modelkit", "onnxruntime", "waitress", "fastapi", "uvicorn"],
-        "quick" if args.quick else "full",
-    )
+    packages = ["modelkit", "scikit-learn", "waitress", "fastapi", "uvicorn"]
+    print_environment(packages, "quick" if args.quick else "full")
     print(f"  clients       {args.threads} threads x {plan.calls} requests, {plan.rounds} rounds")
     print()
 

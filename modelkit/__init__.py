@@ -31,6 +31,8 @@ from .errors import (
     InvalidInputError,
     MissingDependencyError,
     ModelkitError,
+    ReproducibilityError,
+    ReproducibilityWarning,
 )
 
 __all__ = [
@@ -55,6 +57,8 @@ __all__ = [
     "Predictions",
     "Registry",
     "RegressorOutput",
+    "ReproducibilityError",
+    "ReproducibilityWarning",
     "Route",
     "Signature",
     "TabularInputs",

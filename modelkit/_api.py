@@ -18,9 +18,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from pydantic import BaseModel, JsonValue, TypeAdapter, ValidationError
 
-from . import _environment, adapters, telemetry
+from . import _environment, _reference, adapters, telemetry
 from ._batching import Batching
-from ._bundle import DEFAULT_MAX_BUNDLE_SIZE, Artifacts, digest, open_bundle
+from ._bundle import DEFAULT_MAX_BUNDLE_SIZE, Artifacts, VerifiedBundle, digest, open_bundle
 from ._custom import model_for
 from ._environment import VersionPolicy
 from ._infer import tabular_inputs_from_model
@@ -28,12 +28,13 @@ from ._manifest import ARTIFACTS_DIR, Artifact, Environment, Manifest, normalize
 from ._model import Features, Model, observer_of
 from ._protocol import Runner
 from ._publish import is_bundle, list_artifacts, now, publish, staging_directory, write_manifest
+from ._reference import CheckPolicy
 from ._runner_model import RunnerModel
-from ._spec import Outputs, SchemaInputs, Signature, TabularInputs, Task, TensorInputs
+from ._spec import Outputs, SchemaInputs, Signature, Table, TabularInputs, Task, TensorInputs
 from ._validation import TabularValidator
 from .errors import BundleError, ConversionError, ModelkitError
 
-__all__ = ["convert", "digest", "load", "save"]
+__all__ = ["convert", "digest", "load", "run_reference_cases", "save"]
 
 logger = logging.getLogger("modelkit")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -70,7 +71,8 @@ def save(
         format: ``"joblib"``, ``"onnx"``, ``"python"``, a third-party adapter, or ``"auto"``.
         sample_input: a few rows of training data (DataFrame, 2-D array or list of dicts); the
             signature is inferred from it, and the model must predict on it before anything is
-            written.
+            written. Up to 50 of its rows and the model's answers on them are kept as reference
+            cases (tabular models), which ``load`` runs again.
         signature: the inputs, as a :class:`Signature` or a pydantic model with one field per
             column, when there is no sample (or to override the inferred one).
         task: ``"classification"``, ``"regression"`` or ``"tensor"``, when inference guesses
@@ -119,6 +121,7 @@ def save(
         version=version,
         metadata=meta,
         reference=reference if reference is not None else sample_input,
+        sample_input=sample_input,
         overwrite=overwrite,
     )
 
@@ -173,6 +176,7 @@ def convert(
         sha256=sha256,
         trusted=False,
         version_policy="warn",
+        check="error",
         adapter_options=None,
         features=Features(),
     )
@@ -212,6 +216,7 @@ def convert(
         version=version,
         metadata=meta,
         reference=sample_input,
+        sample_input=sample_input,
         profile=manifest.profile if sample_input is None else None,
         overwrite=overwrite,
     )
@@ -261,6 +266,7 @@ def _write_bundle(
     version: str,
     metadata: dict[str, JsonValue],
     reference: Any,
+    sample_input: Any,
     profile: dict[str, Any] | None = None,
     overwrite: bool,
 ) -> Manifest:
@@ -269,13 +275,18 @@ def _write_bundle(
     try:
         (staging / ARTIFACTS_DIR).mkdir()
         saved = write(staging / ARTIFACTS_DIR)
+        inputs = saved.signature.inputs
+        wants_profile = profile is None and reference is not None
+        if isinstance(inputs, TabularInputs) and (wants_profile or sample_input is not None):
+            runner = _draft_runner(adapter, staging, saved)
+            sample = None if sample_input is None else _answers(inputs, runner, sample_input)
+            if sample is not None and sample[1] is not None and runner is not None:
+                _reference.write(staging / ARTIFACTS_DIR, inputs, runner, sample[0], sample[1])
+            if wants_profile:
+                answered = sample if reference is sample_input and sample is not None else None
+                table, outputs = answered or _answers(inputs, runner, reference)
+                profile = _profile(saved, inputs, table, outputs)
         artifacts = list_artifacts(staging)
-        if (
-            profile is None
-            and reference is not None
-            and isinstance(saved.signature.inputs, TabularInputs)
-        ):
-            profile = _profile(adapter, staging, saved, reference)
         manifest = Manifest(
             name=name,
             version=version,
@@ -299,16 +310,10 @@ def _write_bundle(
     return manifest
 
 
-def _profile(
-    adapter: adapters.Adapter, staging: Path, saved: adapters.SavedModel, data: Any
-) -> dict[str, Any]:
-    """The drift profile of the reference data, outputs included when the model can run them."""
-    from ._profile import profile_reference
-
-    inputs = saved.signature.inputs
-    assert isinstance(inputs, TabularInputs)
-    table = TabularValidator(inputs).batch(data)
-    outputs = None
+def _draft_runner(
+    adapter: adapters.Adapter, staging: Path, saved: adapters.SavedModel
+) -> adapters.Runner | None:
+    """The model being saved, loaded back from its staged artifacts, to answer sample rows."""
     files = {
         path.relative_to(staging / ARTIFACTS_DIR).as_posix(): path.read_bytes()
         for path in sorted((staging / ARTIFACTS_DIR).rglob("*"))
@@ -324,10 +329,35 @@ def _profile(
     )
     try:
         runner = adapter.load(Artifacts(files), draft, options={})
-        if isinstance(runner, adapters.Runner) and table.length:
-            outputs = dict(runner.run(table))
-    except Exception:  # noqa: BLE001 - outputs are a bonus; the inputs profile stands alone
-        outputs = None
+    except Exception as exc:  # noqa: BLE001 - answers are a bonus; the bundle stands without
+        logger.warning("Saving without reference cases or output profile: %s", exc)
+        return None
+    return runner if isinstance(runner, adapters.Runner) else None
+
+
+def _answers(
+    inputs: TabularInputs, runner: adapters.Runner | None, data: Any
+) -> tuple[Table, dict[str, Any] | None]:
+    """Rows as the validated table, and the model's answers on them if it gives any."""
+    table = TabularValidator(inputs).batch(data)
+    if runner is None or not table.length:
+        return table, None
+    try:
+        return table, dict(runner.run(table))
+    except Exception as exc:  # noqa: BLE001 - answers are a bonus; the bundle stands without
+        logger.warning("Saving without reference cases or output profile: %s", exc)
+        return table, None
+
+
+def _profile(
+    saved: adapters.SavedModel,
+    inputs: TabularInputs,
+    table: Table,
+    outputs: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The drift profile of the reference data, outputs included when the model ran them."""
+    from ._profile import profile_reference
+
     return profile_reference(
         inputs,
         table,
@@ -374,6 +404,7 @@ def load(
     max_bundle_size: int | None = DEFAULT_MAX_BUNDLE_SIZE,
     trusted: bool = False,
     version_policy: VersionPolicy = "warn",
+    check: CheckPolicy = "auto",
     adapter_options: Mapping[str, Any] | None = None,
     drift: bool = False,
     batching: bool | Batching = False,
@@ -395,6 +426,14 @@ def load(
         version_policy: what to do when the bundle was saved with other library versions:
             ``"warn"`` (minor and patch differences warn, major ones raise), ``"error"`` or
             ``"ignore"``. Checked before unpickling.
+        check: whether to run the reference cases saved with the model once it is loaded, and
+            what to do when it no longer answers them (labels equal, numbers within the
+            tolerance). ``"auto"`` runs them when a library the bundle records (or Python, for
+            pickled formats) has another version in this process, the case they exist for, and
+            raises if they fail; the same versions run the same code, and the load costs nothing
+            more. ``"error"`` always runs them and raises, ``"warn"`` always runs them and warns
+            and hands the model out, ``"off"`` never runs them. Bundles without reference cases
+            load as before.
         adapter_options: options for the format's runtime, such as
             ``{"intra_op_num_threads": 0}`` for onnx (a thread per core).
         drift: keep streaming statistics of what the model receives and predicts, compared with
@@ -415,9 +454,13 @@ def load(
             or larger than ``max_bundle_size``.
         IntegrityError: a file, size or the digest does not match.
         EnvironmentMismatchError: the library versions differ beyond ``version_policy``.
+        ReproducibilityError: the model no longer answers its reference cases, and ``check``
+            is ``"auto"`` or ``"error"``.
         ModelkitError: ``batching`` was asked of a model without a tabular signature.
         TypeError: ``batching`` is neither a bool nor a :class:`Batching`.
     """
+    if check not in _reference.POLICIES:
+        raise ValueError(f"check must be one of {_reference.POLICIES}, got {check!r}")
     if not isinstance(batching, bool | Batching):
         raise TypeError(
             f"batching must be True, False or a modelkit.Batching, got {type(batching).__name__}."
@@ -432,6 +475,7 @@ def load(
         "sha256": sha256,
         "trusted": trusted,
         "version_policy": version_policy,
+        "check": check,
         "adapter_options": adapter_options,
         "features": features,
         "max_bundle_size": max_bundle_size,
@@ -496,6 +540,7 @@ def _load(
     sha256: str | None,
     trusted: bool,
     version_policy: VersionPolicy,
+    check: CheckPolicy,
     adapter_options: Mapping[str, Any] | None,
     features: Features,
     max_bundle_size: int | None = DEFAULT_MAX_BUNDLE_SIZE,
@@ -518,26 +563,70 @@ def _load(
         return model_for(manifest, opened.digest, runner, features)
     bundle = opened.bundle
     manifest = bundle.manifest
-    _environment.check(
+    # Versions are compared before unpickling; those that only warn are reported once the
+    # reference cases have said whether the answers changed.
+    mild = _environment.check(
         manifest.environment,
         version_policy,
         label=opened.label,
         compare_python=_environment.depends_on_python(manifest.format),
     )
-    adapter = adapters.get(manifest.format)
+    # The cases are parsed before the model is deserialized: a malformed file fails first.
+    runs = check in ("error", "warn") or (
+        check == "auto"
+        and _environment.differs(
+            manifest.environment, compare_python=_environment.depends_on_python(manifest.format)
+        )
+    )
+    cases = _reference.read(bundle.artifacts) if runs else None
+    loaded = _runner(bundle, options)
+    verdict = None if cases is None else _reference.run(cases, manifest, loaded)
+    _reference.enforce(verdict, check, label=opened.label, manifest=manifest, mild=mild)
+    return model_for(manifest, bundle.digest, loaded, features)
+
+
+def _runner(bundle: VerifiedBundle, options: Mapping[str, Any]) -> Runner:
+    """What the bundle's adapter loads from its verified artifacts."""
+    adapter = adapters.get(bundle.manifest.format)
     adapters.check_options(adapter, options)
     try:
-        loaded = adapter.load(bundle.artifacts, manifest, options=options)
+        return adapter.load(bundle.artifacts, bundle.manifest, options=options)
     except ModelkitError:
         raise
     except Exception as exc:
         # The manifest passed validation but the adapter could not use it (or its bytes):
         # report it as a bad bundle rather than the deserializer's own traceback.
         raise BundleError(
-            f"The {adapter.name} adapter cannot load {opened.label!r}: {type(exc).__name__}: {exc}",
-            path=opened.label,
+            f"The {adapter.name} adapter cannot load {bundle.label!r}: {type(exc).__name__}: {exc}",
+            path=bundle.label,
         ) from exc
-    return model_for(manifest, bundle.digest, loaded, features)
+
+
+def run_reference_cases(
+    path: Any,
+    *,
+    max_bundle_size: int | None = DEFAULT_MAX_BUNDLE_SIZE,
+    adapter_options: Mapping[str, Any] | None = None,
+) -> tuple[Manifest, _reference.Verdict | None]:
+    """Verify and load a bundle, run its reference cases, and return their verdict (``None``
+    when it keeps none) without acting on it: for ``modelkit verify --run``.
+
+    Raises:
+        BundleError: not a bundle, or it cannot be loaded.
+        IntegrityError: it fails verification.
+    """
+    opened = open_bundle(path, max_bundle_size=max_bundle_size)
+    if opened.bundle is None:
+        raise BundleError(
+            f"{opened.label!r} is a bare model file: it keeps no reference cases.",
+            path=opened.label,
+        )
+    bundle = opened.bundle
+    cases = _reference.read(bundle.artifacts)
+    if cases is None:
+        return bundle.manifest, None
+    runner = _runner(bundle, dict(adapter_options or {}))
+    return bundle.manifest, _reference.run(cases, bundle.manifest, runner)
 
 
 def _load_bare(

@@ -5,7 +5,8 @@ A registry config is a TOML file (or the same structure as a mapping)::
     [models.churn]
     path = "bundles/churn"        # relative to the file
     sha256 = "sha256:..."         # optional: the digest the bundle must have
-    version_policy = "warn"       # and the other load options: adapter_options, drift, batching
+    check = "error"               # and the other load options: version_policy, adapter_options,
+                                  # drift, batching
 
     [models.churn.canary]         # optional, the same keys and a weight
     path = "bundles/churn-2"
@@ -72,6 +73,7 @@ LOAD_OPTIONS = frozenset(
         "sha256",
         "trusted",
         "version_policy",
+        "check",
         "adapter_options",
         "drift",
         "batching",
@@ -96,6 +98,7 @@ class BundleConfig(_Strict):
     path: str = Field(min_length=1)
     sha256: str | None = None
     version_policy: Literal["warn", "error", "ignore"] | None = None
+    check: Literal["auto", "error", "warn", "off"] | None = None
     adapter_options: dict[str, JsonValue] | None = None
     drift: bool | None = None
     batching: bool | dict[str, JsonValue] | None = None

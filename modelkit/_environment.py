@@ -15,11 +15,13 @@ from ._manifest import Environment
 from .errors import EnvironmentMismatchError, EnvironmentMismatchWarning
 
 __all__ = [
+    "Mismatch",
     "PackageStatus",
     "VersionPolicy",
     "capture",
     "check",
     "depends_on_python",
+    "differs",
     "distribution_of",
     "installed_version",
     "mismatch_text",
@@ -28,6 +30,7 @@ __all__ = [
     "python_status",
     "release",
     "same_release_line",
+    "warn",
 ]
 
 logger = logging.getLogger("modelkit")
@@ -103,13 +106,17 @@ def depends_on_python(format: str) -> bool:
 
 def check(
     recorded: Environment, policy: VersionPolicy, *, label: str, compare_python: bool = True
-) -> None:
-    """Compare a bundle's recorded environment with this process.
+) -> dict[str, Mismatch]:
+    """Compare a bundle's recorded environment with this process, before anything is unpickled.
 
-    With ``policy="warn"`` (the default of :func:`modelkit.load`), a different minor or patch
-    version warns and a different major version or a missing package raises; ``"error"`` raises on
-    any difference; ``"ignore"`` checks nothing. ``compare_python=False`` leaves the Python
-    version out, for formats whose artifacts do not depend on it (ONNX graphs).
+    With ``policy="warn"`` (the default of :func:`modelkit.load`), a different major version or
+    a missing package raises, and the minor and patch differences are returned for :func:`warn`
+    to report once the reference cases have run; ``"error"`` raises on any difference;
+    ``"ignore"`` checks nothing. ``compare_python=False`` leaves the Python version out, for
+    formats whose artifacts do not depend on it (ONNX graphs).
+
+    Returns:
+        The differences to warn about.
 
     Raises:
         EnvironmentMismatchError: as the policy says.
@@ -122,13 +129,33 @@ def check(
             "versions, or pass version_policy='ignore' to load it anyway (results may differ).",
             mismatches=severe,
         )
-    if mild:
+    return mild
+
+
+def warn(mild: Mapping[str, Mismatch], label: str, *, evidence: str | None = None) -> None:
+    """Warn about the versions that differ from the recorded ones, if any.
+
+    ``evidence`` is what the reference cases showed (``"50 of 50 reference cases identical"``):
+    the warning then says what changed and that the answers did not, instead of a bare "results
+    may differ".
+    """
+    if not mild:
+        return
+    if evidence is None:
         message = (
-            f"Bundle {label!r} was saved with {mismatch_text(mild)}; results may differ slightly. "
-            "Pass version_policy='ignore' to silence this, or re-save the model."
+            f"Bundle {label!r} was saved with {mismatch_text(mild)}; results may differ "
+            "slightly. Pass version_policy='ignore' to silence this, or re-save the model."
         )
-        logger.warning(message)
-        warnings.warn(message, EnvironmentMismatchWarning, stacklevel=4)
+    else:
+        changes = ", ".join(
+            f"{name} {saved} → {current}" for name, (saved, current) in sorted(mild.items())
+        )
+        message = (
+            f"Bundle {label!r}: {changes}, {evidence}. Re-save the model to record these "
+            "versions, or pass version_policy='ignore' to silence this."
+        )
+    logger.warning(message)
+    warnings.warn(message, EnvironmentMismatchWarning, stacklevel=5)
 
 
 def mismatches(
@@ -163,6 +190,13 @@ def mismatches(
         severe.update(mild)
         mild = {}
     return severe, mild
+
+
+def differs(recorded: Environment, *, compare_python: bool = True) -> bool:
+    """Whether any recorded library (or Python, with ``compare_python``) has another version
+    in this process, or is missing from it."""
+    severe, _ = mismatches(recorded, "error", compare_python=compare_python)
+    return bool(severe)
 
 
 def mismatch_text(found: Mapping[str, Mismatch]) -> str:

@@ -48,6 +48,7 @@ from .errors import (
     EnvironmentMismatchError,
     IntegrityError,
     ModelkitError,
+    ReproducibilityError,
 )
 
 __all__ = ["Registry", "Route"]
@@ -237,9 +238,10 @@ class Registry:
         """A registry from a TOML file (or the same structure as a mapping).
 
         ``[models.NAME]`` tables hold ``path`` (relative to the file), an optional ``sha256``
-        and load options (``version_policy``, ``adapter_options``, ``drift``, ``batching``),
-        and optional ``[models.NAME.canary]`` (with ``weight``) and ``[models.NAME.shadow]``
-        tables of the same keys; ``NAME = "path"`` is short for a table with only ``path``.
+        and load options (``version_policy``, ``check``, ``adapter_options``, ``drift``,
+        ``batching``), and optional ``[models.NAME.canary]`` (with ``weight``) and
+        ``[models.NAME.shadow]`` tables of the same keys; ``NAME = "path"`` is short for a
+        table with only ``path``.
         With ``lock=``, every bundle must have the digest the lock file records for it (see
         :meth:`lock`), checked before it is deserialized.
 
@@ -330,7 +332,9 @@ class Registry:
                 raise pin_conflict(where, normalize_digest(given), pin)
             options["sha256"] = pin
         try:
-            model = load(path, **{**self._providers, **options})
+            # A model about to take traffic proves it answers its reference cases, whatever
+            # the versions (load's own default runs them only when versions differ).
+            model = load(path, **{"check": "error", **self._providers, **options})
         except ModelkitError as exc:
             located = _located(exc, f"models.{where}")
             if located is exc:
@@ -484,9 +488,10 @@ class Registry:
     ) -> None:
         """Load ``name``'s primary again (from ``path``, or where it came from) and swap it in.
 
-        The new bundle is loaded, verified and warmed up while the old one keeps serving; then
-        one assignment swaps them, and calls in flight finish on the old model. A reload that
-        fails raises and leaves the old model serving. Reloads of one name run one at a time.
+        The new bundle is loaded, verified, checked against its reference cases and warmed up
+        while the old one keeps serving; then one assignment swaps them, and calls in flight
+        finish on the old model. A reload that fails raises and leaves the old model serving.
+        Reloads of one name run one at a time.
 
         A pinned route (a lock file's digest, or ``sha256=`` given when it was added) stays
         pinned, whatever ``path`` says: the new bundle must have that digest. Only an explicit
@@ -501,6 +506,8 @@ class Registry:
         Raises:
             BundleError: the bundle is missing or malformed.
             IntegrityError: it does not match the pinned digest.
+            ReproducibilityError: it no longer answers its reference cases (unless the route
+                was added with ``check="warn"`` or ``"off"``).
             ValueError: its signature does not fit the one it replaces.
         """
         entry = self._entry(name)
@@ -670,4 +677,11 @@ def _located(exc: ModelkitError, where: str) -> ModelkitError:
         return BundleError(message, path=exc.path)
     if isinstance(exc, EnvironmentMismatchError):
         return EnvironmentMismatchError(message, mismatches=exc.mismatches)
+    if isinstance(exc, ReproducibilityError):
+        return ReproducibilityError(
+            message,
+            rows=exc.rows,
+            largest_difference=exc.largest_difference,
+            versions=exc.versions,
+        )
     return exc

@@ -8,8 +8,13 @@ the built-in exception an existing ``except`` clause would expect::
     │   └── IntegrityError       a hash, size, digest or file list does not match
     ├── InvalidInputError        (also ValueError) a record or batch does not fit the signature
     ├── EnvironmentMismatchError the bundle needs library versions this process does not have
+    ├── ReproducibilityError     the model no longer answers its stored reference cases
     ├── ConversionError          scikit-learn -> ONNX failed or failed its parity check
     └── MissingDependencyError   (also ModuleNotFoundError) an optional extra is not installed
+
+Two warnings (``UserWarning``) say that a model loaded although something differs:
+``EnvironmentMismatchWarning`` (other library versions) and ``ReproducibilityWarning`` (changed
+answers, loaded with ``check="warn"``).
 
 Context lives in attributes (``err.path``, ``err.field``, ``err.index``) as well as in the text.
 """
@@ -27,6 +32,8 @@ __all__ = [
     "InvalidInputError",
     "MissingDependencyError",
     "ModelkitError",
+    "ReproducibilityError",
+    "ReproducibilityWarning",
 ]
 
 
@@ -109,6 +116,37 @@ class EnvironmentMismatchError(ModelkitError):
 
 class EnvironmentMismatchWarning(UserWarning):
     """The bundle was saved with other library versions; it loads, but results may differ."""
+
+
+class ReproducibilityError(ModelkitError):
+    """The model no longer answers its stored reference cases as it did when it was saved.
+
+    Typically a library upgrade changed what the pickled model computes.
+
+    Attributes:
+        rows: the sample rows (as numbered when it was saved) whose answers differ.
+        largest_difference: the largest numeric difference beyond the tolerance, or ``None``
+            when a label changed or the model refused the inputs.
+        versions: ``{package: (recorded, installed)}`` for every package the bundle recorded,
+            and ``"python"``; ``installed`` is ``None`` when absent.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        rows: list[int] | None = None,
+        largest_difference: float | None = None,
+        versions: dict[str, tuple[str, str | None]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.rows = rows or []
+        self.largest_difference = largest_difference
+        self.versions = versions or {}
+
+
+class ReproducibilityWarning(UserWarning):
+    """The model no longer answers its reference cases; loaded anyway (``check="warn"``)."""
 
 
 class ConversionError(ModelkitError):

@@ -52,6 +52,8 @@ from tests.bundle_fixtures import (
 )
 from tests.strategies import json_values
 
+REFERENCE_CASES = "artifacts/reference-cases.json"
+
 # --------------------------------------------------------------------------------------------
 # Fixtures: one bundle saved per session, copied for each test that changes it
 # --------------------------------------------------------------------------------------------
@@ -112,8 +114,8 @@ def test_intact_bundle_loads_and_predicts(bundle: Path, estimator: Any) -> None:
 def test_saved_bundle_holds_exactly_the_manifest_and_its_artifacts(template: Path) -> None:
     files = sorted(p.relative_to(template).as_posix() for p in template.rglob("*") if p.is_file())
 
-    assert files == [ARTIFACT, MANIFEST]
-    assert [a["path"] for a in read_manifest(template)["artifacts"]] == [ARTIFACT]
+    assert files == [ARTIFACT, REFERENCE_CASES, MANIFEST]
+    assert [a["path"] for a in read_manifest(template)["artifacts"]] == [ARTIFACT, REFERENCE_CASES]
 
 
 def test_one_changed_byte_in_an_artifact_is_rejected(bundle: Path) -> None:

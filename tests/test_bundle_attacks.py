@@ -45,6 +45,8 @@ from tests.bundle_fixtures import (
 )
 from tests.limited import Outcome, run_limited
 
+REFERENCE_CASES = "artifacts/reference-cases.json"
+
 MIB = 2**20
 GIB = 2**30
 # hashlib.sha256(bytes(GIB)) and zlib.crc32(bytes(GIB)): computing them takes a second each.
@@ -99,6 +101,7 @@ def huge_artifact(size: int = GIB) -> dict[str, Any]:
 def sparse_bundle(template: Path, tmp_path: Path) -> Path:
     """A bundle that honestly declares a 1 GiB artifact: a sparse file, nothing on disk."""
     bundle = Path(shutil.copytree(template, tmp_path / "sparse"))
+    (bundle / REFERENCE_CASES).unlink()  # the one artifact is the model's
     with open(bundle / ARTIFACT, "wb") as handle:
         handle.truncate(GIB)
     (bundle / MANIFEST).write_bytes(with_artifacts(template, [huge_artifact()]))
@@ -354,7 +357,7 @@ def test_verify_max_size_refuses_before_reading(sparse_bundle: Path) -> None:
 def test_bundle_within_the_size_limit_loads(bundle: Path, estimator: Any, limit: Any) -> None:
     import numpy as np
 
-    exact = (bundle / ARTIFACT).stat().st_size
+    exact = sum(a["size"] for a in read_manifest(bundle)["artifacts"])
     size = {None: None, "exact": exact, "numpy": np.int64(exact)}[limit]
 
     assert_predicts_like(modelkit.load(bundle, max_bundle_size=size), estimator)
@@ -611,7 +614,8 @@ def test_corrupt_deflate_member_is_an_integrity_error_naming_it(
         ARTIFACT, zipfile.ZIP_DEFLATED, b"\xff" * 64, zlib.crc32(artifact), len(artifact)
     )
     manifest = stored(MANIFEST, (template / MANIFEST).read_bytes())
-    archive = write_raw_zip(tmp_path / "m.zip", [manifest, corrupt])
+    cases = stored(REFERENCE_CASES, (template / REFERENCE_CASES).read_bytes())
+    archive = write_raw_zip(tmp_path / "m.zip", [manifest, corrupt, cases])
 
     for call in (modelkit.load, modelkit.digest):
         with pytest.raises(modelkit.IntegrityError) as caught:

@@ -266,8 +266,10 @@ def test_inspect_json_is_machine_readable(
     assert report["format"] == "onnx"
     assert report["digest"] == modelkit.digest(bundles / "iris-onnx")
     assert [c["name"] for c in report["signature"]["inputs"]["columns"]] == COLUMNS
-    (artifact,) = report["artifacts"]
+    artifact, cases = report["artifacts"]
     assert artifact["path"] == "artifacts/model.onnx"
+    assert cases["path"] == "artifacts/reference-cases.json"
+    assert report["has_reference_cases"] is True
     assert artifact["size"] == (bundles / "iris-onnx" / "artifacts" / "model.onnx").stat().st_size
     assert report["environment"]["python"]["status"] == "not compared"  # ONNX is Python-free
     assert {p["status"] for p in report["environment"]["packages"]} <= {"ok"}

@@ -58,7 +58,15 @@ def _inspection(described: BundleDescription) -> dict[str, Any]:
         "environment": _environment_report(manifest),
         "metadata": manifest.metadata,
         "has_profile": manifest.profile is not None,
+        "has_reference_cases": _has_reference_cases(manifest),
     }
+
+
+def _has_reference_cases(manifest: Manifest) -> bool:
+    from .._manifest import ARTIFACTS_DIR
+    from .._reference import ARTIFACT
+
+    return any(a.path == f"{ARTIFACTS_DIR}/{ARTIFACT}" for a in manifest.artifacts)
 
 
 def _environment_report(manifest: Manifest) -> dict[str, Any]:
@@ -109,6 +117,7 @@ def _inspection_text(manifest: Manifest, report: Mapping[str, Any]) -> str:
         ("digest", report["digest"]),
         ("created", created),
         ("size", f"{size} in {count} artifact{'s' if count != 1 else ''}"),
+        ("reference", "cases kept" if report["has_reference_cases"] else "no cases"),
     ]
     width = max(len(name) for name, _ in fields)
     parts = [f"{manifest.name} {manifest.version}"]

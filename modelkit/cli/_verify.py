@@ -23,7 +23,8 @@ __all__ = ["verify"]
         "\b\nExamples:\n"
         "  modelkit verify bundles/churn bundles/risk.zip\n"
         "  modelkit verify --lock models.lock          # every bundle the lock names\n"
-        "  modelkit verify --lock models.lock bundles/churn"
+        "  modelkit verify --lock models.lock bundles/churn\n"
+        "  modelkit verify --run bundles/churn         # also runs its reference cases"
     ),
 )
 @click.argument("paths", metavar="[PATH]...", nargs=-1, type=click.Path())
@@ -42,13 +43,24 @@ __all__ = ["verify"]
     help="Fail a bundle whose manifest declares more bytes of artifacts, before reading them "
     "(2GiB; takes KiB, MiB, GiB).",
 )
+@click.option(
+    "--run",
+    "run_cases",
+    is_flag=True,
+    help="Also load each verified bundle and run its reference cases: the model must still "
+    "answer them as when it was saved. This deserializes the model (a pickle runs code): use "
+    "it on bundles you would load.",
+)
 @click.pass_obj
-def verify(run: Run, *, paths: tuple[str, ...], lock: str | None, max_size: int) -> int:
+def verify(
+    run: Run, *, paths: tuple[str, ...], lock: str | None, max_size: int, run_cases: bool
+) -> int:
     """Check bundles completely (file list, sizes, sha256), and against a lock file.
 
-    Nothing is deserialized or held in memory, so it is safe on untrusted files. Prints
-    'OK PATH DIGEST' or 'FAILED PATH: REASON' for every bundle given, even after a failure;
-    exits 1 if any failed.
+    Without --run, nothing is deserialized or held in memory, so it is safe on untrusted files.
+    Prints 'OK PATH DIGEST' or 'FAILED PATH: REASON' for every bundle given, even after a
+    failure (with --run, the reference cases' verdict follows the digest); exits 1 if any
+    failed.
     """
     if not paths and lock is None:
         raise usage_error("give the bundles to verify (PATH...), or --lock FILE")
@@ -65,6 +77,9 @@ def verify(run: Run, *, paths: tuple[str, ...], lock: str | None, max_size: int)
             reason, found = _verify_one(
                 path, entry, entries, lock_path, given=entry is None, max_size=max_size
             )
+            if reason is None and run_cases:
+                reason, verdict = _run_cases(path, max_size=max_size)
+                found = f"{found} ({verdict})" if reason is None else found
         except Exception as exc:  # noqa: BLE001 - one bundle's surprise must not hide the others
             if run.debug:
                 traceback.print_exc(file=sys.stderr)
@@ -140,6 +155,23 @@ def _verify_one(
         )
         return reason, found
     return None, found
+
+
+def _run_cases(path: Path, *, max_size: int) -> tuple[str | None, str]:
+    """Load a verified bundle and run its reference cases; return (the failure or None, the
+    verdict). A bundle without cases passes: there is nothing to compare."""
+    from .._api import run_reference_cases
+    from .._reference import failure_text
+
+    try:
+        manifest, verdict = run_reference_cases(path, max_bundle_size=max_size)
+    except ModelkitError as exc:
+        return str(exc), ""
+    if verdict is None:
+        return None, "no reference cases"
+    if not verdict.passed:
+        return failure_text(verdict, str(path), manifest), ""
+    return None, verdict.summary()
 
 
 def _entry_for(path: Path, name: str | None, entries: Sequence[_LockEntry]) -> _LockEntry | None:

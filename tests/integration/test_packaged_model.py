@@ -7,32 +7,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import site
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 import pytest
+
+from tests.child_env import run, seeing_this_environment
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "packaged_model"
 RECORD = {"mean radius": 14.0, "mean texture": 19.0, "mean smoothness": 0.1, "worst area": 880.0}
-
-
-def _run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(
-        [str(a) for a in args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +27,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("build")
     source = Path(shutil.copytree(EXAMPLE, work / "packaged_model"))
     dist = work / "dist"
-    _run(
+    run(
         sys.executable,
         "-m",
         "pip",
@@ -61,25 +47,15 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def fresh_python(tmp_path: Path) -> Path:
     """A new virtual environment that sees this environment's packages (modelkit and its
     dependencies, so the test needs no network) but has nothing of the example installed."""
-    environment = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=False, symlinks=os.name != "nt").create(environment)
-    python = environment / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    purelib = _run(
-        python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", cwd=tmp_path
-    ).strip()
-    # An `import` line in a .pth file runs at start-up: addsitedir also reads the .pth files
-    # of this environment (the editable install of modelkit among them).
-    lines = [f"import site; site.addsitedir({p!r})" for p in site.getsitepackages()]
-    Path(purelib, "parent_environment.pth").write_text("\n".join(lines) + "\n")
-    return python
+    return seeing_this_environment(tmp_path / "venv")
 
 
 def _pip_install(python: Path, *args: str | Path, cwd: Path) -> None:
-    _run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", *args, cwd=cwd)
+    run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", *args, cwd=cwd)
 
 
 def _installed_lock(python: Path, cwd: Path) -> Path:
-    location = _run(
+    location = run(
         python, "-c", "import churn_app, os; print(os.path.dirname(churn_app.__file__))", cwd=cwd
     ).strip()
     return Path(location) / "models.lock"
@@ -100,9 +76,9 @@ def test_installed_wheel_verifies_its_lock_and_predicts(
     _pip_install(fresh_python, "--no-index", wheel, cwd=tmp_path)
     lock = _installed_lock(fresh_python, tmp_path)
     assert "site-packages" in str(lock)
-    output = _run(fresh_python, "-m", "modelkit", "verify", "--lock", lock, cwd=tmp_path)
+    output = run(fresh_python, "-m", "modelkit", "verify", "--lock", lock, cwd=tmp_path)
     assert "OK" in output
-    answer = json.loads(_run(fresh_python, "-m", "churn_app", json.dumps(RECORD), cwd=tmp_path))
+    answer = json.loads(run(fresh_python, "-m", "churn_app", json.dumps(RECORD), cwd=tmp_path))
     assert answer["label"] in (0, 1)
     assert set(answer["probabilities"]) == {"0", "1"}
 
@@ -143,7 +119,7 @@ def test_editable_install_loads_the_bundle_from_the_source_tree(
     _pip_install(fresh_python, "--no-build-isolation", "--editable", source, cwd=tmp_path)
     lock = _installed_lock(fresh_python, tmp_path)
     assert lock == source / "churn_app" / "models.lock"
-    answer = json.loads(_run(fresh_python, "-m", "churn_app", json.dumps(RECORD), cwd=tmp_path))
+    answer = json.loads(run(fresh_python, "-m", "churn_app", json.dumps(RECORD), cwd=tmp_path))
     assert answer["label"] in (0, 1)
 
 
@@ -155,5 +131,5 @@ def test_package_imported_from_a_zip_loads_its_bundle(wheel: Path, tmp_path: Pat
         "assert '.whl' in churn_app.__file__, churn_app.__file__; "
         f"print(json.dumps(churn_app.predict({RECORD!r})))"
     )
-    answer = json.loads(_run(sys.executable, "-c", code, cwd=tmp_path, env=env))
+    answer = json.loads(run(sys.executable, "-c", code, cwd=tmp_path, env=env))
     assert answer["label"] in (0, 1)

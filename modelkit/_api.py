@@ -280,8 +280,11 @@ def _write_bundle(
         if isinstance(inputs, TabularInputs) and (wants_profile or sample_input is not None):
             runner = _draft_runner(adapter, staging, saved)
             sample = None if sample_input is None else _answers(inputs, runner, sample_input)
-            if sample is not None and sample[1] is not None and runner is not None:
-                _reference.write(staging / ARTIFACTS_DIR, inputs, runner, sample[0], sample[1])
+            keeps = _reference.keeps_cases(adapter.name, saved.signature)
+            if keeps and sample is not None and sample[1] is not None and runner is not None:
+                _reference.write(
+                    staging / ARTIFACTS_DIR, saved.signature, runner, sample[0], sample[1]
+                )
             if wants_profile:
                 answered = sample if reference is sample_input and sample is not None else None
                 table, outputs = answered or _answers(inputs, runner, reference)
@@ -578,9 +581,9 @@ def _load(
             manifest.environment, compare_python=_environment.depends_on_python(manifest.format)
         )
     )
-    cases = _reference.read(bundle.artifacts) if runs else None
+    cases = _reference.read(bundle.artifacts, manifest) if runs else None
     loaded = _runner(bundle, options)
-    verdict = None if cases is None else _reference.run(cases, manifest, loaded)
+    verdict = None if cases is None else _reference.run(cases, loaded)
     _reference.enforce(verdict, check, label=opened.label, manifest=manifest, mild=mild)
     return model_for(manifest, bundle.digest, loaded, features)
 
@@ -605,28 +608,37 @@ def _runner(bundle: VerifiedBundle, options: Mapping[str, Any]) -> Runner:
 def run_reference_cases(
     path: Any,
     *,
+    sha256: str | None = None,
     max_bundle_size: int | None = DEFAULT_MAX_BUNDLE_SIZE,
     adapter_options: Mapping[str, Any] | None = None,
-) -> tuple[Manifest, _reference.Verdict | None]:
-    """Verify and load a bundle, run its reference cases, and return their verdict (``None``
-    when it keeps none) without acting on it: for ``modelkit verify --run``.
+) -> tuple[Manifest, _reference.Verdict] | None:
+    """Verify and load a bundle, run its reference cases, and return the manifest and their
+    verdict without acting on it, or ``None`` when it keeps none (a bare model file among
+    them): for ``modelkit verify --run``. The library versions are checked as ``load`` checks
+    them by default, before anything is deserialized.
 
     Raises:
-        BundleError: not a bundle, or it cannot be loaded.
-        IntegrityError: it fails verification.
+        BundleError: the bundle or its cases are malformed, or it cannot be loaded.
+        IntegrityError: it fails verification, or its digest is not ``sha256``.
+        EnvironmentMismatchError: a recorded library is missing or has another major version.
     """
-    opened = open_bundle(path, max_bundle_size=max_bundle_size)
+    pinned = None if sha256 is None else normalize_digest(sha256)
+    opened = open_bundle(path, sha256=pinned, max_bundle_size=max_bundle_size)
     if opened.bundle is None:
-        raise BundleError(
-            f"{opened.label!r} is a bare model file: it keeps no reference cases.",
-            path=opened.label,
-        )
+        return None
     bundle = opened.bundle
-    cases = _reference.read(bundle.artifacts)
+    manifest = bundle.manifest
+    _environment.check(
+        manifest.environment,
+        "warn",
+        label=opened.label,
+        compare_python=_environment.depends_on_python(manifest.format),
+    )
+    cases = _reference.read(bundle.artifacts, manifest)
     if cases is None:
-        return bundle.manifest, None
+        return None
     runner = _runner(bundle, dict(adapter_options or {}))
-    return bundle.manifest, _reference.run(cases, bundle.manifest, runner)
+    return manifest, _reference.run(cases, runner)
 
 
 def _load_bare(

@@ -7,6 +7,9 @@ manifest and so pinned by the digest. ``load`` runs them again through the loade
 handing it out and compares: labels exactly, numbers within :data:`TOLERANCES`. A changed answer
 is a :class:`~modelkit.ReproducibilityError` (or a warning, as the ``check`` policy says); answers
 that all match turn the environment's version warning into evidence.
+
+Only the tabular bundles of :data:`FORMATS` keep them: in another format (a custom model's
+``python`` bundle, a third-party adapter's) a file at that path is the adapter's own.
 """
 
 from __future__ import annotations
@@ -21,28 +24,30 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
 from . import _environment
 from ._bundle import Artifacts
 from ._jsonable import to_jsonable
 from ._manifest import ARTIFACTS_DIR, Environment, Manifest
 from ._protocol import Runner, first_line
-from ._spec import Table, TabularInputs, is_missing
+from ._spec import Signature, Table, TabularInputs, is_missing
 from ._validation import TabularValidator
-from .errors import BundleError, ReproducibilityError, ReproducibilityWarning
+from .errors import BundleError, InvalidInputError, ReproducibilityError, ReproducibilityWarning
 
 __all__ = [
     "ARTIFACT",
+    "FORMATS",
+    "MAX_BYTES",
     "MAX_CASES",
     "POLICIES",
     "TOLERANCES",
     "CheckPolicy",
     "Tolerance",
     "Verdict",
-    "count",
     "enforce",
     "failure_text",
+    "keeps_cases",
     "read",
     "run",
     "select",
@@ -56,10 +61,23 @@ ARTIFACT = "reference-cases.json"
 #: The most rows a bundle keeps: enough to cover the classes, the missing values and the range
 #: of a sample, few enough that checking them costs milliseconds and the file a few kilobytes.
 MAX_CASES = 50
+#: The largest file of reference cases modelkit writes or reads. 50 rows of a few hundred
+#: columns take a few hundred kilobytes; a manifest declaring more is refused before the file is
+#: parsed, and a sample whose cases would take more is saved without them.
+MAX_BYTES = 1024**2
+#: The formats whose tabular bundles keep reference cases: modelkit's own, whose artifacts it
+#: lays out. A custom or third-party format's file at the same path belongs to its adapter.
+FORMATS = ("joblib", "onnx")
 CheckPolicy = Literal["auto", "error", "warn", "off"]
 POLICIES: tuple[CheckPolicy, ...] = ("auto", "error", "warn", "off")
 _CASES_VERSION = 1
 _ROWS_SHOWN = 5
+# A value or refusal quoted in a message is cut to about this many characters.
+_SHOWN_CHARS = 80
+# Output dtypes the file may name: bool, integers, floats, text and objects (what JSON holds).
+_DTYPE_KINDS = frozenset("biufUO")
+# JSON has no infinities: the file writes them as these strings, and NaN as null.
+_INFINITIES = {"Infinity": math.inf, "-Infinity": -math.inf}
 
 
 @dataclass(frozen=True)
@@ -92,64 +110,117 @@ class _Field(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     dtype: str = Field(max_length=50)
-    values: list[JsonValue]
+    values: list[JsonValue] = Field(max_length=MAX_CASES)
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, value: str) -> str:
+        try:
+            kind = np.dtype(value).kind
+        except Exception:  # noqa: BLE001 - numpy raises several types on a name it cannot read
+            raise ValueError(f"{value!r} is not a numpy dtype") from None
+        if kind not in _DTYPE_KINDS:
+            raise ValueError(f"{value!r} is not a bool, integer, float, text or object dtype")
+        return value
 
 
 class _Cases(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: Literal[1]
-    sample_rows: list[int]
-    inputs: list[dict[str, JsonValue]]
-    outputs: dict[str, _Field]
+    sample_rows: list[int] = Field(max_length=MAX_CASES)
+    inputs: list[dict[str, JsonValue]] = Field(min_length=1, max_length=MAX_CASES)
+    outputs: dict[str, _Field] = Field(max_length=16)
 
 
 @dataclass(frozen=True)
 class Cases:
-    """The reference cases of a bundle: the sample rows they came from, inputs and answers."""
+    """The reference cases of a bundle: the sample rows they came from, the inputs validated
+    against the bundle's signature, and the answers."""
 
     sample_rows: tuple[int, ...]
-    inputs: list[dict[str, Any]]
+    table: Table
     outputs: Mapping[str, _Field]
 
     def __len__(self) -> int:
-        return len(self.inputs)
+        return self.table.length
 
 
-def read(artifacts: Artifacts) -> Cases | None:
-    """The bundle's reference cases, or ``None`` when it has none (saved without a sample, or
-    before modelkit kept them). The bytes were verified against the manifest already.
+def keeps_cases(format: str, signature: Signature) -> bool:
+    """Whether bundles of this format and signature keep reference cases (:data:`FORMATS`)."""
+    return format in FORMATS and isinstance(signature.inputs, TabularInputs)
+
+
+def read(artifacts: Artifacts, manifest: Manifest) -> Cases | None:
+    """The bundle's reference cases, or ``None`` when it has none (saved without a sample,
+    before modelkit kept them, or in a format that keeps none). The bytes were verified against
+    the manifest already.
 
     Raises:
-        BundleError: the artifact is not reference cases this modelkit reads.
+        BundleError: the artifact declares more than :data:`MAX_BYTES`, or is not reference
+            cases this modelkit reads for this bundle's signature.
     """
-    # Not `in`: looking up a missing artifact raises BundleError, not KeyError.
-    if ARTIFACT not in set(artifacts):
-        return None
     where = f"{ARTIFACTS_DIR}/{ARTIFACT}"
+    if not keeps_cases(manifest.format, manifest.signature):
+        return None
+    declared = next((a.size for a in manifest.artifacts if a.path == where), None)
+    if declared is None:
+        return None
+    if declared > MAX_BYTES:
+        raise BundleError(
+            f"{where} declares {declared} bytes, more than the {MAX_BYTES} reference cases may "
+            "take; it was not written by modelkit.",
+            path=where,
+        )
+    return _parse(artifacts[ARTIFACT], manifest.signature)
+
+
+def _parse(data: bytes, signature: Signature) -> Cases:
+    """Reference cases from the artifact's bytes, every part checked against ``signature``."""
+    where = f"{ARTIFACTS_DIR}/{ARTIFACT}"
+
+    def malformed(reason: str) -> BundleError:
+        return BundleError(f"{where} holds malformed reference cases: {reason}.", path=where)
+
     try:
-        parsed = _Cases.model_validate_json(artifacts[ARTIFACT])
+        parsed = _Cases.model_validate_json(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         at = ".".join(str(part) for part in first["loc"]) or "(root)"
-        raise BundleError(
-            f"{where} is not valid reference cases: {at}: {first['msg']}.", path=where
-        ) from None
+        raise malformed(f"{at}: {first['msg']}") from None
     rows = len(parsed.inputs)
     if len(parsed.sample_rows) != rows or any(
         len(field.values) != rows for field in parsed.outputs.values()
     ):
-        raise BundleError(
-            f"{where} is not valid reference cases: its inputs, rows and outputs differ in length.",
-            path=where,
-        )
-    return Cases(tuple(parsed.sample_rows), list(parsed.inputs), parsed.outputs)
+        raise malformed("its inputs, rows and outputs differ in length")
+    for name, field in parsed.outputs.items():
+        if _numeric(name, field.dtype) and not all(map(_is_number, _flat(field.values))):
+            raise malformed(f"outputs.{name} holds values that are not numbers")
+    classes = signature.outputs.classes
+    probabilities = parsed.outputs.get("probabilities")
+    if (
+        probabilities is not None
+        and classes is not None
+        and any(not isinstance(p, list) or len(p) > len(classes) for p in probabilities.values)
+    ):
+        raise malformed(f"outputs.probabilities has rows longer than its {len(classes)} classes")
+    assert isinstance(signature.inputs, TabularInputs)
+    try:
+        table = TabularValidator(signature.inputs).batch(parsed.inputs)
+    except InvalidInputError as exc:
+        raise malformed(f"its inputs do not fit the signature: {_short(first_line(exc))}") from None
+    return Cases(tuple(parsed.sample_rows), table, parsed.outputs)
 
 
-def count(artifacts: Artifacts) -> int:
-    """How many reference cases a bundle keeps (0 when none)."""
-    cases = read(artifacts)
-    return 0 if cases is None else len(cases)
+def _numeric(name: str, dtype: str) -> bool:
+    """Whether an output is compared as numbers, within the tolerance (labels never are)."""
+    return name != "label" and np.dtype(dtype).kind == "f"
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, str):
+        return value in _INFINITIES
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
 
 # -- saving -----------------------------------------------------------------------------------
@@ -173,10 +244,12 @@ def select(
     chosen: dict[int, None] = {}  # insertion-ordered set: priority order
     labels = outputs.get("label")
     if labels is not None:
-        seen: set[Any] = set()
+        seen: set[str] = set()
         predicted = np.asarray(labels)[eligible].tolist()
         for row, label in zip(eligible.tolist(), predicted, strict=True):
-            key = (type(label), label)
+            # JSON text tells 1 from "1", 1.0 and True, and is hashable when the label is a list
+            # (a multi-output model's row of labels).
+            key = json.dumps(label, default=repr)
             if key not in seen:
                 seen.add(key)
                 chosen[row] = None
@@ -223,17 +296,39 @@ def _missing_mask(column: np.ndarray) -> np.ndarray:
 
 
 def write(
-    directory: Any, inputs: TabularInputs, runner: Runner, table: Table, outputs: Mapping[str, Any]
+    directory: Any, signature: Signature, runner: Runner, table: Table, outputs: Mapping[str, Any]
 ) -> int:
     """Choose reference cases from a sample the runner answered, run them again from their JSON
     form (as ``load`` will) and write the artifact into ``directory``; return how many.
 
     The answers kept are those to the JSON records, not to the caller's objects: what ``load``
-    compares is then the same computation on the same values.
+    compares is then the same computation on the same values. None are kept, and a warning
+    logged, when choosing or running them fails, when the model answers them otherwise than it
+    answered the sample (a model that draws at random would fail them at every load), or when
+    they would not read back (more than :data:`MAX_BYTES`, or outputs the file cannot hold).
     """
+    try:
+        document = _document(signature, runner, table, outputs)
+    except Exception as exc:  # noqa: BLE001 - the cases are a bonus; the bundle stands without
+        logger.warning("Saving without reference cases: %s", _short(first_line(exc)))
+        return 0
+    if document is None:
+        return 0
+    data, count = document
+    (directory / ARTIFACT).write_bytes(data)
+    return count
+
+
+def _document(
+    signature: Signature, runner: Runner, table: Table, outputs: Mapping[str, Any]
+) -> tuple[bytes, int] | None:
+    """The artifact's bytes and how many cases they hold, or ``None`` (with a warning logged)
+    when they cannot be trusted."""
+    inputs = signature.inputs
+    assert isinstance(inputs, TabularInputs)
     rows = select(inputs, table, outputs)
     if not rows:
-        return 0
+        return None
     picked = Table(table.names, len(rows), {k: v[rows] for k, v in table.columns().items()})
     records = [_json_record(inputs, record) for record in picked.records()]
     answers = runner.run(TabularValidator(inputs).batch(records))
@@ -242,15 +337,44 @@ def write(
         "sample_rows": rows,
         "inputs": records,
         "outputs": {
-            name: {"dtype": str(array.dtype), "values": to_jsonable(array.tolist())}
+            name: {"dtype": str(array.dtype), "values": _stored(name, array)}
             for name, value in answers.items()
             if value is not None
             for array in (np.asarray(value),)
         },
     }
     text = json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    (directory / ARTIFACT).write_text(text + "\n", encoding="utf-8")
-    return len(rows)
+    data = (text + "\n").encode("utf-8")
+    if len(data) > MAX_BYTES:
+        logger.warning(
+            "Saving without reference cases: %d rows take %d bytes, more than %d.",
+            len(rows),
+            len(data),
+            MAX_BYTES,
+        )
+        return None
+    first = {name: np.asarray(value)[rows] for name, value in outputs.items() if value is not None}
+    verdict = _judge(_parse(data, signature), first)
+    if not verdict.passed:
+        logger.warning(
+            "Saving without reference cases: the model answered %d of %d of the rows chosen "
+            "differently when they ran again, so it would fail them at every load.",
+            len(verdict.differing),
+            verdict.total,
+        )
+        return None
+    return data, len(rows)
+
+
+def _stored(name: str, array: np.ndarray) -> Any:
+    """An output's values as JSON: numbers with NaN as null and infinities as strings."""
+    if not _numeric(name, str(array.dtype)):
+        return to_jsonable(array.tolist())
+    values = array.astype(object)
+    values[np.isnan(array)] = None
+    values[np.isposinf(array)] = "Infinity"
+    values[np.isneginf(array)] = "-Infinity"
+    return values.tolist()
 
 
 def _json_record(inputs: TabularInputs, record: Mapping[str, Any]) -> dict[str, Any]:
@@ -274,7 +398,8 @@ class Difference:
     case: int
     then: Any
     now: Any
-    amount: float | None  # None for a label, or a value that became missing
+    amount: float | None  # None for a label, a value that became missing, or a changed shape
+    problem: str | None = None  # what changed, when the output no longer has its shape
 
 
 @dataclass(frozen=True)
@@ -307,7 +432,7 @@ class Verdict:
     def summary(self) -> str:
         """``50 of 50 reference cases identical`` and the like."""
         if self.refused is not None:
-            return f"the model refused its {self.total} reference cases ({self.refused})"
+            return f"the model refused its {self.total} reference cases ({_refusal(self.refused)})"
         matching = self.total - len(self.differing)
         if self.identical == self.total:
             return f"{matching} of {self.total} reference cases identical"
@@ -317,17 +442,20 @@ class Verdict:
         )
 
 
-def run(cases: Cases, manifest: Manifest, runner: Runner) -> Verdict:
+def run(cases: Cases, runner: Runner) -> Verdict:
     """Run the reference cases through ``runner`` and compare its answers with the stored ones."""
-    inputs = manifest.signature.inputs
-    total = len(cases)
     try:
-        if not isinstance(inputs, TabularInputs):
-            raise TypeError("reference cases need a tabular signature")
-        answers = runner.run(TabularValidator(inputs).batch(cases.inputs))
+        answers = runner.run(cases.table)
     except Exception as exc:  # noqa: BLE001 - whatever the model raises is the verdict
         cause = exc.__cause__ if exc.__cause__ is not None else exc
+        total = len(cases)
         return Verdict(total, 0, tuple(range(total)), cases.sample_rows, refused=first_line(cause))
+    return _judge(cases, answers)
+
+
+def _judge(cases: Cases, answers: Mapping[str, Any]) -> Verdict:
+    """Compare answers with the stored ones, output by output."""
+    total = len(cases)
     bad = np.zeros(total, dtype=bool)
     same = np.ones(total, dtype=bool)
     largest: Difference | None = None
@@ -359,31 +487,41 @@ def _compare(
 ) -> tuple[np.ndarray, np.ndarray, Difference | None]:
     """Which cases differ beyond the tolerance, which are identical, and the worst difference."""
     everything = np.ones(total, dtype=bool)
+
+    def reshaped(problem: str) -> tuple[np.ndarray, np.ndarray, Difference]:
+        return everything, ~everything, Difference(name, 0, None, None, None, problem)
+
     if found is None:
-        return everything, ~everything, Difference(name, 0, stored.values[0], None, None)
+        return reshaped(f"The model no longer answers with output {name!r}.")
     actual = np.asarray(found)
-    if name != "label" and np.dtype(stored.dtype).kind == "f":
+    if _numeric(name, stored.dtype):
         then = np.array(
-            [math.nan if v is None else v for v in _flat(stored.values)], dtype=np.float64
+            [math.nan if v is None else _INFINITIES.get(v, v) for v in _flat(stored.values)],
+            dtype=np.float64,
         )
         try:
             now = actual.astype(np.float64).reshape(-1)
         except (TypeError, ValueError):
-            return everything, ~everything, Difference(name, 0, stored.values[0], None, None)
-        if now.size != then.size or then.size % max(total, 1):
-            return everything, ~everything, Difference(name, 0, stored.values[0], None, None)
+            return reshaped(f"Output {name!r} no longer holds numbers (now {actual.dtype}).")
+        if now.size != then.size or then.size % total:
+            return reshaped(
+                f"Output {name!r} changed shape: {now.size} values for the {total} cases, "
+                f"{then.size} when saved."
+            )
         tolerance = _tolerance(stored.dtype)
-        missing_alike = ~np.isfinite(then) & ~np.isfinite(now) & (np.isnan(then) | (then == now))
+        # NaN matches only NaN; an infinity only the same infinity.
+        alike = (np.isnan(then) & np.isnan(now)) | (np.isinf(then) & (then == now))
         with np.errstate(invalid="ignore"):
             gap = np.abs(now - then)
-            close = (gap <= tolerance.atol + tolerance.rtol * np.abs(then)) | missing_alike
-            equal = (now == then) | missing_alike
-        per_row = then.size // total if total else 1
+            within = gap <= tolerance.atol + tolerance.rtol * np.abs(then)
+            close = (within & np.isfinite(then)) | alike
+            equal = (now == then) | alike
+        per_row = then.size // total
         bad = ~close.reshape(total, per_row).all(axis=1)
         same = equal.reshape(total, per_row).all(axis=1)
         worst = None
         if (~close).any():
-            gaps = np.where(close, -np.inf, np.nan_to_num(gap, nan=np.inf))
+            gaps = np.where(close, -np.inf, np.nan_to_num(gap, nan=np.inf, posinf=np.inf))
             at = int(np.argmax(gaps))
             amount = float(gaps[at])
             worst = Difference(
@@ -396,7 +534,9 @@ def _compare(
         return bad, same, worst
     now_values = actual.tolist()
     if not isinstance(now_values, list) or len(now_values) != total:
-        return everything, ~everything, Difference(name, 0, stored.values[0], None, None)
+        return reshaped(
+            f"Output {name!r} changed shape: {actual.shape} now, one per case when saved."
+        )
     differs = np.array(
         [not _identical(a, b) for a, b in zip(stored.values, now_values, strict=True)], dtype=bool
     )
@@ -470,7 +610,7 @@ def failure_text(verdict: Verdict, label: str, manifest: Manifest) -> str:
     shown = ", ".join(str(row) for row in rows[:_ROWS_SHOWN])
     more = f" and {len(rows) - _ROWS_SHOWN} more" if len(rows) > _ROWS_SHOWN else ""
     if verdict.refused is not None:
-        what = f"it refuses their inputs: {verdict.refused}."
+        what = f"it refuses their inputs: {_refusal(verdict.refused)}."
     else:
         what = (
             f"{len(rows)} of {verdict.total} differ (rows {shown}{more} of the sample it was "
@@ -492,13 +632,26 @@ def failure_text(verdict: Verdict, label: str, manifest: Manifest) -> str:
 
 
 def _difference_text(worst: Difference, sample_rows: Sequence[int]) -> str:
+    if worst.problem is not None:
+        return worst.problem
     row = sample_rows[worst.case]
+    then, now = _short(repr(worst.then)), _short(repr(worst.now))
     if worst.amount is None:
-        return f"The {worst.field} of row {row} was {worst.then!r} and is now {worst.now!r}."
+        return f"In row {row}, the {worst.field} changed from {then} to {now}."
     return (
         f"The largest difference is {worst.amount:.3g} in {worst.field} (row {row}: "
-        f"{worst.then!r} then, {worst.now!r} now)."
+        f"{then} then, {now} now)."
     )
+
+
+def _short(text: str) -> str:
+    """``text`` cut to about :data:`_SHOWN_CHARS` characters: a message quotes, not dumps."""
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
+
+
+def _refusal(reason: str) -> str:
+    """The model's refusal, short and without a closing period (the sentence adds its own)."""
+    return _short(reason).rstrip(".")
 
 
 def _versions(recorded: Environment) -> dict[str, tuple[str, str | None]]:

@@ -286,7 +286,8 @@ class Registry:
             name: the route's name (letters, digits, ``.``, ``_``, ``-``).
             path: anything :func:`modelkit.load` takes.
             **load_options: passed to :func:`modelkit.load` (``sha256``, ``version_policy``,
-                ``adapter_options``, ``drift``, ``batching``...).
+                ``check``, ``adapter_options``, ``drift``, ``batching``...). ``check`` is
+                ``"error"`` unless given: the model's reference cases always run.
 
         Raises:
             ValueError: the name is taken or malformed, or an option is unknown.

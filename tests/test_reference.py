@@ -16,6 +16,8 @@ import joblib
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import modelkit
 from modelkit import _reference
@@ -32,6 +34,8 @@ from tests.bundle_fixtures import (
     replace_artifact,
     set_package_version,
 )
+from tests.custom_models import Keywords
+from tests.strategies import json_values
 
 CASES = "artifacts/reference-cases.json"
 
@@ -211,10 +215,99 @@ def test_a_bundle_saved_before_reference_cases_loads_as_before(bundle: Path) -> 
 def test_malformed_cases_are_a_bundle_error_naming_the_file(bundle: Path) -> None:
     replace_artifact(bundle, b'{"version": 1, "inputs": []}', rehash=True, name=CASES)
 
-    with pytest.raises(modelkit.BundleError, match="not valid reference cases") as caught:
+    with pytest.raises(modelkit.BundleError, match="malformed reference cases") as caught:
         modelkit.load(bundle, check="error")
 
     assert caught.value.path == CASES
+
+
+def manifest_of(bundle: Path) -> modelkit.Manifest:
+    return modelkit.Manifest.model_validate_json((bundle / "modelkit.json").read_bytes())
+
+
+def read_document(document: Any, template: Path) -> _reference.Cases | None:
+    data = json.dumps(document).encode()
+    return _reference.read(Artifacts({"reference-cases.json": data}), manifest_of(template))
+
+
+def two_cases(template: Path, **changes: Any) -> dict[str, Any]:
+    document = {
+        "version": 1,
+        "sample_rows": [0, 1],
+        "inputs": cases_of(template)["inputs"][:2],
+        "outputs": {"value": {"dtype": "float64", "values": [0.5, 1.5]}},
+    }
+    document.update(changes)
+    return document
+
+
+MANY = _reference.MAX_CASES + 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"outputs": {"value": {"dtype": "not-a-dtype", "values": [1, 2]}}}, "not a numpy dtype"),
+        ({"outputs": {"value": {"dtype": "datetime64[ns]", "values": [1, 2]}}}, "float, text"),
+        ({"outputs": {"value": {"dtype": "f8,i4", "values": [1, 2]}}}, "float, text"),
+        ({"outputs": {"value": {"dtype": "float64", "values": ["a", 1]}}}, "not numbers"),
+        ({"outputs": {"value": {"dtype": "float64", "values": [[{}], 1]}}}, "not numbers"),
+        ({"outputs": {"value": {"dtype": "float64", "values": [True, 1]}}}, "not numbers"),
+        ({"inputs": [{"sepal length (cm)": "wide"}] * 2}, "do not fit the signature"),
+        ({"inputs": [], "sample_rows": [], "outputs": {}}, "inputs: List should have at least"),
+        ({"inputs": [{}] * MANY, "sample_rows": [0] * MANY, "outputs": {}}, "at most 50"),
+        (
+            {"outputs": {"probabilities": {"dtype": "float64", "values": [[0.1] * 4] * 2}}},
+            "longer than its 3 classes",
+        ),
+    ],
+)
+def test_hostile_cases_are_a_bundle_error_before_anything_runs(
+    template: Path, changes: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(modelkit.BundleError, match="malformed reference cases") as caught:
+        read_document(two_cases(template, **changes), template)
+
+    assert reason in str(caught.value)
+    assert caught.value.path == CASES
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(dtype=st.text(max_size=12), values=st.lists(json_values(), min_size=2, max_size=2))
+def test_any_outputs_read_as_cases_or_a_bundle_error(
+    template: Path, dtype: str, values: list[Any]
+) -> None:
+    document = two_cases(template, outputs={"value": {"dtype": dtype, "values": values}})
+    try:
+        cases = read_document(document, template)
+    except modelkit.BundleError:
+        return
+    assert cases is not None
+    verdict = _reference.run(cases, Answers({"value": np.array([0.5, 1.5])}))
+    _reference.failure_text(verdict, "here", manifest_of(template))
+
+
+def test_cases_declaring_more_than_the_limit_are_refused_before_parsing(
+    bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    replace_artifact(bundle, b" " * (_reference.MAX_BYTES + 1), rehash=True, name=CASES)
+    monkeypatch.setattr(_reference._Cases, "model_validate_json", pytest.fail)
+
+    with pytest.raises(modelkit.BundleError, match=r"declares 1048577 bytes, more than"):
+        modelkit.load(bundle, check="error")
+
+
+def test_cases_larger_than_the_limit_are_not_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(_reference, "MAX_BYTES", 1000)
+
+    bundle = save_iris(tmp_path / "big")
+
+    assert not (bundle / CASES).exists()
+    assert "more than 1000" in caplog.text
 
 
 def test_converted_onnx_bundle_keeps_float32_cases_that_pass(tmp_path: Path) -> None:
@@ -228,13 +321,73 @@ def test_converted_onnx_bundle_keeps_float32_cases_that_pass(tmp_path: Path) -> 
 
 
 def test_custom_models_keep_no_cases(tmp_path: Path) -> None:
-    from tests.custom_models import Keywords
-
     manifest = modelkit.save(
         Keywords(), tmp_path / "kw", name="kw", version="1", sample_input=[{"text": "great"}]
     )
 
     assert CASES not in [a.path for a in manifest.artifacts]
+
+
+class KeepsAFileOfThatName(Keywords):
+    """A custom model whose own artifacts include a file at the reference cases' path."""
+
+    def save_artifacts(self, directory: Path) -> None:
+        super().save_artifacts(directory)
+        (directory / "reference-cases.json").write_text('{"mine": true}')
+
+
+def test_a_custom_models_own_file_at_that_path_is_left_alone(tmp_path: Path) -> None:
+    bundle = tmp_path / "own"
+    modelkit.save(KeepsAFileOfThatName(), bundle, name="own", version="1")
+
+    assert cases_of(bundle) == {"mine": True}
+    with modelkit.Registry() as registry:  # a registry runs the cases of every model it loads
+        assert registry.add("own", bundle).predict({"text": "good"}).positive is True
+
+
+def test_a_multi_output_classifier_saves_its_rows_of_labels(tmp_path: Path) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    features, labels = iris()
+    both = np.c_[labels, (labels + 1) % 3]
+    forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(features, both)
+    bundle = tmp_path / "multi"
+
+    modelkit.save(forest, bundle, name="m", version="1", sample_input=features[::10])
+
+    assert [0, 1] in cases_of(bundle)["outputs"]["label"]["values"]
+    modelkit.load(bundle, check="error")
+
+
+def test_a_failure_while_choosing_the_cases_saves_without_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> list[int]:
+        raise TypeError("unhashable type: 'list'")
+
+    monkeypatch.setattr(_reference, "select", broken)
+
+    bundle = save_iris(tmp_path / "broken")
+
+    assert not (bundle / CASES).exists()
+    assert read_manifest(bundle)["profile"] is not None
+    assert "Saving without reference cases: unhashable type" in caplog.text
+
+
+def test_a_model_that_answers_at_random_is_saved_without_cases(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sklearn.dummy import DummyClassifier
+
+    features, labels = iris()
+    dummy = DummyClassifier(strategy="stratified").fit(features, labels)
+
+    save_iris(tmp_path / "dummy", dummy)
+
+    assert not (tmp_path / "dummy" / CASES).exists()
+    assert "differently when they ran again" in caplog.text
+    with modelkit.Registry() as registry:
+        registry.add("dummy", tmp_path / "dummy")
 
 
 # -- the verdict and the policies ----------------------------------------------------------------
@@ -272,7 +425,9 @@ def test_a_changed_label_is_named_with_its_values_then_and_now(bundle: Path) -> 
 
     drift(bundle, invert)
 
-    with pytest.raises(modelkit.ReproducibilityError, match=r"The label of row \d+ was \d and is"):
+    with pytest.raises(
+        modelkit.ReproducibilityError, match=r"In row \d+, the label changed from \d to \d\."
+    ):
         modelkit.load(bundle, check="error")
 
 
@@ -348,16 +503,9 @@ class Answers:
 
 def verdict_for(stored: dict[str, Any], now: dict[str, Any], template: Path) -> _reference.Verdict:
     """The verdict on two cases whose stored outputs are ``stored`` and answers ``now``."""
-    document = {
-        "version": 1,
-        "sample_rows": [0, 1],
-        "inputs": cases_of(template)["inputs"][:2],
-        "outputs": stored,
-    }
-    cases = _reference.read(Artifacts({"reference-cases.json": json.dumps(document).encode()}))
+    cases = read_document(two_cases(template, outputs=stored), template)
     assert cases is not None
-    manifest = modelkit.Manifest.model_validate_json((template / "modelkit.json").read_bytes())
-    return _reference.run(cases, manifest, Answers(now))
+    return _reference.run(cases, Answers(now))
 
 
 @pytest.mark.parametrize(
@@ -387,6 +535,54 @@ def test_missing_numbers_match_only_missing_numbers(template: Path) -> None:
     assert verdict_for(stored, {"value": np.array([np.nan, 1.0])}, template).identical == 2
     failed = verdict_for(stored, {"value": np.array([0.0, 1.0])}, template)
     assert failed.differing == (0,)
+    assert verdict_for(stored, {"value": np.array([np.inf, 1.0])}, template).differing == (0,)
+
+
+def test_infinities_are_stored_apart_from_missing_numbers_and_match_only_themselves(
+    template: Path,
+) -> None:
+    stored = {"value": {"dtype": "float64", "values": ["Infinity", "-Infinity"]}}
+
+    assert verdict_for(stored, {"value": np.array([np.inf, -np.inf])}, template).identical == 2
+    for now in ([np.nan, -np.inf], [-np.inf, -np.inf], [1e308, -np.inf]):
+        verdict = verdict_for(stored, {"value": np.array(now)}, template)
+        assert verdict.differing == (0,)
+        assert verdict.changed is not None or verdict.largest is not None
+        assert verdict.largest is None or verdict.largest.amount is None  # never 1.8e308
+
+
+def test_a_saved_infinity_is_written_as_text(tmp_path: Path) -> None:
+    from sklearn.dummy import DummyRegressor
+
+    features, _labels = iris()
+    regressor = DummyRegressor(strategy="constant", constant=0.0).fit(features, features[:, 0])
+    regressor.constant_ = np.array([[np.inf]])
+    bundle = tmp_path / "inf"
+    modelkit.save(regressor, bundle, name="inf", version="1", sample_input=features[:5])
+
+    assert set(cases_of(bundle)["outputs"]["value"]["values"]) == {"Infinity"}
+    drift(bundle, lambda e: setattr(e, "constant_", np.array([[np.nan]])))
+    with pytest.raises(modelkit.ReproducibilityError, match="changed from inf to None"):
+        modelkit.load(bundle, check="error")
+
+
+def test_a_changed_shape_is_named_and_long_values_are_cut(template: Path) -> None:
+    manifest = manifest_of(template)
+    shape = verdict_for(
+        {"value": {"dtype": "float64", "values": [0.5, 1.5]}},
+        {"value": np.zeros((2, 3))},
+        template,
+    )
+    message = _reference.failure_text(shape, "here", manifest)
+    assert "Output 'value' changed shape: 6 values for the 2 cases, 2 when saved." in message
+    assert "None" not in message
+
+    long = verdict_for(
+        {"label": {"dtype": "object", "values": ["x" * 5000, "y"]}},
+        {"label": np.array(["z" * 5000, "y"], dtype=object)},
+        template,
+    )
+    assert len(_reference.failure_text(long, "here", manifest)) < 1000
 
 
 def test_labels_must_be_equal_and_of_the_same_type(template: Path) -> None:
@@ -401,16 +597,20 @@ def test_labels_must_be_equal_and_of_the_same_type(template: Path) -> None:
 def test_a_model_that_refuses_its_cases_fails_them(template: Path) -> None:
     class Refuses:
         def run(self, inputs: Any) -> dict[str, Any]:
-            raise ValueError("unknown category 'x'")
+            raise ValueError("unknown category 'x'.")
 
-    cases = _reference.read(Artifacts({"reference-cases.json": (template / CASES).read_bytes()}))
+    manifest = manifest_of(template)
+    cases = _reference.read(
+        Artifacts({"reference-cases.json": (template / CASES).read_bytes()}), manifest
+    )
     assert cases is not None
-    manifest = modelkit.Manifest.model_validate_json((template / "modelkit.json").read_bytes())
 
-    verdict = _reference.run(cases, manifest, Refuses())
+    verdict = _reference.run(cases, Refuses())
 
     assert not verdict.passed
     assert "unknown category 'x'" in (verdict.refused or "")
+    message = _reference.failure_text(verdict, "here", manifest)
+    assert "it refuses their inputs: unknown category 'x'. Versions" in message
 
 
 # -- registry and command line --------------------------------------------------------------------
@@ -460,6 +660,37 @@ def test_verify_run_fails_a_drifting_bundle_that_plain_verify_passes(bundle: Pat
     assert result.exit_code == 1
     assert f"FAILED {bundle}: " in result.output
     assert "no longer answers its reference cases" in result.output
+
+
+def test_verify_run_passes_a_bare_onnx_file_and_pins_what_it_verified(
+    template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bare = tmp_path / "model.onnx"
+    bare.write_bytes(b"not parsed: a bare file keeps no cases")
+    pins: list[str | None] = []
+    real = modelkit._api.run_reference_cases
+
+    def spy(path: Any, **options: Any) -> Any:
+        pins.append(options.get("sha256"))
+        return real(path, **options)
+
+    monkeypatch.setattr(modelkit._api, "run_reference_cases", spy)
+
+    result = CliRunner().invoke(cli, ["verify", "--run", str(bare), str(template)])
+
+    assert result.exit_code == 0, result.output
+    assert f"OK {bare} sha256:" in result.output
+    assert "(no reference cases)" in result.output
+    assert pins == [modelkit.digest(bare), modelkit.digest(template)]
+
+
+def test_verify_run_keeps_the_environment_check(bundle: Path) -> None:
+    set_package_version(bundle, "scikit-learn", "0.1.0")
+
+    result = CliRunner().invoke(cli, ["verify", "--run", str(bundle)])
+
+    assert result.exit_code == 1
+    assert "scikit-learn 0.1.0" in result.output
 
 
 def test_inspect_says_whether_a_bundle_keeps_cases(template: Path) -> None:

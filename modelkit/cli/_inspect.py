@@ -64,9 +64,12 @@ def _inspection(described: BundleDescription) -> dict[str, Any]:
 
 def _has_reference_cases(manifest: Manifest) -> bool:
     from .._manifest import ARTIFACTS_DIR
-    from .._reference import ARTIFACT
+    from .._reference import ARTIFACT, keeps_cases
 
-    return any(a.path == f"{ARTIFACTS_DIR}/{ARTIFACT}" for a in manifest.artifacts)
+    # In other formats a file at that path is the adapter's own, not reference cases.
+    return keeps_cases(manifest.format, manifest.signature) and any(
+        a.path == f"{ARTIFACTS_DIR}/{ARTIFACT}" for a in manifest.artifacts
+    )
 
 
 def _environment_report(manifest: Manifest) -> dict[str, Any]:

@@ -78,7 +78,8 @@ def verify(
                 path, entry, entries, lock_path, given=entry is None, max_size=max_size
             )
             if reason is None and run_cases:
-                reason, verdict = _run_cases(path, max_size=max_size)
+                # Pinned to the digest just verified: the bundle run is the bundle checked.
+                reason, verdict = _run_cases(path, digest=found, max_size=max_size)
                 found = f"{found} ({verdict})" if reason is None else found
         except Exception as exc:  # noqa: BLE001 - one bundle's surprise must not hide the others
             if run.debug:
@@ -157,18 +158,20 @@ def _verify_one(
     return None, found
 
 
-def _run_cases(path: Path, *, max_size: int) -> tuple[str | None, str]:
+def _run_cases(path: Path, *, digest: str, max_size: int) -> tuple[str | None, str]:
     """Load a verified bundle and run its reference cases; return (the failure or None, the
-    verdict). A bundle without cases passes: there is nothing to compare."""
+    verdict). A bundle without cases (or a bare model file) passes: there is nothing to
+    compare."""
     from .._api import run_reference_cases
     from .._reference import failure_text
 
     try:
-        manifest, verdict = run_reference_cases(path, max_bundle_size=max_size)
+        ran = run_reference_cases(path, sha256=digest, max_bundle_size=max_size)
     except ModelkitError as exc:
         return str(exc), ""
-    if verdict is None:
+    if ran is None:
         return None, "no reference cases"
+    manifest, verdict = ran
     if not verdict.passed:
         return failure_text(verdict, str(path), manifest), ""
     return None, verdict.summary()

@@ -140,8 +140,7 @@ def test_a_third_party_runner_rejects_input_through_the_public_helper(
     monkeypatch.setattr(
         OffsetFormat, "load", lambda self, artifacts, manifest, *, options: RefusingRunner()
     )
-    # Another runner than the one saved answers otherwise: its reference case would fail.
-    model = modelkit.load(tmp_path / "o", check="off")
+    model = modelkit.load(tmp_path / "o")
     with pytest.raises(
         modelkit.InvalidInputError, match="Record 1: the model rejected the input"
     ) as info:
@@ -167,7 +166,7 @@ def test_the_first_refused_record_of_a_large_batch_is_named_in_a_few_runs(
     runner.run = counted  # type: ignore[method-assign]
     modelkit.save(0.0, tmp_path / "o", name="o", version="1", sample_input=[[1.0, 3.0]])
     monkeypatch.setattr(OffsetFormat, "load", lambda self, artifacts, manifest, *, options: runner)
-    model = modelkit.load(tmp_path / "o", check="off")
+    model = modelkit.load(tmp_path / "o")
     rows = np.ones((50_000, 2))
     rows[[31_337, 40_000], 0] = -1.0
     with pytest.raises(modelkit.InvalidInputError, match="Record 31337: ") as info:

@@ -25,7 +25,7 @@ from ._custom import model_for
 from ._environment import VersionPolicy
 from ._infer import tabular_inputs_from_model
 from ._manifest import ARTIFACTS_DIR, Artifact, Environment, Manifest, normalize_digest
-from ._model import Features, Model, observer_of
+from ._model import Features, Model, observer_of, warm_up
 from ._protocol import Runner
 from ._publish import is_bundle, list_artifacts, now, publish, staging_directory, write_manifest
 from ._reference import CheckPolicy
@@ -408,6 +408,7 @@ def load(
     trusted: bool = False,
     version_policy: VersionPolicy = "warn",
     check: CheckPolicy = "auto",
+    warmup: bool = False,
     adapter_options: Mapping[str, Any] | None = None,
     drift: bool = False,
     batching: bool | Batching = False,
@@ -437,6 +438,11 @@ def load(
             more. ``"error"`` always runs them and raises, ``"warn"`` always runs them and warns
             and hands the model out, ``"off"`` never runs them. Bundles without reference cases
             load as before.
+        warmup: run the reference cases through the loaded model before handing it out, each
+            with ``predict``'s path and all with ``predict_batch``'s (and through the
+            batching worker), so the first caller pays no first-call cost. No hook, span,
+            metric, prediction log or drift statistic sees them; a bundle without reference
+            cases is not warmed up.
         adapter_options: options for the format's runtime, such as
             ``{"intra_op_num_threads": 0}`` for onnx (a thread per core).
         drift: keep streaming statistics of what the model receives and predicts, compared with
@@ -459,7 +465,8 @@ def load(
         EnvironmentMismatchError: the library versions differ beyond ``version_policy``.
         ReproducibilityError: the model no longer answers its reference cases, and ``check``
             is ``"auto"`` or ``"error"``.
-        ModelkitError: ``batching`` was asked of a model without a tabular signature.
+        ModelkitError: with ``warmup``, the model raised on its reference cases; or
+            ``batching`` was asked of a model without a tabular signature.
         TypeError: ``batching`` is neither a bool nor a :class:`Batching`.
     """
     if check not in _reference.POLICIES:
@@ -479,6 +486,7 @@ def load(
         "trusted": trusted,
         "version_policy": version_policy,
         "check": check,
+        "warmup": warmup,
         "adapter_options": adapter_options,
         "features": features,
         "max_bundle_size": max_bundle_size,
@@ -547,6 +555,7 @@ def _load(
     adapter_options: Mapping[str, Any] | None,
     features: Features,
     max_bundle_size: int | None = DEFAULT_MAX_BUNDLE_SIZE,
+    warmup: bool = False,
 ) -> Model[Any, Any]:
     pinned = None if sha256 is None else normalize_digest(sha256)
     # The pin is checked as soon as the manifest is read (a bare file's, once it is read).
@@ -581,11 +590,18 @@ def _load(
             manifest.environment, compare_python=_environment.depends_on_python(manifest.format)
         )
     )
-    cases = _reference.read(bundle.artifacts, manifest) if runs else None
+    cases = _reference.read(bundle.artifacts, manifest) if runs or warmup else None
     loaded = _runner(bundle, options)
-    verdict = None if cases is None else _reference.run(cases, loaded)
+    verdict = None if cases is None or not runs else _reference.run(cases, loaded)
     _reference.enforce(verdict, check, label=opened.label, manifest=manifest, mild=mild)
-    return model_for(manifest, bundle.digest, loaded, features)
+    model = model_for(manifest, bundle.digest, loaded, features)
+    if warmup and cases is not None:
+        try:
+            warm_up(model, cases.table.records())
+        except BaseException:
+            model.close()  # stops its batching worker, if any: nobody else holds the model
+            raise
+    return model
 
 
 def _runner(bundle: VerifiedBundle, options: Mapping[str, Any]) -> Runner:

@@ -6,7 +6,7 @@ A registry config is a TOML file (or the same structure as a mapping)::
     path = "bundles/churn"        # relative to the file
     sha256 = "sha256:..."         # optional: the digest the bundle must have
     check = "error"               # and the other load options: version_policy, adapter_options,
-                                  # drift, batching
+                                  # drift, batching, warmup
 
     [models.churn.canary]         # optional, the same keys and a weight
     path = "bundles/churn-2"
@@ -63,6 +63,7 @@ __all__ = [
     "read_toml",
     "relative_path",
     "resolve",
+    "with_defaults",
 ]
 
 #: The lock-file format this modelkit reads and writes.
@@ -74,6 +75,7 @@ LOAD_OPTIONS = frozenset(
         "trusted",
         "version_policy",
         "check",
+        "warmup",
         "adapter_options",
         "drift",
         "batching",
@@ -99,6 +101,7 @@ class BundleConfig(_Strict):
     sha256: str | None = None
     version_policy: Literal["warn", "error", "ignore"] | None = None
     check: Literal["auto", "error", "warn", "off"] | None = None
+    warmup: bool | None = None
     adapter_options: dict[str, JsonValue] | None = None
     drift: bool | None = None
     batching: bool | dict[str, JsonValue] | None = None
@@ -313,6 +316,29 @@ def resolve(path: str | os.PathLike[str], base: Path) -> Path:
     """``path`` (``~`` expanded) as it is when absolute, else relative to ``base``."""
     resolved = Path(os.fspath(path)).expanduser()
     return resolved if resolved.is_absolute() else base / resolved
+
+
+def with_defaults(document: Mapping[str, Any], **options: Any) -> dict[str, Any]:
+    """A registry config's document with ``options`` set on every bundle table (primary, canary
+    and shadow) that does not set them itself: how ``modelkit serve`` warms every model up.
+
+    Args:
+        document: a registry config's structure, as read from its TOML file.
+        options: load options, by name.
+    """
+    expanded = dict(_expand_shorthand(document))
+
+    def defaulted(table: Any) -> Any:
+        return {**options, **table} if isinstance(table, Mapping) else table
+
+    models: dict[str, Any] = {}
+    for name, entry in expanded.get("models", {}).items():
+        models[name] = defaulted(entry)
+        for variant in ("canary", "shadow"):
+            if isinstance(entry, Mapping) and variant in entry:
+                models[name][variant] = defaulted(entry[variant])
+    expanded["models"] = models
+    return expanded
 
 
 def _expand_shorthand(document: Any) -> Any:

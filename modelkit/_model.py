@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from ._drift import DriftReport
     from ._manifest import Manifest
 
-__all__ = ["Features", "Model", "cannot_batch", "observer_of", "run_off_loop"]
+__all__ = ["Features", "Model", "cannot_batch", "observer_of", "run_off_loop", "warm_up"]
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -496,6 +496,24 @@ def cannot_batch(name: str, reason: str) -> ModelkitError:
         f"signature, loaded by a format adapter (joblib, onnx), and {reason}. Load it without "
         "batching=, and pass many records to predict_batch() instead."
     )
+
+
+def warm_up(model: Model[Any, Any], records: list[Any]) -> None:
+    """Run ``records`` through a freshly loaded model's call path before it is handed out: each
+    alone (the single-record path, through the batching worker when it batches), then all as
+    one batch. Nothing observes them: no hook, span, metric or prediction log, and no drift
+    count (the run step reads the drift monitor from the observer, set aside meanwhile).
+
+    Only the loader calls it, before anyone else holds the model; the drift gauge watches the
+    observer itself, which is untouched.
+    """
+    observer, model._observer = model._observer, None
+    try:
+        for record in records:
+            model._one(record)
+        model._many(records)
+    finally:
+        model._observer = observer
 
 
 def observer_of(model: Model[Any, Any]) -> Observer:

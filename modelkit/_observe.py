@@ -1,9 +1,9 @@
 """What watches a model's calls: its hooks, OpenTelemetry spans and metrics, and drift statistics.
 
 Every model owns one :class:`Observer`, built from the features it was loaded with; the model's
-call path asks it for an :class:`Observation` around each call and hands it the rows each run of
-the model saw. Nothing here changes a prediction: a failing hook is reported and counted, and the
-span and metrics only describe the call.
+call path asks it for an :class:`Observation` around each call, and its run step counts what the
+model saw in the observer's drift monitor. Nothing here changes a prediction: a failing hook is
+reported and counted, and the span and metrics only describe the call.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from .errors import InvalidInputError
 
 if TYPE_CHECKING:
     from ._drift import DriftMonitor
-    from ._spec import Table
 
 __all__ = ["Observation", "Observer"]
 
@@ -146,17 +145,6 @@ class Observer:
         if not tel.is_active and not hooks:  # is_active also picks up a newly configured SDK
             return None
         return Observation(self, tel, hooks, inputs, is_batch=is_batch)
-
-    def ran_record(self, values: tuple[Any, ...], fields: Mapping[str, Any]) -> None:
-        """The model answered one validated record: count it for drift."""
-        if self.drift is not None:
-            self.drift.update_record(values, fields)
-
-    def ran_table(self, table: Table, fields: Mapping[str, Any]) -> None:
-        """The model answered a validated batch: count it for drift."""
-        if self.drift is not None:
-            self.drift.update_table(table)
-            self.drift.update_outputs(fields)
 
     def hook_failed(self, hook: Hook, exc: BaseException) -> None:
         self.active_telemetry().record_hook_error(

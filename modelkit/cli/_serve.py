@@ -110,9 +110,10 @@ def serve(
 
     PATH is one bundle (served under its manifest name) or a registry config (.toml). Needs the
     'serve' extra (waitress). Endpoints: GET /healthz (the process is up), GET /readyz (200 once
-    the models are loaded, 503 before), under the prefix (default /models): GET /models,
-    GET /models/<name>, POST /models/<name>/predict, and the Open Inference Protocol v2 under
-    /v2 (GET /v2/models/<name>, POST /v2/models/<name>/infer...); with --metrics, GET /metrics.
+    the models are loaded, checked and warmed up, 503 before), under the prefix (default
+    /models): GET /models, GET /models/<name>, POST /models/<name>/predict, and the Open
+    Inference Protocol v2 under /v2 (GET /v2/models/<name>, POST /v2/models/<name>/infer...);
+    with --metrics, GET /metrics.
     SIGTERM or Ctrl-C stops it after the requests in flight.
     """
     import _thread
@@ -217,19 +218,31 @@ def _registry_builder(
 
     target = Path(path)
     if is_config:
-        from .._config import read_config, read_lock
+        from .._config import read_config, read_lock, read_toml, with_defaults
 
         config = target.resolve()
         pinned = None if lock is None else Path(lock).resolve()
         # Read and checked now, so that a malformed config or lock file fails before the port
         # is opened; the bundles load in the background.
-        read_config(config)
+        document = read_toml(config, "registry config")
+        read_config(document, base_dir=config.parent, label=f"registry config {str(config)!r}")
         if pinned is not None:
             read_lock(pinned)
-        return lambda: Registry.from_config(config, lock=pinned, meter_provider=meter_provider)
+        # Every model is warmed up before /readyz says ready, unless its table says otherwise.
+        warmed = with_defaults(document, warmup=True)
+        return lambda: Registry.from_config(
+            warmed, base_dir=config.parent, lock=pinned, meter_provider=meter_provider
+        )
     described = describe_bundle(path)  # fails now, before the port is opened
-    # Loaded with the digest it was verified with: a bundle swapped meanwhile is refused.
-    models = {described.manifest.name: {"path": str(target.resolve()), "sha256": described.digest}}
+    # Loaded with the digest it was verified with (a bundle swapped meanwhile is refused), and
+    # warmed up before /readyz says ready.
+    models = {
+        described.manifest.name: {
+            "path": str(target.resolve()),
+            "sha256": described.digest,
+            "warmup": True,
+        }
+    }
     return lambda: Registry.from_config({"models": models}, meter_provider=meter_provider)
 
 

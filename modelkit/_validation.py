@@ -227,7 +227,7 @@ class TabularValidator:
         self._plans: dict[tuple[type, ...], Plan | None] = {}
         self._model_routes: dict[type, ModelRoute | None] = {}
         # The last DataFrame column index seen, and where the inputs are in it; see _frame_layout.
-        self._last_layout: tuple[Any, tuple[int, ...], bool] | None = None
+        self._last_layout: tuple[Any, tuple[int, ...], bool, bool] | None = None
         # How frames are checked, by their columns' dtypes; see _frame_plan.
         self._frame_checks: dict[tuple[Any, ...], tuple[tuple[int, str], ...] | None] = {}
 
@@ -401,7 +401,7 @@ class TabularValidator:
         return Table(self.names, len(rows), data)
 
     def _frame(self, frame: Any) -> Table:
-        positions, in_order = self._frame_layout(frame.columns)
+        positions, in_order, named = self._frame_layout(frame.columns)
         # Each column's values as pandas keeps them, without a Series around each (12 us apiece,
         # the most of checking a tall frame whose columns need no conversion).
         arrays = _column_arrays(frame, positions)
@@ -410,6 +410,8 @@ class TabularValidator:
             checks = self._frame_checks[dtypes]
         except KeyError:
             checks = self._frame_plan(dtypes)
+        if not named:
+            checks = None  # rebuilt, so that the model sees the names it was trained with
         ordered = frame
         if not in_order and (checks is not None or self._is_numeric):
             ordered = frame.iloc[:, list(positions)]
@@ -472,9 +474,11 @@ class TabularValidator:
             self._frame_checks[dtypes] = checks
         return checks
 
-    def _frame_layout(self, labels: Any) -> tuple[tuple[int, ...], bool]:
-        """Where each input is among a DataFrame's column ``labels``, and whether they are in
-        signature order; raises naming the missing, unknown and duplicate columns.
+    def _frame_layout(self, labels: Any) -> tuple[tuple[int, ...], bool, bool]:
+        """Where each input is among a DataFrame's column ``labels``, whether they are in
+        signature order, and whether they are all strings (a frame labelled ``0`` or with a
+        MultiIndex matches the inputs by ``str`` but is never handed to the model as it is);
+        raises naming the missing, unknown and duplicate columns.
 
         The answer for the last ``labels`` seen is kept: a column index is immutable, and a
         service passes frames of the same columns over and over (reading pandas 3's string
@@ -482,7 +486,7 @@ class TabularValidator:
         """
         last = self._last_layout
         if last is not None and last[0] is labels:
-            return last[1], last[2]
+            return last[1], last[2], last[3]
         present = [str(c) for c in labels]
         present_set = set(present)
         missing = [name for name in self.names if name not in present_set]
@@ -505,8 +509,9 @@ class TabularValidator:
         where = {name: j for j, name in enumerate(present)}
         positions = tuple(where[name] for name in self.names)
         in_order = tuple(present) == self.names
-        self._last_layout = (labels, positions, in_order)
-        return positions, in_order
+        named = all(type(label) is str for label in labels)
+        self._last_layout = (labels, positions, in_order, named)
+        return positions, in_order, named
 
     def _array(self, array: np.ndarray) -> Table:
         if array.ndim != 2:
@@ -676,7 +681,8 @@ def _dtype_name(dtype: Any) -> str:
 
 def _column_arrays(frame: Any, positions: Sequence[int]) -> list[Any]:
     """The columns at ``positions`` as pandas keeps them: numpy arrays for numpy dtypes (the
-    frame's own memory, not copies), extension arrays for pandas' own dtypes.
+    frame's own memory, not copies, read-only so that nothing downstream writes into the
+    caller's frame), extension arrays for pandas' own dtypes.
 
     ``DataFrame._get_column_array`` reads them straight from the frame's blocks; a pandas
     without it goes through a Series per column.
@@ -686,11 +692,22 @@ def _column_arrays(frame: Any, positions: Sequence[int]) -> list[Any]:
         arrays = [frame.iloc[:, j].array for j in positions]
     else:
         arrays = [get(j) for j in positions]
-    # Datetimes and timedeltas of numpy dtypes come in pandas' arrays around numpy's.
-    return [
-        a.to_numpy() if isinstance(a.dtype, np.dtype) and not isinstance(a, np.ndarray) else a
-        for a in arrays
-    ]
+    columns: list[Any] = []
+    for values in arrays:
+        if isinstance(values.dtype, np.dtype):
+            # Datetimes and timedeltas of numpy dtypes come in pandas' arrays around numpy's.
+            plain = values if isinstance(values, np.ndarray) else np.asarray(values.to_numpy())
+            columns.append(_read_only(plain))
+        else:
+            columns.append(values)
+    return columns
+
+
+def _read_only(values: np.ndarray) -> np.ndarray:
+    """A read-only view of ``values`` (the caller's memory stays the caller's)."""
+    view: np.ndarray = values.view()
+    view.flags.writeable = False
+    return view
 
 
 def _numbered(frame: Any) -> Any:

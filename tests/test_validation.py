@@ -468,3 +468,28 @@ def test_gaps_of_an_object_text_column_are_none_or_named() -> None:
     with pytest.raises(modelkit.InvalidInputError) as caught:
         TabularValidator(_TEXT).batch(frame)
     assert (caught.value.field, caught.value.index) == ("plan", 2)
+
+
+def test_the_columns_of_a_frame_reach_the_model_read_only() -> None:
+    # The columns share the caller's memory: a model that writes into its input must not
+    # change the caller's frame (it gets numpy's "read-only" refusal, as it did from a Series).
+    frame = _text_frame().astype({"plan": object})  # rebuilt: its arrays go to the model
+    table = TabularValidator(_TEXT).batch(frame)
+    assert table.frame is None
+    size = table.columns()["size"]
+    assert np.shares_memory(size, frame["size"].to_numpy())
+    with pytest.raises(ValueError, match="read-only"):
+        size[0] = 999.0
+    assert frame["size"].iloc[0] == 1.5
+
+
+def test_a_frame_not_labelled_by_strings_is_rebuilt_with_the_inputs_names() -> None:
+    inputs = TabularInputs(
+        columns=tuple(ColumnSpec(name=n, type="number", dtype="float64") for n in ("0", "1"))
+    )
+    frame = pd.DataFrame({0: [1.0, 2.0], 1: [3.0, 4.0]})  # labels 0 and 1, not "0" and "1"
+    table = TabularValidator(inputs).batch(frame)
+    assert table.frame is None
+    assert table.columns()["1"].tolist() == [3.0, 4.0]
+    named = frame.rename(columns=str)
+    assert TabularValidator(inputs).batch(named).frame is not None

@@ -55,6 +55,22 @@ def _ref(component: str) -> dict[str, Any]:
 
 # A component's name may hold only these characters (OpenAPI 3.1, "Components Object").
 _NOT_IN_COMPONENT_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def _readiness() -> dict[str, Any]:
+    """What ``GET /v2/health/ready`` and a model's ``/ready`` answer: no body either way (new
+    at each call, as every part of a document is)."""
+    return {
+        "200": {"description": "Ready (no body)."},
+        "400": {"description": "The models are loading (no body)."},
+    }
+
+
+def _component_name(name: str) -> str:
+    """``name`` as a component's name (OpenAPI allows letters, digits, ``.``, ``_``, ``-``)."""
+    return _NOT_IN_COMPONENT_NAME.sub("_", name)
+
+
 # Keywords whose values are data, not schemas: a "$ref" key inside them is not a reference.
 _DATA_KEYWORDS = frozenset({"const", "default", "enum", "example", "examples"})
 
@@ -553,10 +569,7 @@ def _open_inference_paths(
             "get": _v2_operation(
                 "v2_server_ready",
                 "Whether the models are loaded",
-                {
-                    "200": {"description": "Ready (no body)."},
-                    "400": {"description": "The models are loading (no body)."},
-                },
+                _readiness(),
             )
         },
     }
@@ -582,7 +595,7 @@ def _v2_model_paths(
         "description": "One of the versions taking traffic now.",
         "schema": {"type": "string", "enum": list(route.versions)},
     }
-    metadata = _NOT_IN_COMPONENT_NAME.sub("_", f"{name}.v2.metadata")
+    metadata = _component_name(f"{name}.v2.metadata")
     schemas[metadata] = {
         "allOf": [_ref("metadata_model_response")],
         "properties": {
@@ -591,11 +604,7 @@ def _v2_model_paths(
             "outputs": {"const": output_metadata(signature)},
         },
     }
-    ready = {
-        "200": {"description": "Ready (no body)."},
-        "400": {"description": "The models are loading (no body)."},
-        **_v2_error_refs("404"),
-    }
+    ready = {**_readiness(), **_v2_error_refs("404")}
     infer = _v2_infer(route, schemas, max_batch_size, max_body_size)
     paths: dict[str, Any] = {}
     for suffix, what, parameters in (("", "", []), ("/versions/{version}", " version", [version])):
@@ -639,7 +648,7 @@ def _v2_infer(
     signature = route.signature
     kind = signature.kind
     if kind == "tabular":
-        record = schemas[_NOT_IN_COMPONENT_NAME.sub("_", f"{name}.input")]
+        record = schemas[_component_name(f"{name}.input")]
         request = _tabular_request(signature, record, max_batch_size)
         rows = (
             "One input per column, each of shape [N] or [N, 1] for the same N rows; a missing "
@@ -677,7 +686,7 @@ def _v2_infer(
             "requestBody": {"content": {"application/json": {"schema": _ref("inference_request")}}},
             "responses": errors,
         }
-    component = _NOT_IN_COMPONENT_NAME.sub("_", name)
+    component = _component_name(name)
     schemas[f"{component}.v2.request"] = request
     schemas[f"{component}.v2.response"] = _response(route)
     return {
@@ -1000,12 +1009,12 @@ def _component(schema: dict[str, Any], name: str, schemas: dict[str, Any]) -> di
     Its ``$defs`` become components of their own (``{name}.{definition}``): inside an OpenAPI
     document, ``#/$defs/...`` would point into the document, not into the schema.
     """
-    name = _NOT_IN_COMPONENT_NAME.sub("_", name)
+    name = _component_name(name)
     schema = copy.deepcopy(schema)
     definitions = schema.pop("$defs", {})
     targets = {"#": f"{_SCHEMAS}{name}"}
     for key in definitions:
-        targets[f"#/$defs/{key}"] = f"{_SCHEMAS}{name}.{_NOT_IN_COMPONENT_NAME.sub('_', key)}"
+        targets[f"#/$defs/{key}"] = f"{_SCHEMAS}{name}.{_component_name(key)}"
     schemas[name] = _retargeted(schema, targets)
     for key, definition in definitions.items():
         schemas[targets[f"#/$defs/{key}"].removeprefix(_SCHEMAS)] = _retargeted(definition, targets)

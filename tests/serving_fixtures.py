@@ -6,15 +6,21 @@
 - ``reshape``: a ``Reshape`` to a fixed [2, 3], which onnxruntime refuses for any other input
   size, with its C++ source path and function signature in the message.
 
+And the helpers that speak to a server: ``uvicorn_server`` runs an ASGI application on a real
+port, the ``post_*`` and ``request_json`` functions send it requests.
+
 A plain module, not a conftest: the tests import what they use.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
-from collections.abc import Iterable, Mapping
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +88,37 @@ def save_all(root: Path) -> dict[str, Path]:
 
 #: What onnxruntime's messages carry that an error body must not.
 RUNTIME_INTERNALS = ("onnxruntime_src", "onnxruntime::", ".cc:", ".h:", "Traceback")
+
+
+@contextlib.contextmanager
+def uvicorn_server(app: Any, *, lifespan: str) -> Iterator[int]:
+    """``app`` on uvicorn, on a free port of 127.0.0.1, until the block ends; yields the port.
+
+    ``lifespan`` is uvicorn's setting (``"on"`` runs the app's start-up and shutdown). The
+    server's thread has stopped when the block is left.
+    """
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app, lifespan=lifespan, ws="none", http="h11", loop="asyncio", log_level="error"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn")
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert thread.is_alive(), "uvicorn stopped while starting"
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+    assert not thread.is_alive()
 
 
 def post_chunked(

@@ -14,11 +14,9 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,12 @@ from django.test import AsyncClient, Client, override_settings  # noqa: E402
 
 from modelkit.django import _loading, load_models, models  # noqa: E402
 from tests.limited import run_limited  # noqa: E402
-from tests.serving_fixtures import RUNTIME_INTERNALS, post_chunked, save_all  # noqa: E402
+from tests.serving_fixtures import (  # noqa: E402
+    RUNTIME_INTERNALS,
+    post_chunked,
+    save_all,
+    uvicorn_server,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -559,30 +562,11 @@ def test_async_views_under_wsgi_threads_predict_concurrently(gate: str) -> None:
 # -- a real server ------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _asgi_server() -> Iterator[int]:
+def _asgi_server() -> contextlib.AbstractContextManager[int]:
     """The example's ASGI application on uvicorn, on a free port of 127.0.0.1."""
     from scoring.asgi import application
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        application, lifespan="off", ws="none", http="h11", loop="asyncio", log_level="error"
-    )
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, kwargs={"sockets": [sock]}, name="uvicorn")
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not instance.started:
-        assert thread.is_alive(), "uvicorn stopped while starting"
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        instance.should_exit = True
-        thread.join(10)
-        sock.close()
+    return uvicorn_server(application, lifespan="off")
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import http.client
 import importlib.util
 import json
 import logging
-import socket
 import subprocess
 import sys
 import threading
@@ -48,6 +47,7 @@ from tests.serving_fixtures import (  # noqa: E402
     post_declared,
     request_json,
     save_all,
+    uvicorn_server,
 )
 
 pytestmark = pytest.mark.integration
@@ -72,26 +72,9 @@ def wait_until(condition: Any, what: str) -> None:
         time.sleep(0.01)
 
 
-@contextlib.contextmanager
-def served(app: Any) -> Iterator[int]:
-    """``app`` on uvicorn (its lifespan on), on a free port of 127.0.0.1, until the block ends."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        app, lifespan="on", ws="none", http="h11", loop="asyncio", log_level="error"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn")
-    thread.start()
-    try:
-        wait_until(lambda: server.started or not thread.is_alive(), "uvicorn did not start")
-        assert server.started, "uvicorn stopped while starting"
-        yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-    assert not thread.is_alive()
+def served(app: Any) -> contextlib.AbstractContextManager[int]:
+    """``app`` on uvicorn with its lifespan on, on a free port of 127.0.0.1."""
+    return uvicorn_server(app, lifespan="on")
 
 
 def call(

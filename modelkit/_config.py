@@ -63,7 +63,6 @@ __all__ = [
     "read_toml",
     "relative_path",
     "resolve",
-    "with_defaults",
 ]
 
 #: The lock-file format this modelkit reads and writes.
@@ -316,29 +315,6 @@ def resolve(path: str | os.PathLike[str], base: Path) -> Path:
     """``path`` (``~`` expanded) as it is when absolute, else relative to ``base``."""
     resolved = Path(os.fspath(path)).expanduser()
     return resolved if resolved.is_absolute() else base / resolved
-
-
-def with_defaults(document: Mapping[str, Any], **options: Any) -> dict[str, Any]:
-    """A registry config's document with ``options`` set on every bundle table (primary, canary
-    and shadow) that does not set them itself: how ``modelkit serve`` warms every model up.
-
-    Args:
-        document: a registry config's structure, as read from its TOML file.
-        options: load options, by name.
-    """
-    expanded = dict(_expand_shorthand(document))
-
-    def defaulted(table: Any) -> Any:
-        return {**options, **table} if isinstance(table, Mapping) else table
-
-    models: dict[str, Any] = {}
-    for name, entry in expanded.get("models", {}).items():
-        models[name] = defaulted(entry)
-        for variant in ("canary", "shadow"):
-            if isinstance(entry, Mapping) and variant in entry:
-                models[name][variant] = defaulted(entry[variant])
-    expanded["models"] = models
-    return expanded
 
 
 def _expand_shorthand(document: Any) -> Any:

@@ -40,7 +40,6 @@ from ._config import (
 from ._manifest import normalize_digest
 from ._model import Model, observer_of
 from ._predictions import Predictions
-from ._runner_model import warm
 from ._shadow import ShadowTraffic
 from ._spec import Signature
 from .errors import (
@@ -238,8 +237,8 @@ class Registry:
         """A registry from a TOML file (or the same structure as a mapping).
 
         ``[models.NAME]`` tables hold ``path`` (relative to the file), an optional ``sha256``
-        and load options (``version_policy``, ``check``, ``adapter_options``, ``drift``,
-        ``batching``), and optional ``[models.NAME.canary]`` (with ``weight``) and
+        and load options (``version_policy``, ``check``, ``warmup``, ``adapter_options``,
+        ``drift``, ``batching``), and optional ``[models.NAME.canary]`` (with ``weight``) and
         ``[models.NAME.shadow]`` tables of the same keys; ``NAME = "path"`` is short for a
         table with only ``path``.
         With ``lock=``, every bundle must have the digest the lock file records for it (see
@@ -286,8 +285,9 @@ class Registry:
             name: the route's name (letters, digits, ``.``, ``_``, ``-``).
             path: anything :func:`modelkit.load` takes.
             **load_options: passed to :func:`modelkit.load` (``sha256``, ``version_policy``,
-                ``check``, ``adapter_options``, ``drift``, ``batching``...). ``check`` is
-                ``"error"`` unless given: the model's reference cases always run.
+                ``check``, ``warmup``, ``adapter_options``, ``drift``, ``batching``...).
+                ``check`` is ``"error"`` and ``warmup`` is ``True`` unless given: a model runs
+                its reference cases, as a check and as a warm-up, before it takes traffic.
 
         Raises:
             ValueError: the name is taken or malformed, or an option is unknown.
@@ -334,8 +334,10 @@ class Registry:
             options["sha256"] = pin
         try:
             # A model about to take traffic proves it answers its reference cases, whatever
-            # the versions (load's own default runs them only when versions differ).
-            model = load(path, **{"check": "error", **self._providers, **options})
+            # the versions (load's own default runs them only when versions differ), and has
+            # run them through its call path, so that its first callers pay no first-call cost.
+            defaults = {"check": "error", "warmup": True, **self._providers}
+            model = load(path, **{**defaults, **options})
         except ModelkitError as exc:
             located = _located(exc, f"models.{where}")
             if located is exc:
@@ -381,6 +383,8 @@ class Registry:
         ``weight`` is the share, from 0 to 1: with ``key=``, the keys whose hash falls below it;
         otherwise a weighted random choice. Raising the weight only moves more keys onto the
         canary. Setting the canary again with the path it has only changes the weight.
+        The bundle is loaded as :meth:`add` loads one, checked and warmed up before it takes
+        any traffic.
 
         Raises:
             ValueError: the weight is outside 0..1, or the canary's signature does not fit the
@@ -450,7 +454,8 @@ class Registry:
 
     def set_shadow(self, name: str, path: Any, **load_options: Any) -> None:
         """Also send ``name``'s inputs to another bundle, off the callers' path, and count
-        whether its answers match the primary's (``modelkit.shadow.comparisons``).
+        whether its answers match the primary's (``modelkit.shadow.comparisons``). The bundle
+        is loaded as :meth:`add` loads one.
 
         Raises:
             ValueError: the shadow's signature does not fit the primary's.
@@ -490,9 +495,10 @@ class Registry:
         """Load ``name``'s primary again (from ``path``, or where it came from) and swap it in.
 
         The new bundle is loaded, verified, checked against its reference cases and warmed up
-        while the old one keeps serving; then one assignment swaps them, and calls in flight
-        finish on the old model. A reload that fails raises and leaves the old model serving.
-        Reloads of one name run one at a time.
+        with them (unless the route says ``warmup=False``) while the old one keeps serving;
+        then one assignment swaps them, and calls in flight finish on the old model. A reload
+        that fails raises and leaves the old model serving. Reloads of one name run one at a
+        time.
 
         A pinned route (a lock file's digest, or ``sha256=`` given when it was added) stays
         pinned, whatever ``path`` says: the new bundle must have that digest. Only an explicit
@@ -530,7 +536,6 @@ class Registry:
             )
             try:
                 _check_compatible(name, "reload", current.model, fresh.model)
-                _warm_up(fresh.model)
             except BaseException:
                 fresh.model.close()
                 raise
@@ -627,32 +632,6 @@ def _check_compatible(
             f"models.{name}: the {what} bundle {other.name!r} {other.version} does not fit "
             f"{current.name!r} {current.version}: {'; '.join(problems)}."
         )
-
-
-def _warm_up(model: Model[Any, Any]) -> None:
-    """Run one record built from the reference profile, so the first caller pays no first-call
-    cost; a record the model refuses only skips the warm-up."""
-    manifest = model.manifest
-    profile: Any = manifest.profile if manifest is not None else None
-    if not isinstance(profile, dict) or model.signature.kind != "tabular":
-        return
-    summaries: dict[str, Any] = profile.get("columns") or {}
-    record: dict[str, Any] = {}
-    for column in model.signature.columns:
-        summary: dict[str, Any] = summaries.get(column.name) or {}
-        categories = summary.get("categories") or list(column.categories or ())
-        if column.type == "string":
-            record[column.name] = categories[0] if categories else ""
-        elif column.type == "boolean":
-            record[column.name] = False
-        elif column.type == "integer":
-            record[column.name] = int(summary.get("min") or 0)
-        elif column.type == "datetime":
-            record[column.name] = "2000-01-01T00:00:00"
-        else:
-            record[column.name] = float(summary.get("mean") or 0.0)
-    # Below the public predict: no hook, span, metric, prediction log or drift count sees it.
-    warm(model, record)
 
 
 def _same_path(a: Any, b: Any) -> bool:

@@ -11,7 +11,6 @@ it for single records with a queue to the batching worker, which runs the same s
 
 from __future__ import annotations
 
-import contextlib
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
     from ._drift import DriftMonitor
     from ._manifest import Manifest
 
-__all__ = ["RunnerModel", "warm"]
+__all__ = ["RunnerModel"]
 
 
 class RunnerModel(Model[Any, Any]):
@@ -331,19 +330,3 @@ def _scalar_or_list(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     return value.item() if isinstance(value, np.generic) else value
-
-
-def warm(model: Model[Any, Any], record: Mapping[str, Any]) -> None:
-    """Run one record through a loaded model's runtime, below the public call path.
-
-    No hook, span, metric, prediction log or drift count sees it; a record the signature or the
-    model refuses is ignored (warming up is best effort).
-    """
-    if not isinstance(model, RunnerModel) or model._tabular is None:
-        return
-    try:
-        values = model._tabular.record(record)
-    except InvalidInputError:
-        return
-    with contextlib.suppress(RejectedError):
-        model._runner.run(record_table(model._tabular.columns, values))

@@ -79,9 +79,11 @@ def router(
 ) -> fastapi.APIRouter:
     """The JSON endpoints over a registry, as a router to include in a FastAPI app.
 
-    A registry config is loaded now, every bundle verified (a broken one stops the app from
-    being built, and a server that imports the app before forking loads it once); each model
-    then gets its own documented predict route. The router's lifespan closes the registry,
+    A registry config is loaded now, every bundle verified, its reference cases checked and
+    run to warm the model up (unless its table says ``warmup = false``): a broken one stops
+    the app from being built, a server that imports the app before forking loads it once, and
+    the app never answers, nor says ready, before its models are. Each model then gets its own
+    documented predict route. The router's lifespan closes the registry,
     given or loaded, when the app stops: ``app.include_router`` merges it into the app's.
 
     Args:

@@ -369,6 +369,10 @@ class ModelKit:
         """Read ``app``'s ``MODELKIT_*`` config, load its models (unless ``MODELKIT_LAZY``),
         and register the endpoints.
 
+        Each model is loaded as a :class:`modelkit.Registry` loads it: its reference cases
+        checked, then run through its call path to warm it up (unless its table says
+        ``"warmup": False``), before any request reaches it.
+
         Relative paths in ``MODELKIT_MODELS``, ``MODELKIT_CONFIG`` and ``MODELKIT_LOCK`` are
         relative to ``app.root_path``; those inside the config file, to the file.
 
@@ -439,8 +443,9 @@ def _open_inference(state: ModelKitState) -> flask.Blueprint:
     """The Open Inference Protocol under ``/v2``, as a blueprint named ``modelkit_oip``."""
     blueprint = flask.Blueprint("modelkit_oip", __name__)
     service = _service(state)
-    # Ready once the registry is loaded: a lazy one loads on the first probe. A load that
-    # fails raises here: not ready (400), and the model URLs answer 500.
+    # Ready once the registry is loaded, its models checked and warmed up: a lazy one loads
+    # on the first probe, which waits for it. A load that fails raises here: not ready (400),
+    # and the model URLs answer 500.
     oip = OpenInference(service, is_ready=lambda: state.registry is not None)
 
     def view(path: str = "") -> flask.Response:

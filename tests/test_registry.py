@@ -18,6 +18,7 @@ import pytest
 import modelkit
 from modelkit import _registry, _shadow
 
+from .bundle_fixtures import ARTIFACT, replace_artifact
 from .otel import Otel
 
 RECORD = {
@@ -323,6 +324,37 @@ def test_failed_reload_raises_and_the_old_model_keeps_serving(
         registry.reload("churn", target)
     assert route.predict(RECORD).label == "a"
     assert route.version == "1.0.0"
+
+
+def _answering_otherwise(bundles: dict[str, Path], target: Path) -> Path:
+    """Bundle ``a`` (its reference cases answered ``"a"``) with ``b``'s model inside, the
+    manifest re-hashed: a consistent bundle that no longer answers its cases."""
+    shutil.copytree(bundles["a"], target)
+    model = (bundles["b"] / ARTIFACT).read_bytes()
+    replace_artifact(target, model, rehash=True)
+    return target
+
+
+def test_reload_to_a_version_that_fails_its_reference_cases_keeps_the_old_one(
+    registry: Any, bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    route = registry.add("churn", bundles["a"])
+    changed = _answering_otherwise(bundles, tmp_path / "changed")
+    with pytest.raises(modelkit.ReproducibilityError, match=r"^models\.churn: ") as caught:
+        registry.reload("churn", changed)
+    assert caught.value.rows
+    assert route.predict(RECORD).label == "a"
+    assert route.version == "1.0.0"
+
+
+def test_reload_follows_the_route_check_policy(
+    registry: Any, bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    route = registry.add("churn", bundles["a"], check="warn")
+    changed = _answering_otherwise(bundles, tmp_path / "changed")
+    with pytest.warns(modelkit.ReproducibilityWarning):
+        registry.reload("churn", changed)
+    assert route.predict(RECORD).label == "b"  # the route's owner said so
 
 
 def test_reloads_under_load_fail_no_call(registry: Any, bundles: dict[str, Path]) -> None:
@@ -666,27 +698,6 @@ def test_reload_with_unpin_drops_the_lock_pin(tmp_path: Path, bundles: dict[str,
         registry.promote("churn")
         registry.reload("churn")
         assert registry["churn"].version == "1.0.0"
-
-
-def test_reload_warm_up_is_invisible_to_hooks_and_drift(
-    registry: Any, bundles: dict[str, Path]
-) -> None:
-    seen: list[Any] = []
-
-    class Recorder:
-        def after_predict(self, context: Any, result: Any) -> None:
-            seen.append(result)
-
-    registry.add("churn", bundles["a"], drift=True)
-    hook = Recorder()
-    modelkit.add_hook(hook)
-    try:
-        registry.reload("churn", bundles["b"])
-    finally:
-        modelkit.remove_hook(hook)
-    assert seen == []
-    report = registry["churn"].model.drift()
-    assert all(feature.count == 0 for feature in report.features)
 
 
 def test_lock_file_with_any_characters_in_paths_round_trips(

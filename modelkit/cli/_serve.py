@@ -218,31 +218,20 @@ def _registry_builder(
 
     target = Path(path)
     if is_config:
-        from .._config import read_config, read_lock, read_toml, with_defaults
+        from .._config import read_config, read_lock
 
         config = target.resolve()
         pinned = None if lock is None else Path(lock).resolve()
         # Read and checked now, so that a malformed config or lock file fails before the port
-        # is opened; the bundles load in the background.
-        document = read_toml(config, "registry config")
-        read_config(document, base_dir=config.parent, label=f"registry config {str(config)!r}")
+        # is opened; the bundles load (checked and warmed up, as a registry loads them) in the
+        # background, before /readyz says ready.
+        read_config(config)
         if pinned is not None:
             read_lock(pinned)
-        # Every model is warmed up before /readyz says ready, unless its table says otherwise.
-        warmed = with_defaults(document, warmup=True)
-        return lambda: Registry.from_config(
-            warmed, base_dir=config.parent, lock=pinned, meter_provider=meter_provider
-        )
+        return lambda: Registry.from_config(config, lock=pinned, meter_provider=meter_provider)
     described = describe_bundle(path)  # fails now, before the port is opened
-    # Loaded with the digest it was verified with (a bundle swapped meanwhile is refused), and
-    # warmed up before /readyz says ready.
-    models = {
-        described.manifest.name: {
-            "path": str(target.resolve()),
-            "sha256": described.digest,
-            "warmup": True,
-        }
-    }
+    # Loaded with the digest it was verified with (a bundle swapped meanwhile is refused).
+    models = {described.manifest.name: {"path": str(target.resolve()), "sha256": described.digest}}
     return lambda: Registry.from_config({"models": models}, meter_provider=meter_provider)
 
 

@@ -1,7 +1,8 @@
 """The project's registry: built from ``settings.MODELKIT`` once, rebuilt when it changes.
 
 Loading runs the same validation as the system checks (they cannot run under WSGI or ASGI), and
-turns a failure into an ``ImproperlyConfigured`` that starts with the check's id.
+turns a failure into an ``ImproperlyConfigured`` that starts with the check's id (any other
+failure into one too, without an id), remembered until the settings change.
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ from django.core.signals import (  # type: ignore[import-untyped]  # Django ship
 )
 
 from .._registry import Registry, Route
-from ..errors import BundleError, EnvironmentMismatchError, IntegrityError
+from ..errors import (
+    BundleError,
+    EnvironmentMismatchError,
+    IntegrityError,
+    ReproducibilityError,
+)
 from . import conf
 
 __all__ = ["Models", "aload_models", "get_registry", "load_models", "models", "reset"]
@@ -34,7 +40,8 @@ _failure: ImproperlyConfigured | None = None
 
 
 def check_id(exc: BaseException, settings: conf.ModelkitSettings | None = None) -> str:
-    """The system check id that reports ``exc`` (see :mod:`modelkit.django.checks`)."""
+    """The system check id that reports ``exc`` (see :mod:`modelkit.django.checks`);
+    ``modelkit.E005``, which only loading finds, for reference cases that fail."""
     if isinstance(exc, BundleError) and settings is not None:
         # A missing or unreadable config or lock file is a configuration problem, not a bundle's.
         files = {str(path) for path in (settings.config, settings.lock) if path is not None}
@@ -46,6 +53,8 @@ def check_id(exc: BaseException, settings: conf.ModelkitSettings | None = None) 
         return "modelkit.E002"
     if isinstance(exc, EnvironmentMismatchError):
         return "modelkit.E004"
+    if isinstance(exc, ReproducibilityError):
+        return "modelkit.E005"
     return "modelkit.E001"
 
 
@@ -60,10 +69,22 @@ def _build() -> Registry:
             lock=settings.lock,
             base_dir=settings.base_dir if settings.config is None else None,
         )
-    except (ValueError, BundleError, EnvironmentMismatchError) as exc:
+    except (ValueError, BundleError, EnvironmentMismatchError, ReproducibilityError) as exc:
+        found = check_id(exc, settings)
+        # The system checks run no model code: reference cases fail only when the models load.
+        see = (
+            "`modelkit verify --run` runs the reference cases of a bundle"
+            if found == "modelkit.E005"
+            else "run `python manage.py check` to see every problem"
+        )
         raise ImproperlyConfigured(
-            f"{check_id(exc, settings)}: cannot load the models of settings.MODELKIT: {exc} "
-            "(run `python manage.py check` to see every problem)."
+            f"{found}: cannot load the models of settings.MODELKIT: {exc} ({see})."
+        ) from exc
+    except Exception as exc:
+        # Anything else a model's own code raised while it loaded (or warmed up): reported and
+        # remembered the same way, so that no request, nor the request machinery, fails on it.
+        raise ImproperlyConfigured(
+            f"cannot load the models of settings.MODELKIT: {type(exc).__name__}: {exc}"
         ) from exc
 
 

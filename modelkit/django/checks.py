@@ -12,6 +12,9 @@ anything, so ``check`` runs no model code.
 ``modelkit.E004``  the library versions differ and the version policy refuses to load it
 ``modelkit.W001``  the library versions differ; it loads with a warning
 =================  ==========================================================================
+
+Loading reports the same ids, and one more the checks cannot find without running a model:
+``modelkit.E005``, a model that no longer answers its reference cases.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ short-lived event loop, so requests on different server threads still predict in
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,7 @@ from typing import Any
 
 from django.conf import settings  # type: ignore[import-untyped]  # Django ships no types
 from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
+from django.core.signals import setting_changed  # type: ignore[import-untyped]
 from django.http import HttpRequest, HttpResponse  # type: ignore[import-untyped]
 from django.urls import NoReverseMatch, reverse  # type: ignore[import-untyped]
 
@@ -35,7 +37,7 @@ from .._serving import (
     refused_method,
 )
 from . import conf
-from ._loading import aload_models
+from ._loading import aload_models, get_registry
 
 __all__ = ["describe", "index", "not_found", "open_inference", "openapi", "predict"]
 
@@ -142,33 +144,55 @@ async def not_found(request: HttpRequest, path: str) -> Reply:
 
 async def open_inference(request: HttpRequest, path: str | None = None) -> Any:
     """Every URL under ``v2``: the Open Inference Protocol (``GET v2/models/<name>``,
-    ``POST v2/models/<name>/infer``...), once the models are loaded; when they cannot be (a
-    broken ``settings.MODELKIT``, a bad bundle), readiness is 400 and the model URLs answer the
-    protocol's 500."""
-    try:
-        service = _limited(await aload_models())
-        oip = OpenInference(service)
-    except Exception as exc:  # noqa: BLE001 - ImproperlyConfigured, or anything loading raised
-        failed = functools.partial(_raise, exc)
-        # Its registry is never read: the protocol asks whether the models are ready first.
-        service = Service(failed)
-        oip = OpenInference(service, is_ready=failed)
-    reply = await oip.ahandle(
+    ``POST v2/models/<name>/infer``...), once the models are loaded, checked and warmed up; when
+    they cannot be (a broken ``settings.MODELKIT``, a bad bundle), readiness is 400 and the model
+    URLs answer the protocol's 500, the reason logged once."""
+    with contextlib.suppress(ImproperlyConfigured):
+        # Loaded off the event loop; a failure is the protocol's to answer, and to log.
+        await aload_models()
+    protocol = _protocol()
+    reply = await protocol.ahandle(
         str(request.method),
         "/v2" + (path or ""),
         request.headers.get,
         # Not request.body, which reads a body without Content-Length whole (see predict).
-        lambda: service.read_body(request.read, byte_length(request.META.get("CONTENT_LENGTH"))),
+        lambda: protocol.service.read_body(
+            request.read, byte_length(request.META.get("CONTENT_LENGTH"))
+        ),
     )
     return _respond(reply)
 
 
-def _raise(exc: Exception) -> Any:
-    raise exc
-
-
 # A JSON API for programs, as the views of _endpoint are: no CSRF check applies.
 open_inference.csrf_exempt = True  # type: ignore[attr-defined]
+
+# One protocol for the settings in force, so that a failed load is logged once, not at every
+# readiness probe; built on first use, and again after any setting changes (its limits).
+_in_force: OpenInference | None = None
+
+
+def _protocol() -> OpenInference:
+    global _in_force  # noqa: PLW0603 - the one protocol, swapped whole
+    protocol = _in_force
+    if protocol is None:
+        try:
+            service = _limited(get_registry)
+        except ImproperlyConfigured:  # broken settings: never ready, and no body is read
+            service = Service(get_registry)
+        protocol = _in_force = OpenInference(service, is_ready=_is_loaded)
+    return protocol
+
+
+def _is_loaded() -> bool:
+    return get_registry() is not None  # raises what loading raised
+
+
+def _forget_protocol(**kwargs: Any) -> None:
+    global _in_force  # noqa: PLW0603
+    _in_force = None
+
+
+setting_changed.connect(_forget_protocol, dispatch_uid="modelkit.django.views.setting_changed")
 
 
 async def _service(request: HttpRequest) -> Service | Reply:

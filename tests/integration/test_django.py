@@ -12,6 +12,7 @@ import concurrent.futures
 import contextlib
 import http.client
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -39,6 +40,13 @@ from tests.serving_fixtures import (  # noqa: E402
     post_chunked,
     save_all,
     uvicorn_server,
+)
+from tests.warmup_fixtures import (  # noqa: E402
+    Watch,
+    cases_in,
+    save_iris,
+    save_iris_answering_otherwise,
+    watching,
 )
 
 pytestmark = pytest.mark.integration
@@ -838,18 +846,72 @@ def test_models_that_cannot_load_are_not_ready_and_answer_the_protocols_500(
 def test_any_failure_to_load_is_the_protocols_json_500(
     open_inference: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import modelkit.django.views
-
-    async def broken() -> Any:
+    def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(modelkit.django.views, "aload_models", broken)
+    _loading.reset()
+    monkeypatch.setattr(_loading.Registry, "from_config", broken)
     ready = Client().get("/v2/health/ready")
     assert (ready.status_code, ready.content) == (400, b"")
     response = Client().get("/v2/models/iris")
     assert (response.status_code, response["Content-Type"]) == (500, "application/json")
     assert "secret" not in response.content.decode()
     assert "secret internal detail" in caplog.text
+
+
+# -- warm-up and readiness -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def with_cases(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_iris(tmp_path_factory.mktemp("warmup") / "iris")
+
+
+@pytest.fixture
+def watch(monkeypatch: pytest.MonkeyPatch) -> Iterator[Watch]:
+    with watching(monkeypatch) as watched:
+        yield watched
+
+
+@pytest.mark.parametrize("loading", ["lazy", "eager"])
+@pytest.mark.parametrize("warms", [True, False], ids=["warmup", "warmup-false"])
+def test_models_are_warmed_up_unobserved_before_the_protocol_says_ready(
+    open_inference: None, with_cases: Path, watch: Watch, loading: str, warms: bool
+) -> None:
+    bundle = with_cases
+    table = {"path": str(bundle), "drift": True, **({} if warms else {"warmup": False})}
+    with override_settings(MODELKIT={"MODELS": {"iris": table}, "LOADING": loading}):
+        assert watch.runs == {}
+        ready = Client().get("/v2/health/ready")  # loads the models (eager: before the view)
+        assert (ready.status_code, ready.content) == (200, b"")
+        cases = cases_in(bundle)
+        # The check's batch, then (warmed up) each case alone and all of them in one batch.
+        assert watch.runs == ({"run_record": len(cases), "run": 2} if warms else {"run": 1})
+        watch.assert_unobserved()
+        assert models["iris"].model.drift().count == 0
+        answer = Client().post(PREDICT, cases[0], content_type="application/json")
+        assert answer.status_code == 200
+        assert watch.observed() == {"hook": 1, "log": 1, "spans": 1, "metrics": 1}
+
+
+def test_a_model_that_fails_its_reference_cases_is_not_ready_and_logged_once(
+    open_inference: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bundle = save_iris_answering_otherwise(tmp_path / "iris")
+    with (
+        override_settings(MODELKIT={"MODELS": {"iris": str(bundle)}, "LOADING": "eager"}),
+        caplog.at_level(logging.ERROR, logger="modelkit"),
+    ):
+        for _ in range(3):  # a probe every few seconds
+            ready = Client().get("/v2/health/ready")
+            assert (ready.status_code, ready.content) == (400, b"")
+        failed = Client().get("/v2/models/iris")
+        assert failed.json() == {"error": "The models could not be loaded; see the server log."}
+        assert Client().get("/favicon.ico").status_code == 404  # the rest of the site answers
+    logged = [r for r in caplog.records if r.getMessage().startswith("modelkit: the models")]
+    assert len(logged) == 1
+    assert "modelkit.E005" in caplog.text
+    assert "no longer answers its reference cases" in caplog.text
 
 
 # -- the OpenAPI document -------------------------------------------------------------------------

@@ -49,6 +49,7 @@ from tests.serving_fixtures import (  # noqa: E402
     save_all,
     uvicorn_server,
 )
+from tests.warmup_fixtures import Watch, cases_in, save_iris, watching  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -584,6 +585,35 @@ def test_the_protocol_takes_the_body_limit_and_can_be_left_out(
         app = fastapi.FastAPI()
         app.include_router(modelkit.fastapi.router(registry, oip=False))
         assert TestClient(app).get("/v2/health/ready").json() == {"detail": "Not Found"}
+
+
+@pytest.fixture(scope="module")
+def with_cases(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_iris(tmp_path_factory.mktemp("warmup") / "iris")
+
+
+@pytest.fixture
+def watch(monkeypatch: pytest.MonkeyPatch) -> Iterator[Watch]:
+    with watching(monkeypatch) as watched:
+        yield watched
+
+
+@pytest.mark.parametrize("warms", [True, False], ids=["warmup", "warmup-false"])
+def test_models_are_warmed_up_unobserved_before_the_app_says_ready(
+    with_cases: Path, watch: Watch, warms: bool
+) -> None:
+    table = {"path": str(with_cases), **({} if warms else {"warmup": False})}
+    app = fastapi.FastAPI()
+    app.include_router(modelkit.fastapi.router({"models": {"iris": table}}))
+    cases = cases_in(with_cases)
+    # Loaded as the router is built: the check's batch, then (warmed up) each case alone and
+    # all of them in one batch.
+    assert watch.runs == ({"run_record": len(cases), "run": 2} if warms else {"run": 1})
+    with TestClient(app) as client:
+        assert client.get("/v2/health/ready").status_code == 200
+        watch.assert_unobserved()
+        assert client.post(PREDICT, json=cases[0]).status_code == 200
+        assert watch.observed() == {"hook": 1, "log": 1, "spans": 1, "metrics": 1}
 
 
 def test_the_protocol_reads_no_body_it_would_not_use(clients: tuple[Any, TestClient]) -> None:

@@ -36,6 +36,7 @@ waitress = pytest.importorskip("waitress")
 from modelkit.flask import ModelKit, ModelKitState, models  # noqa: E402 - after the skip
 from tests.limited import run_limited  # noqa: E402
 from tests.serving_fixtures import RUNTIME_INTERNALS, post_chunked, save_all  # noqa: E402
+from tests.warmup_fixtures import Watch, cases_in, save_iris, watching  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -910,6 +911,55 @@ def test_a_lazy_load_that_fails_is_not_ready_and_logged_once(
     assert len(logged) == 1
     assert "missing" in caplog.text  # the reason, with its traceback
     app.extensions["modelkit"].close()
+
+
+# -- warm-up and readiness -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def with_cases(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_iris(tmp_path_factory.mktemp("warmup") / "iris")
+
+
+@pytest.fixture
+def watch(monkeypatch: pytest.MonkeyPatch) -> Iterator[Watch]:
+    with watching(monkeypatch) as watched:
+        yield watched
+
+
+@pytest.mark.parametrize(
+    ("settings", "warms"),
+    [
+        pytest.param({}, True, id="eager"),
+        pytest.param({"MODELKIT_LAZY": True}, True, id="lazy"),
+        pytest.param({"warmup": False}, False, id="warmup-false"),
+    ],
+)
+def test_models_are_warmed_up_unobserved_before_the_server_says_ready(
+    tmp_path: Path, with_cases: Path, watch: Watch, settings: dict[str, Any], warms: bool
+) -> None:
+    is_lazy = settings.pop("MODELKIT_LAZY", False)
+    table = {"path": str(with_cases), "drift": True, **settings}
+    app = _app(tmp_path, MODELKIT_MODELS={"iris": table}, MODELKIT_LAZY=is_lazy)
+    ModelKit(app, url_prefix="/models", oip=True)
+    cases = cases_in(with_cases)
+    # The check's batch, then (warmed up) each case alone and all of them in one batch.
+    loaded = {"run_record": len(cases), "run": 2} if warms else {"run": 1}
+    assert watch.runs == ({} if is_lazy else loaded)  # a lazy app loads on the first probe
+    server = Server(app)
+    try:
+        status, _, _ = call(server.port, "GET", "/v2/health/ready")
+        assert status == 200
+        assert watch.runs == loaded
+        watch.assert_unobserved()
+        with app.app_context():
+            assert models["iris"].model.drift().count == 0
+        status, _, _ = call(server.port, "POST", PREDICT, json.dumps(cases[0]), JSON)
+        assert status == 200
+        assert watch.observed() == {"hook": 1, "log": 1, "spans": 1, "metrics": 1}
+    finally:
+        server.stop()
+        app.extensions["modelkit"].close()
 
 
 # -- the OpenAPI document -------------------------------------------------------------------------

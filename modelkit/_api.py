@@ -10,7 +10,7 @@ import re
 import shutil
 import time
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +135,7 @@ def convert(
     name: str | None = None,
     version: str | None = None,
     sha256: str | None = None,
+    trusted_types: Sequence[str] | None = None,
     metadata: Mapping[str, Any] | None = None,
     overwrite: bool = False,
 ) -> Manifest:
@@ -147,7 +148,8 @@ def convert(
     ``modelkit.save(estimator, path, format="onnx", sample_input=...)``.
 
     Args:
-        source: the joblib bundle (directory, ``.zip`` or Traversable), verified before loading.
+        source: the joblib or skops bundle (directory, ``.zip`` or Traversable), verified
+            before loading.
         path: the ONNX bundle to create.
         to: the target format; ``"onnx"``.
         sample_input: training rows to check parity on; rows are generated from the source's
@@ -155,6 +157,8 @@ def convert(
         name: the new bundle's name (the source's by default).
         version: the new bundle's version (the source's by default).
         sha256: the digest the source must have.
+        trusted_types: for a skops source, the types it may hold beyond skops' defaults, as
+            :func:`load` takes them.
         metadata: merged into the source's metadata.
         overwrite: replace an existing bundle at ``path``.
 
@@ -175,6 +179,7 @@ def convert(
         source,
         sha256=sha256,
         trusted=False,
+        trusted_types=_type_names(trusted_types),
         version_policy="warn",
         check="error",
         adapter_options=None,
@@ -182,10 +187,10 @@ def convert(
     )
     manifest = model.manifest
     assert manifest is not None
-    if manifest.format != "joblib" or not isinstance(model, RunnerModel):
+    if manifest.format not in ("joblib", "skops") or not isinstance(model, RunnerModel):
         raise ConversionError(
             f"{_label(source)!r} is a {manifest.format} bundle; conversion to ONNX takes a "
-            "scikit-learn model saved in the joblib format."
+            "scikit-learn model saved in the joblib or skops format."
         )
     estimator = getattr(model.runner, "estimator", None)
     name = manifest.name if name is None else name
@@ -330,8 +335,15 @@ def _draft_runner(
         signature=saved.signature,
         adapter=dict(saved.details),
     )
+    options: dict[str, Any] = {}
+    if adapter.name == "skops":
+        from .adapters._skops import ARTIFACT, untrusted_types
+
+        # The caller's own object, written from memory a moment ago: the types it holds are
+        # trusted for this draft only. Loading the bundle trusts what its caller passes.
+        options["trusted_types"] = tuple(untrusted_types(files[ARTIFACT], path=ARTIFACT))
     try:
-        runner = adapter.load(Artifacts(files), draft, options={})
+        runner = adapter.load(Artifacts(files), draft, options=options)
     except Exception as exc:  # noqa: BLE001 - answers are a bonus; the bundle stands without
         logger.warning("Saving without reference cases or output profile: %s", exc)
         return None
@@ -370,6 +382,21 @@ def _profile(
     )
 
 
+def _type_names(trusted_types: Sequence[str] | None) -> tuple[str, ...]:
+    """``trusted_types`` as a tuple of names, refusing a bare string (which would iterate into
+    one-letter names) and anything but strings."""
+    if trusted_types is None:
+        return ()
+    if isinstance(trusted_types, str | bytes) or not all(
+        isinstance(name, str) for name in trusted_types
+    ):
+        raise TypeError(
+            "trusted_types takes a list of full type names, such as "
+            f"['sklearn.tree._tree.Tree'], got {trusted_types!r}."
+        )
+    return tuple(trusted_types)
+
+
 def _check_name(what: str, value: object) -> None:
     if not isinstance(value, str) or not _NAME.match(value) or len(value) > 100:
         raise ValueError(
@@ -406,6 +433,7 @@ def load(
     sha256: str | None = None,
     max_bundle_size: int | None = DEFAULT_MAX_BUNDLE_SIZE,
     trusted: bool = False,
+    trusted_types: Sequence[str] | None = None,
     version_policy: VersionPolicy = "warn",
     check: CheckPolicy = "auto",
     warmup: bool = False,
@@ -427,6 +455,9 @@ def load(
             bare file larger) than this, before reading them: 2 GiB by default, ``None`` for no
             limit. Every artifact is held in memory while it loads.
         trusted: allow a bare pickle file, which runs code while it loads.
+        trusted_types: types a skops bundle may hold beyond those skops trusts by default, by
+            full name (``["sklearn.tree._tree.Tree"]``), after you reviewed them; an untrusted
+            type refuses the bundle, with the list. Other formats ignore it.
         version_policy: what to do when the bundle was saved with other library versions:
             ``"warn"`` (minor and patch differences warn, major ones raise), ``"error"`` or
             ``"ignore"``. Checked before unpickling.
@@ -460,14 +491,16 @@ def load(
 
     Raises:
         BundleError: the path is missing or not a bundle, a bare pickle without ``trusted``,
-            or larger than ``max_bundle_size``.
+            a skops bundle holding types not trusted (``err.untrusted_types``), or larger than
+            ``max_bundle_size``.
         IntegrityError: a file, size or the digest does not match.
         EnvironmentMismatchError: the library versions differ beyond ``version_policy``.
         ReproducibilityError: the model no longer answers its reference cases, and ``check``
             is ``"auto"`` or ``"error"``.
         ModelkitError: with ``warmup``, the model raised on its reference cases; or
             ``batching`` was asked of a model without a tabular signature.
-        TypeError: ``batching`` is neither a bool nor a :class:`Batching`.
+        TypeError: ``batching`` is neither a bool nor a :class:`Batching`; ``trusted_types``
+            is not a list of names.
     """
     if check not in _reference.POLICIES:
         raise ValueError(f"check must be one of {_reference.POLICIES}, got {check!r}")
@@ -484,6 +517,7 @@ def load(
     arguments: dict[str, Any] = {
         "sha256": sha256,
         "trusted": trusted,
+        "trusted_types": _type_names(trusted_types),
         "version_policy": version_policy,
         "check": check,
         "warmup": warmup,
@@ -556,6 +590,7 @@ def _load(
     features: Features,
     max_bundle_size: int | None = DEFAULT_MAX_BUNDLE_SIZE,
     warmup: bool = False,
+    trusted_types: tuple[str, ...] = (),
 ) -> Model[Any, Any]:
     pinned = None if sha256 is None else normalize_digest(sha256)
     # The pin is checked as soon as the manifest is read (a bare file's, once it is read).
@@ -591,7 +626,7 @@ def _load(
         )
     )
     cases = _reference.read(bundle.artifacts, manifest) if runs or warmup else None
-    loaded = _runner(bundle, options)
+    loaded = _runner(bundle, options, trusted_types)
     verdict = None if cases is None or not runs else _reference.run(cases, loaded)
     _reference.enforce(verdict, check, label=opened.label, manifest=manifest, mild=mild)
     model = model_for(manifest, bundle.digest, loaded, features)
@@ -604,10 +639,20 @@ def _load(
     return model
 
 
-def _runner(bundle: VerifiedBundle, options: Mapping[str, Any]) -> Runner:
-    """What the bundle's adapter loads from its verified artifacts."""
+def _runner(
+    bundle: VerifiedBundle, options: Mapping[str, Any], trusted_types: tuple[str, ...] = ()
+) -> Runner:
+    """What the bundle's adapter loads from its verified artifacts.
+
+    An adapter that declares a ``trusted_types`` option (skops) gets the caller's
+    ``trusted_types`` there, and only there: the caller holds the trust, not the options.
+    """
     adapter = adapters.get(bundle.manifest.format)
+    if "trusted_types" in options:
+        raise TypeError("Pass trusted_types= to modelkit.load, not in adapter_options.")
     adapters.check_options(adapter, options)
+    if "trusted_types" in (getattr(adapter, "options", None) or ()):
+        options = {**options, "trusted_types": trusted_types}
     try:
         return adapter.load(bundle.artifacts, bundle.manifest, options=options)
     except ModelkitError:
@@ -627,6 +672,7 @@ def run_reference_cases(
     sha256: str | None = None,
     max_bundle_size: int | None = DEFAULT_MAX_BUNDLE_SIZE,
     adapter_options: Mapping[str, Any] | None = None,
+    trusted_types: Sequence[str] | None = None,
 ) -> tuple[Manifest, _reference.Verdict] | None:
     """Verify and load a bundle, run its reference cases, and return the manifest and their
     verdict without acting on it, or ``None`` when it keeps none (a bare model file among
@@ -653,7 +699,7 @@ def run_reference_cases(
     cases = _reference.read(bundle.artifacts, manifest)
     if cases is None:
         return None
-    runner = _runner(bundle, dict(adapter_options or {}))
+    runner = _runner(bundle, dict(adapter_options or {}), _type_names(trusted_types))
     return manifest, _reference.run(cases, runner)
 
 

@@ -6,7 +6,7 @@ A registry config is a TOML file (or the same structure as a mapping)::
     path = "bundles/churn"        # relative to the file
     sha256 = "sha256:..."         # optional: the digest the bundle must have
     check = "error"               # and the other load options: version_policy, adapter_options,
-                                  # drift, batching, warmup
+                                  # trusted_types, drift, batching, warmup
 
     [models.churn.canary]         # optional, the same keys and a weight
     path = "bundles/churn-2"
@@ -72,6 +72,7 @@ LOAD_OPTIONS = frozenset(
     {
         "sha256",
         "trusted",
+        "trusted_types",
         "version_policy",
         "check",
         "warmup",
@@ -98,6 +99,8 @@ class BundleConfig(_Strict):
 
     path: str = Field(min_length=1)
     sha256: str | None = None
+    # The types a skops bundle may hold beyond skops' defaults, as load(trusted_types=) takes them.
+    trusted_types: tuple[str, ...] | None = None
     version_policy: Literal["warn", "error", "ignore"] | None = None
     check: Literal["auto", "error", "warn", "off"] | None = None
     warmup: bool | None = None

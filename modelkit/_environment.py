@@ -96,7 +96,7 @@ def python_status(recorded: str, current: str) -> Literal["ok", "differs"]:
 
 
 # Formats whose artifacts load the same on any Python (a pickle may not).
-_PYTHON_INDEPENDENT_FORMATS = frozenset({"onnx"})
+_PYTHON_INDEPENDENT_FORMATS = frozenset({"onnx", "skops"})
 
 
 def depends_on_python(format: str) -> bool:

@@ -67,7 +67,7 @@ MAX_CASES = 50
 MAX_BYTES = 1024**2
 #: The formats whose tabular bundles keep reference cases: modelkit's own, whose artifacts it
 #: lays out. A custom or third-party format's file at the same path belongs to its adapter.
-FORMATS = ("joblib", "onnx")
+FORMATS = ("joblib", "onnx", "skops")
 CheckPolicy = Literal["auto", "error", "warn", "off"]
 POLICIES: tuple[CheckPolicy, ...] = ("auto", "error", "warn", "off")
 _CASES_VERSION = 1

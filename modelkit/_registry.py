@@ -654,7 +654,7 @@ def _located(exc: ModelkitError, where: str) -> ModelkitError:
     if isinstance(exc, IntegrityError):
         return IntegrityError(message, path=exc.path, expected=exc.expected, actual=exc.actual)
     if isinstance(exc, BundleError):
-        return BundleError(message, path=exc.path)
+        return BundleError(message, path=exc.path, untrusted_types=exc.untrusted_types)
     if isinstance(exc, EnvironmentMismatchError):
         return EnvironmentMismatchError(message, mismatches=exc.mismatches)
     if isinstance(exc, ReproducibilityError):

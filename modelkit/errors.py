@@ -46,11 +46,16 @@ class BundleError(ModelkitError):
 
     Attributes:
         path: the bundle, or the file inside it, that the error is about (``None`` if unknown).
+        untrusted_types: for a skops bundle refused because of the types it holds, those the
+            caller did not trust (``("sklearn.tree._tree.Tree",)``); empty otherwise.
     """
 
-    def __init__(self, message: str, *, path: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, path: str | None = None, untrusted_types: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(message)
         self.path = path
+        self.untrusted_types = untrusted_types
 
 
 class IntegrityError(BundleError):

@@ -74,7 +74,7 @@ class TinyModel:
 def tiny_model(
     task: Literal["classification", "regression"] = "classification",
     *,
-    format: Literal["joblib", "onnx"] = "joblib",
+    format: Literal["joblib", "skops", "onnx"] = "joblib",
     path: str | os.PathLike[str] | None = None,
     name: str | None = None,
     version: str = "1.0.0",
@@ -89,8 +89,8 @@ def tiny_model(
 
     Args:
         task: ``"classification"`` or ``"regression"``.
-        format: ``"joblib"``, or ``"onnx"`` (converted and parity-checked; needs the ``convert``
-            extra).
+        format: ``"joblib"``, ``"skops"`` (no pickle; needs the ``skops`` extra), or ``"onnx"``
+            (converted and parity-checked; needs the ``convert`` extra).
         path: where to save the bundle; by default a temporary directory removed at exit.
         name: the model's name (``"iris"`` or ``"diabetes"`` by default).
         version: the model's version.
@@ -106,8 +106,8 @@ def tiny_model(
     """
     if task not in _COLUMNS:
         raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
-    if format not in ("joblib", "onnx"):
-        raise ValueError(f"format must be 'joblib' or 'onnx', got {format!r}")
+    if format not in ("joblib", "skops", "onnx"):
+        raise ValueError(f"format must be 'joblib', 'skops' or 'onnx', got {format!r}")
     names = tuple(_COLUMNS[task] if columns is None else columns)
     if not 1 <= len(names) <= len(_COLUMNS[task]) or len(set(names)) != len(names):
         raise ValueError(
@@ -151,8 +151,8 @@ def tiny_model(
         "signature": signature,
         "reference": records,
     }
-    if format == "joblib":
-        modelkit.save(estimator, bundle, **options)
+    if format != "onnx":
+        modelkit.save(estimator, bundle, format=format, **options)
     else:
         # save(format="onnx") types the graph from a sample whose column names must be the
         # signature's, which a NumPy-fitted estimator cannot take: convert a saved bundle instead.

@@ -121,7 +121,7 @@ def test_tiny_model_without_a_path_is_saved_in_a_temporary_directory() -> None:
         ({"classes": ["a", 1]}, "one type"),
         ({"task": "regression", "classes": ["a", "b"]}, "for classification"),
         ({"task": "clustering"}, "task must be"),
-        ({"format": "skops"}, "format must be"),
+        ({"format": "pickle"}, "format must be"),
     ],
 )
 def test_tiny_model_refuses_what_the_data_set_cannot_give(
@@ -141,6 +141,17 @@ def test_a_bundle_answers_exactly_like_its_estimator(
     assert_answers_like(classifier, classifier.estimator, classifier.data, rtol=0, atol=0)
     with modelkit.load(regressor) as model:
         assert_answers_like(model, regressor.estimator, regressor.data, rtol=0, atol=0)
+
+
+def test_a_skops_tiny_model_holds_no_pickle_and_answers_like_its_estimator(
+    tmp_path: Path, classifier: TinyModel
+) -> None:
+    pytest.importorskip("skops")
+    skops = tiny_model(format="skops", path=tmp_path / "skops")
+    assert not list(skops.path.rglob("*.joblib"))
+    with modelkit.load(skops) as model:
+        assert model.format == "skops"
+    assert_answers_like(skops, skops.estimator, skops.data)
 
 
 def test_an_onnx_tiny_model_answers_like_its_estimator_and_like_the_joblib_bundle(

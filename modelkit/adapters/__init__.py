@@ -8,8 +8,9 @@ through the ``modelkit.adapters`` entry-point group::
     [project.entry-points."modelkit.adapters"]
     xgboost = "my_package.modelkit_adapter:XGBoostAdapter"
 
-Built in: ``joblib`` (scikit-learn and other picklable objects with ``predict``), ``onnx`` (any
-model onnxruntime runs) and ``python`` (subclasses of :class:`modelkit.Model`).
+Built in: ``joblib`` (scikit-learn and other picklable objects with ``predict``), ``skops``
+(scikit-learn without pickle), ``onnx`` (any model onnxruntime runs) and ``python`` (subclasses
+of :class:`modelkit.Model`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ _BUILTIN = {
     "joblib": "modelkit.adapters._joblib:JoblibAdapter",
     "onnx": "modelkit.adapters._onnx:OnnxAdapter",
     "python": "modelkit._custom:PythonAdapter",
+    "skops": "modelkit.adapters._skops:SkopsAdapter",
 }
 
 

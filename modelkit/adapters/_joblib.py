@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from .._bundle import Artifacts
     from .._manifest import Manifest
 
-__all__ = ["JoblibAdapter", "JoblibRunner"]
+__all__ = ["JoblibAdapter", "JoblibRunner", "describe_estimator", "inputs_for", "runner_for"]
 
 ARTIFACT = "model.joblib"
 # What an estimator raises for inputs it cannot take (unseen categories, wrong shapes...).
@@ -79,59 +79,18 @@ class JoblibAdapter:
     ) -> SavedModel:
         import joblib
 
-        if not self.accepts(obj):
-            raise BundleError(
-                f"The joblib format saves objects with a predict() method; "
-                f"{type(obj).__qualname__} has none."
-            )
-        if isinstance(inputs, TensorInputs):
-            raise BundleError("The joblib format needs tabular inputs (named columns).")
-        inputs, layout, dtype = inputs_for(obj, sample_input, inputs)
-        task = outputs.task if outputs is not None else task_of(obj)
-        if task not in ("classification", "regression"):
-            raise BundleError(
-                f"The joblib format serves classifiers and regressors, not task {task!r}."
-            )
-        classes = None
-        has_probabilities = False
-        if task == "classification":
-            raw_classes = getattr(obj, "classes_", None)
-            if raw_classes is not None and np.ndim(raw_classes) == 1:
-                classes = tuple(python_scalar(c) for c in np.asarray(raw_classes).tolist())
-            has_probabilities = classes is not None and callable(
-                getattr(obj, "predict_proba", None)
-            )
-        declared = Outputs(task=task, classes=classes, has_probabilities=has_probabilities)
-        full = Signature(inputs=inputs, outputs=declared)
-        runner = JoblibRunner(obj, full, layout=layout, dtype=dtype)
-        labels = None
-        if sample_input is not None:
-            has_probabilities, labels = runner.check_sample(sample_input)
-            if has_probabilities != declared.has_probabilities:
-                full = Signature(
-                    inputs=inputs,
-                    outputs=declared.model_copy(update={"has_probabilities": has_probabilities}),
-                )
+        saved = describe_estimator(
+            obj,
+            fmt=self.name,
+            artifact=ARTIFACT,
+            sample_input=sample_input,
+            inputs=inputs,
+            outputs=outputs,
+            packages=("joblib",),
+        )
         with open(directory / ARTIFACT, "wb") as handle:
             joblib.dump(obj, handle)
-        packages = ["joblib", "numpy"]
-        if is_sklearn(obj):
-            packages.append("scikit-learn")
-        if layout == "dataframe":
-            packages.append("pandas")
-        owner = distribution_of(type(obj).__module__)
-        if owner:
-            packages.append(owner)
-        versions = {p: v for p in packages if (v := installed_version(p)) is not None}
-        details = {
-            "artifact": ARTIFACT,
-            "layout": layout,
-            "dtype": dtype,
-            "estimator": f"{type(obj).__module__}.{type(obj).__qualname__}",
-        }
-        if task == "classification" and labels is not None:
-            details["labels"] = labels
-        return SavedModel(signature=full, details=details, packages=versions)
+        return saved
 
     def load(
         self, artifacts: Artifacts, manifest: Manifest, *, options: Mapping[str, Any]
@@ -145,13 +104,7 @@ class JoblibAdapter:
             # check; scikit-learn's own warning would repeat it after the fact.
             ignore_version_warning()
             estimator = joblib.load(artifacts.open(name))
-        return JoblibRunner(
-            estimator,
-            manifest.signature,
-            layout=str(details.get("layout", "array")),
-            dtype=str(details.get("dtype", "float64")),
-            labels=_labels_of(details.get("labels")),
-        )
+        return runner_for(estimator, manifest)
 
     def load_trusted_pickle(self, data: bytes) -> tuple[Any, Signature, dict[str, Any]]:
         """Unpickle a bare joblib/pickle file the caller trusts, and describe it."""
@@ -171,6 +124,95 @@ class JoblibAdapter:
         )
         details = {"artifact": ARTIFACT, "layout": layout, "dtype": dtype}
         return estimator, Signature(inputs=inputs, outputs=outputs), details
+
+
+def describe_estimator(
+    obj: Any,
+    *,
+    fmt: str,
+    artifact: str,
+    sample_input: Any,
+    inputs: TabularInputs | TensorInputs | None,
+    outputs: Outputs | None,
+    packages: tuple[str, ...],
+) -> SavedModel:
+    """What a format that stores an estimator itself (joblib, skops) records about it.
+
+    The signature, the layout the estimator takes its inputs in, and how its labels follow its
+    probabilities (the estimator runs on the sample here, before anything is written).
+
+    Args:
+        obj: the fitted estimator.
+        fmt: the format's name, for messages.
+        artifact: the file the format writes the estimator to.
+        sample_input: the caller's sample rows, or ``None``.
+        inputs: inputs the caller declared, or ``None`` to infer them.
+        outputs: outputs the caller declared, or ``None`` to infer them.
+        packages: the distributions the format itself needs to load the estimator.
+
+    Raises:
+        BundleError: the object has no ``predict``, is no classifier or regressor, takes
+            tensors, or cannot predict on its own sample.
+    """
+    if not callable(getattr(obj, "predict", None)):
+        raise BundleError(
+            f"The {fmt} format saves objects with a predict() method; "
+            f"{type(obj).__qualname__} has none."
+        )
+    if isinstance(inputs, TensorInputs):
+        raise BundleError(f"The {fmt} format needs tabular inputs (named columns).")
+    inputs, layout, dtype = inputs_for(obj, sample_input, inputs)
+    task = outputs.task if outputs is not None else task_of(obj)
+    if task not in ("classification", "regression"):
+        raise BundleError(f"The {fmt} format serves classifiers and regressors, not task {task!r}.")
+    classes = None
+    has_probabilities = False
+    if task == "classification":
+        raw_classes = getattr(obj, "classes_", None)
+        if raw_classes is not None and np.ndim(raw_classes) == 1:
+            classes = tuple(python_scalar(c) for c in np.asarray(raw_classes).tolist())
+        has_probabilities = classes is not None and callable(getattr(obj, "predict_proba", None))
+    declared = Outputs(task=task, classes=classes, has_probabilities=has_probabilities)
+    full = Signature(inputs=inputs, outputs=declared)
+    runner = JoblibRunner(obj, full, layout=layout, dtype=dtype)
+    labels = None
+    if sample_input is not None:
+        has_probabilities, labels = runner.check_sample(sample_input)
+        if has_probabilities != declared.has_probabilities:
+            full = Signature(
+                inputs=inputs,
+                outputs=declared.model_copy(update={"has_probabilities": has_probabilities}),
+            )
+    needed = [*packages, "numpy"]
+    if is_sklearn(obj):
+        needed.append("scikit-learn")
+    if layout == "dataframe":
+        needed.append("pandas")
+    owner = distribution_of(type(obj).__module__)
+    if owner:
+        needed.append(owner)
+    versions = {p: v for p in needed if (v := installed_version(p)) is not None}
+    details = {
+        "artifact": artifact,
+        "layout": layout,
+        "dtype": dtype,
+        "estimator": f"{type(obj).__module__}.{type(obj).__qualname__}",
+    }
+    if task == "classification" and labels is not None:
+        details["labels"] = labels
+    return SavedModel(signature=full, details=details, packages=versions)
+
+
+def runner_for(estimator: Any, manifest: Manifest) -> JoblibRunner:
+    """The runner of a deserialized estimator, as its manifest describes it."""
+    details = manifest.adapter
+    return JoblibRunner(
+        estimator,
+        manifest.signature,
+        layout=str(details.get("layout", "array")),
+        dtype=str(details.get("dtype", "float64")),
+        labels=_labels_of(details.get("labels")),
+    )
 
 
 def inputs_for(

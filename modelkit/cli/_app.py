@@ -252,6 +252,20 @@ def version_policy_option(function: _F) -> _F:
     )(function)
 
 
+def trust_type_option(function: _F) -> _F:
+    """``--trust-type``: a type a skops bundle may hold beyond skops' defaults (repeatable)."""
+    return click.option(
+        "--trust-type",
+        "trusted_types",
+        metavar="NAME",
+        multiple=True,
+        help=(
+            "Trust this type in a skops bundle, by full name (such as sklearn.tree._tree.Tree), "
+            "after reviewing it; repeat for several. Other formats ignore it."
+        ),
+    )(function)
+
+
 _BYTE_UNITS = {"": 1, "b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 
 

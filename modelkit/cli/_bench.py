@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import ModelkitError
-from ._app import EXIT_OK, command, version_policy_option
+from ._app import EXIT_OK, command, trust_type_option, version_policy_option
 from ._common import table
 
 if TYPE_CHECKING:
@@ -35,8 +35,15 @@ __all__ = ["bench"]
     "--batch-size", type=click.IntRange(min=1), default=1000, metavar="N", help="Default 1,000."
 )
 @version_policy_option
+@trust_type_option
 def bench(
-    *, path: str, quick: bool, records: int | None, batch_size: int, version_policy: VersionPolicy
+    *,
+    path: str,
+    quick: bool,
+    records: int | None,
+    batch_size: int,
+    version_policy: VersionPolicy,
+    trusted_types: tuple[str, ...],
 ) -> int:
     """Measure latency and throughput on generated inputs, next to the raw runtime.
 
@@ -51,7 +58,7 @@ def bench(
     from .._parity import generate_rows
     from .._spec import TabularInputs
 
-    model = load(path, version_policy=version_policy)
+    model = load(path, version_policy=version_policy, trusted_types=trusted_types)
     manifest = model.manifest
     assert manifest is not None
     inputs = model.signature.inputs

@@ -1,4 +1,4 @@
-"""``modelkit convert``: a scikit-learn bundle to ONNX, checked for parity first."""
+"""``modelkit convert``: a scikit-learn bundle (joblib or skops) to ONNX, parity checked first."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..errors import BundleError
-from ._app import EXIT_OK, command
+from ._app import EXIT_OK, command, trust_type_option
 
 __all__ = ["convert"]
 
@@ -33,6 +33,7 @@ __all__ = ["convert"]
     "--model-version", metavar="VERSION", help="The new bundle's version (default: same)."
 )
 @click.option("--sha256", metavar="DIGEST", help="The digest the source must have.")
+@trust_type_option
 @click.option("--force", is_flag=True, help="Replace an existing bundle.")
 def convert(
     *,
@@ -42,11 +43,12 @@ def convert(
     name: str | None,
     model_version: str | None,
     sha256: str | None,
+    trusted_types: tuple[str, ...],
     force: bool,
 ) -> int:
-    """Convert a scikit-learn (joblib) bundle to ONNX, checked for parity first.
+    """Convert a scikit-learn (joblib or skops) bundle to ONNX, checked for parity first.
 
-    PATH is the joblib bundle to convert. Needs the 'convert' extra (skl2onnx). Nothing is
+    PATH is the joblib or skops bundle to convert. Needs the 'convert' extra (skl2onnx). Nothing is
     written unless the converted model answers like the original on the sample and generated
     rows.
     """
@@ -62,6 +64,7 @@ def convert(
         name=name,
         version=model_version,
         sha256=sha256,
+        trusted_types=trusted_types,
         overwrite=force,
     )
     click.echo(

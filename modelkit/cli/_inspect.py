@@ -30,9 +30,13 @@ def inspect(*, path: str, as_json: bool) -> int:
     PATH is a bundle directory, .zip or .onnx file. The bundle is verified, never deserialized.
     The environment table compares the recorded library versions with this one: ok, differs
     (loading warns), incompatible or missing (loading refuses unless version_policy='ignore').
+    A skops bundle's types are listed from its schema, each marked trusted by default or not
+    (loading needs --trust-type / trusted_types for those).
     """
     described = describe_bundle(path)
     report = _inspection(described)
+    if described.manifest.format == "skops":
+        report["types"] = _skops_types(path, described.manifest)
     if as_json:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
     else:
@@ -60,6 +64,18 @@ def _inspection(described: BundleDescription) -> dict[str, Any]:
         "has_profile": manifest.profile is not None,
         "has_reference_cases": _has_reference_cases(manifest),
     }
+
+
+def _skops_types(path: str, manifest: Manifest) -> list[dict[str, Any]]:
+    """The types a skops bundle's file names, read from its verified schema, nothing built."""
+    from .._bundle import open_bundle
+    from ..adapters._skops import ARTIFACT, types_in
+
+    opened = open_bundle(path)
+    assert opened.bundle is not None
+    name = str(manifest.adapter.get("artifact", ARTIFACT))
+    types = types_in(opened.bundle.artifacts[name], path=f"artifacts/{name}")
+    return [{"name": type_name, "trusted_by_default": trusted} for type_name, trusted in types]
 
 
 def _has_reference_cases(manifest: Manifest) -> bool:
@@ -168,6 +184,17 @@ def _inspection_text(manifest: Manifest, report: Mapping[str, Any]) -> str:
         f"Environment: {environment['verdict']}",
         table(["package", "recorded", "installed", "status"], rows),
     ]
+    if "types" in report:
+        rows = [
+            [t["name"], "by default" if t["trusted_by_default"] else "no: needs --trust-type"]
+            for t in report["types"]
+        ]
+        untrusted = sum(not t["trusted_by_default"] for t in report["types"])
+        parts += [
+            "",
+            f"Types (skops; {untrusted} not trusted by default, review before trusting)",
+            table(["type", "trusted"], rows),
+        ]
     if manifest.metadata:
         rows = [[key, _short(value)] for key, value in manifest.metadata.items()]
         parts += ["", "Metadata", table(["key", "value"], rows)]

@@ -12,7 +12,7 @@ import click
 
 from .._atomic import AtomicFile
 from ..errors import InvalidInputError, ModelkitError
-from ._app import EXIT_OK, command, usage_error, version_policy_option
+from ._app import EXIT_OK, command, trust_type_option, usage_error, version_policy_option
 from ._files import DEFAULT_CHUNK_SIZE, FORMAT_NAMES, READERS, WRITERS, Chunk, Reject, format_of
 from ._progress import Progress
 
@@ -73,6 +73,7 @@ __all__ = ["predict"]
     help=f"Records per chunk (default {DEFAULT_CHUNK_SIZE:,}); memory grows with it.",
 )
 @version_policy_option
+@trust_type_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress and no summary.")
 def predict(
     *,
@@ -85,6 +86,7 @@ def predict(
     predictions_only: bool,
     chunk_size: int,
     version_policy: VersionPolicy,
+    trusted_types: tuple[str, ...],
     quiet: bool,
 ) -> int:
     """Score a file of records (JSON lines, CSV or Parquet) into another, in chunks.
@@ -110,7 +112,7 @@ def predict(
     if not Path(source).is_file():
         raise ModelkitError(f"The input file {source!r} does not exist.")
 
-    model = load(path, version_policy=version_policy)
+    model = load(path, version_policy=version_policy, trusted_types=trusted_types)
     signature = model.signature
     inputs = signature.inputs
     if not isinstance(inputs, TabularInputs) or signature.outputs.task not in (

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .._serving import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_RESPONSE_SIZE
-from ._app import EXIT_OK, LOG_HANDLER, ByteSize, command, usage_error
+from ._app import EXIT_OK, LOG_HANDLER, ByteSize, command, trust_type_option, usage_error
 from ._common import describe_bundle
 
 if TYPE_CHECKING:
@@ -92,6 +92,7 @@ def _url_prefix(ctx: click.Context, param: click.Parameter, value: str) -> str:
     is_flag=True,
     help="Expose the models' metrics at /metrics in Prometheus's format (the 'prometheus' extra).",
 )
+@trust_type_option
 def serve(
     *,
     path: str,
@@ -104,6 +105,7 @@ def serve(
     max_body_size: int,
     max_response_size: int,
     metrics: bool,
+    trusted_types: tuple[str, ...],
 ) -> int:
     """Serve bundles over HTTP: the JSON endpoints and the Open Inference Protocol on waitress,
     with health checks.
@@ -126,6 +128,11 @@ def serve(
     is_config = Path(path).suffix.lower() == ".toml"
     if lock is not None and not is_config:
         raise usage_error("--lock goes with a registry config (.toml), not a single bundle")
+    if trusted_types and is_config:
+        raise usage_error(
+            "--trust-type goes with a single bundle; a registry config trusts types in each "
+            "model's table (trusted_types = [...])"
+        )
     prefix = url_prefix.rstrip("/")
     if metrics and prefix == "/metrics":
         raise usage_error("--url-prefix /metrics would hide the models' index behind --metrics")
@@ -136,7 +143,9 @@ def serve(
 
         exported = PrometheusMetrics()
     meter_provider = None if exported is None else exported.meter_provider
-    build = _registry_builder(path, lock, is_config=is_config, meter_provider=meter_provider)
+    build = _registry_builder(
+        path, lock, is_config=is_config, meter_provider=meter_provider, trusted_types=trusted_types
+    )
     models = Models(build)
     app = Application(
         models,
@@ -208,11 +217,17 @@ def serve(
 
 
 def _registry_builder(
-    path: str, lock: str | None, *, is_config: bool, meter_provider: Any
+    path: str,
+    lock: str | None,
+    *,
+    is_config: bool,
+    meter_provider: Any,
+    trusted_types: tuple[str, ...] = (),
 ) -> Callable[[], Registry]:
     """What loads the models: a registry config with its lock file, or one verified bundle.
 
-    ``meter_provider`` (``None``: the process-wide one) takes every model's metrics.
+    ``meter_provider`` (``None``: the process-wide one) takes every model's metrics;
+    ``trusted_types`` are the single bundle's (a config's tables hold their own).
     """
     from .. import Registry
 
@@ -231,7 +246,10 @@ def _registry_builder(
         return lambda: Registry.from_config(config, lock=pinned, meter_provider=meter_provider)
     described = describe_bundle(path)  # fails now, before the port is opened
     # Loaded with the digest it was verified with (a bundle swapped meanwhile is refused).
-    models = {described.manifest.name: {"path": str(target.resolve()), "sha256": described.digest}}
+    table: dict[str, Any] = {"path": str(target.resolve()), "sha256": described.digest}
+    if trusted_types:
+        table["trusted_types"] = list(trusted_types)
+    models = {described.manifest.name: table}
     return lambda: Registry.from_config({"models": models}, meter_provider=meter_provider)
 
 

@@ -12,7 +12,17 @@ import click
 
 from .._bundle import DEFAULT_MAX_BUNDLE_SIZE
 from ..errors import ModelkitError
-from ._app import EXIT_FAILURE, EXIT_OK, PROG, ByteSize, Run, command, error_message, usage_error
+from ._app import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    PROG,
+    ByteSize,
+    Run,
+    command,
+    error_message,
+    trust_type_option,
+    usage_error,
+)
 
 __all__ = ["verify"]
 
@@ -51,9 +61,16 @@ __all__ = ["verify"]
     "answer them as when it was saved. This deserializes the model (a pickle runs code): use "
     "it on bundles you would load.",
 )
+@trust_type_option
 @click.pass_obj
 def verify(
-    run: Run, *, paths: tuple[str, ...], lock: str | None, max_size: int, run_cases: bool
+    run: Run,
+    *,
+    paths: tuple[str, ...],
+    lock: str | None,
+    max_size: int,
+    run_cases: bool,
+    trusted_types: tuple[str, ...],
 ) -> int:
     """Check bundles completely (file list, sizes, sha256), and against a lock file.
 
@@ -79,7 +96,9 @@ def verify(
             )
             if reason is None and run_cases:
                 # Pinned to the digest just verified: the bundle run is the bundle checked.
-                reason, verdict = _run_cases(path, digest=found, max_size=max_size)
+                reason, verdict = _run_cases(
+                    path, digest=found, max_size=max_size, trusted_types=trusted_types
+                )
                 found = f"{found} ({verdict})" if reason is None else found
         except Exception as exc:  # noqa: BLE001 - one bundle's surprise must not hide the others
             if run.debug:
@@ -158,7 +177,9 @@ def _verify_one(
     return None, found
 
 
-def _run_cases(path: Path, *, digest: str, max_size: int) -> tuple[str | None, str]:
+def _run_cases(
+    path: Path, *, digest: str, max_size: int, trusted_types: tuple[str, ...]
+) -> tuple[str | None, str]:
     """Load a verified bundle and run its reference cases; return (the failure or None, the
     verdict). A bundle without cases (or a bare model file) passes: there is nothing to
     compare."""
@@ -166,7 +187,9 @@ def _run_cases(path: Path, *, digest: str, max_size: int) -> tuple[str | None, s
     from .._reference import failure_text
 
     try:
-        ran = run_reference_cases(path, sha256=digest, max_bundle_size=max_size)
+        ran = run_reference_cases(
+            path, sha256=digest, max_bundle_size=max_size, trusted_types=trusted_types
+        )
     except ModelkitError as exc:
         return str(exc), ""
     if ran is None:

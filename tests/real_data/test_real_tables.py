@@ -1,7 +1,7 @@
 """Every real table x pipeline: the joblib bundle answers exactly as scikit-learn, in batch and
-record by record; the ONNX bundle agrees on every row off a tie, or conversion is refused with
-an error that names the step (see ``tables.py`` for the tables, ``pipelines.py`` for the
-pipelines)."""
+record by record (a skops bundle too, on two tables); the ONNX bundle agrees on every row off a
+tie, or conversion is refused with an error that names the step (see ``tables.py`` for the
+tables, ``pipelines.py`` for the pipelines)."""
 
 from __future__ import annotations
 
@@ -65,6 +65,29 @@ def test_joblib_bundle_answers_each_record_exactly_as_scikit_learn(
 ) -> None:
     model = modelkit.load(bundles.get(table, pipeline, "joblib"))
     checks.check_records(model, pipelines.fitted(table, pipeline), tables.load(table).X)
+
+
+# skops: two tables (a classification with strings and gaps, a regression) through every
+# pipeline; the code that runs a loaded pipeline is the joblib bundles', tested on every table.
+SKOPS_CASES = [
+    pytest.param(table, pipeline, id=f"{table}-{pipeline}")
+    for table in ("penguins", "diabetes")
+    for pipeline in pipelines.NAMES
+]
+
+
+@pytest.mark.parametrize(("table", "pipeline"), SKOPS_CASES)
+def test_skops_bundle_refuses_its_untrusted_types_then_answers_exactly_as_scikit_learn(
+    bundles: Bundles, table: str, pipeline: str
+) -> None:
+    path = bundles.get(table, pipeline, "skops")
+    # Each pipeline holds types skops does not trust by default (SimpleImputer's numpy.dtype,
+    # the column selector, the trees or boosters): the caller trusts them by name.
+    with pytest.raises(modelkit.BundleError) as refused:
+        modelkit.load(path)
+    assert "numpy.dtype" in refused.value.untrusted_types
+    model = modelkit.load(path, trusted_types=refused.value.untrusted_types)
+    checks.check_batch(model, pipelines.fitted(table, pipeline), tables.load(table).X)
 
 
 @pytest.mark.parametrize(("table", "pipeline"), CASES)

@@ -11,6 +11,7 @@ import shutil
 import time
 import typing
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -629,7 +630,8 @@ def _load(
     loaded = _runner(bundle, options, trusted_types)
     verdict = None if cases is None or not runs else _reference.run(cases, loaded)
     _reference.enforce(verdict, check, label=opened.label, manifest=manifest, mild=mild)
-    model = model_for(manifest, bundle.digest, loaded, features)
+    # The model keeps the verdict for its report (None when the cases did not run).
+    model = model_for(manifest, bundle.digest, loaded, replace(features, verdict=verdict))
     if warmup and cases is not None:
         try:
             warm_up(model, cases.table.records())

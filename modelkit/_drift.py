@@ -40,6 +40,7 @@ from ._profile import (
     category_keys,
     is_categorical,
 )
+from ._report import bin_labels, render_drift
 from ._spec import ColumnSpec, Table, TabularInputs
 from ._worker import at_fork
 
@@ -140,6 +141,12 @@ class FeatureDrift:
         count: the records counted.
         reference_missing_rate: the share of missing values in the reference.
         current_missing_rate: the share of missing values counted, ``None`` before any record.
+        bins: the name of each bin the score compares, the missing bin last: for numbers
+            ``"< 3.5"``, the ranges between edges (``3.5`` to ``4.2`` joined by an en dash),
+            ``"≥ 9"`` and ``"missing"``; otherwise the categories, ``"other"`` and ``"missing"``.
+        reference_shares: the reference's share of each bin.
+        current_shares: the share of each bin counted, ``None`` before any record.
+        kind: ``"numeric"`` (bins between edges) or ``"categorical"`` (a bin per category).
     """
 
     name: str
@@ -148,9 +155,13 @@ class FeatureDrift:
     count: int
     reference_missing_rate: float
     current_missing_rate: float | None
+    bins: tuple[str, ...]
+    reference_shares: tuple[float, ...]
+    current_shares: tuple[float, ...] | None
+    kind: Literal["numeric", "categorical"]
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as a JSON-serializable dict."""
+        """The fields as a JSON-serializable dict (the bins and shares as lists)."""
         return asdict(self)
 
 
@@ -188,7 +199,8 @@ class DriftReport:
         }
 
     def to_pandas(self) -> Any:
-        """One row per input column (``role`` ``"input"``), then the outputs (``"output"``).
+        """One row per input column (``role`` ``"input"``), then the outputs (``"output"``): the
+        scores and missing rates (the bins and shares are in :meth:`to_dict`).
 
         Raises:
             MissingDependencyError: pandas is not installed.
@@ -197,8 +209,21 @@ class DriftReport:
         rows = [{"role": "input", **feature.to_dict()} for feature in self.features]
         if self.outputs is not None:
             rows.append({"role": "output", **self.outputs.to_dict()})
-        columns = ["name", "role", *(f for f in FeatureDrift.__dataclass_fields__ if f != "name")]
-        return pandas.DataFrame(rows, columns=columns)
+        return pandas.DataFrame(rows, columns=["name", "role", *_SCORE_FIELDS])
+
+    def _repr_html_(self) -> str:
+        # A notebook shows the table and each feature's reference and live distributions.
+        return render_drift(self.to_dict())
+
+
+# The columns of DriftReport.to_pandas() after the name and role.
+_SCORE_FIELDS = (
+    "score",
+    "status",
+    "count",
+    "reference_missing_rate",
+    "current_missing_rate",
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,6 +238,7 @@ class _Column:
     name: str
     reference: tuple[float, ...]
     binner: NumericBinner | CategoricalBinner
+    bins: tuple[str, ...]
 
     def drift(self, counts: np.ndarray, min_records: int) -> FeatureDrift:
         total = int(counts.sum())
@@ -229,6 +255,10 @@ class _Column:
             count=total,
             reference_missing_rate=self.reference[-1],
             current_missing_rate=None if current is None else current[-1],
+            bins=self.bins,
+            reference_shares=self.reference,
+            current_shares=None if current is None else tuple(current),
+            kind="numeric" if isinstance(self.binner, NumericBinner) else "categorical",
         )
 
 
@@ -258,9 +288,11 @@ def _compile_column(
             raise ValueError(f"{binner.size - 1} bins but {len(proportions)} proportions")
         if binner.size >= _MAX_BINS:
             raise ValueError(f"{binner.size} bins, more than {_MAX_BINS - 1}")
-    except (KeyError, TypeError, ValueError) as exc:
+        bins = tuple(bin_labels(entry))
+    # OverflowError: an integer too large for a float, which JSON allows.
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ValueError(f"The drift profile of {name!r} is malformed: {exc}.") from None
-    return _Column(name, reference, binner)
+    return _Column(name, reference, binner, bins)
 
 
 def _lookup(column: ColumnSpec, index: Mapping[str, int]) -> dict[Any, int]:

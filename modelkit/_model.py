@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import html
 import os
 import threading
 import typing
@@ -33,6 +32,7 @@ from ._batching import Batcher, Batching
 from ._hooks import Hook
 from ._observe import Observation, Observer
 from ._predictions import Predictions
+from ._report import render_fragment, render_page
 from ._spec import (
     Outputs,
     SchemaInputs,
@@ -47,8 +47,17 @@ if TYPE_CHECKING:
     from ._bundle import Artifacts
     from ._drift import DriftReport
     from ._manifest import Manifest
+    from ._reference import Verdict
 
-__all__ = ["Features", "Model", "cannot_batch", "observer_of", "run_off_loop", "warm_up"]
+__all__ = [
+    "Features",
+    "Model",
+    "cannot_batch",
+    "observer_of",
+    "report_page",
+    "run_off_loop",
+    "warm_up",
+]
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -64,11 +73,14 @@ class Features:
             global ones.
         drift: keep drift statistics against the bundle's reference profile.
         batching: coalesce concurrent single-record calls, with these settings.
+        verdict: how the model answered its reference cases when ``load`` ran them, or ``None``
+            when it did not (see :attr:`Model.reference_verdict`).
     """
 
     telemetry: telemetry.Telemetry | None = None
     drift: bool = False
     batching: Batching | None = None
+    verdict: Verdict | None = None
 
 
 class _Executor:
@@ -133,6 +145,7 @@ class Model(Generic[In, Out]):
     _output_type: ClassVar[Any] = None
     _manifest: Manifest | None = None
     _digest: str | None = None
+    _verdict: Verdict | None = None
     # Built by the loader with the model's features, or on first use for a model never loaded
     # (custom subclasses need not call ``Model.__init__``).
     _observer: Observer | None = None
@@ -184,11 +197,20 @@ class Model(Generic[In, Out]):
             return self._manifest.signature
         return _custom_signature(type(self))  # type: ignore[arg-type]
 
+    @property
+    def reference_verdict(self) -> Verdict | None:
+        """How the model answered its reference cases when ``load`` ran them (``total``,
+        ``identical``, ``differing``, ``passed``, ``summary()``), or ``None`` when it did not:
+        the bundle keeps none, or ``check`` did not run them (``"auto"`` runs them only when a
+        library version differs)."""
+        return self._verdict
+
     def _bind(self, manifest: Manifest, digest: str, features: Features) -> None:
         """Give a loaded model its identity and the features it was loaded with (once, by the
         loader, before anyone else sees the model)."""
         self._manifest = manifest
         self._digest = digest
+        self._verdict = features.verdict
         if features.drift:
             raise BundleError(
                 f"{self.name!r} has no tabular signature, so it has no drift statistics."
@@ -448,20 +470,13 @@ class Model(Generic[In, Out]):
         )
 
     def _repr_html_(self) -> str:
-        rows = [
-            ("name", self.name),
-            ("version", self.version),
-            ("format", self.format),
-            ("task", self.signature.outputs.task),
-            ("signature", str(self.signature)),
-        ]
-        if self._digest:
-            rows.append(("digest", self._digest))
-        body = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-            for k, v in rows
-        )
-        return f"<table><caption>modelkit model</caption>{body}</table>"
+        # A notebook shows the model report; without matplotlib, the tables alone.
+        return render_fragment(self, drift=self._live_drift())
+
+    def _live_drift(self) -> dict[str, Any] | None:
+        """What the model received against its reference, when it keeps drift statistics."""
+        monitor = self._observer.drift if self._observer is not None else None
+        return None if monitor is None else monitor.report().to_dict()
 
 
 @functools.cache
@@ -514,6 +529,14 @@ def warm_up(model: Model[Any, Any], records: list[Any]) -> None:
         model._many(records)
     finally:
         model._observer = observer
+
+
+def report_page(model: Model[Any, Any]) -> str:
+    """The model report as a whole HTML page, self-contained: identity, signature, parity,
+    reference cases, training profile and, when the model keeps drift statistics, what it has
+    received since it was loaded. What ``modelkit report`` writes without a log, and a server
+    answers at ``/models/{name}/report``."""
+    return render_page(model, drift=model._live_drift())
 
 
 def observer_of(model: Model[Any, Any]) -> Observer:

@@ -202,6 +202,7 @@ def openapi_document(
     max_body_size: int | None,
     has_health_checks: bool = False,
     has_open_inference: bool = False,
+    has_report: bool = False,
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the JSON endpoints serving ``registry`` under ``prefix``.
 
@@ -220,6 +221,8 @@ def openapi_document(
             ``modelkit serve`` does.
         has_open_inference: whether the server also speaks the Open Inference Protocol under
             ``/v2`` (:mod:`modelkit._oip`), whose paths the document then has too.
+        has_report: whether the server also answers ``GET {prefix}/<name>/report``, the
+            model's report page.
 
     Returns:
         The document as JSON-ready data, new at each call.
@@ -253,6 +256,8 @@ def openapi_document(
                 loading=loading,
             )
         )
+        if has_report:
+            paths[f"{prefix}/{name}/report"] = _report_path(registry, name, loading)
     tags = [{"name": "models", "description": "The models, and predictions by name."}]
     if has_health_checks:
         paths.update(_health_paths())
@@ -288,6 +293,27 @@ def openapi_document(
         "tags": tags,
         "paths": paths,
         "components": {"schemas": schemas, "responses": responses},
+    }
+
+
+def _report_path(registry: Registry, name: str, loading: tuple[str, ...]) -> dict[str, Any]:
+    """The report page of one model: HTML, not JSON."""
+    return {
+        "get": {
+            "operationId": f"report_{name}",
+            "summary": f"The report of {name}, as an HTML page",
+            "description": "Identity, signature, conversion parity, reference cases, the "
+            "training profile per feature and, for a model loaded with drift statistics, what "
+            "it has received: one self-contained page.",
+            "tags": ["models"],
+            "responses": {
+                "200": {
+                    "description": f"The report of {registry[name].model.name}.",
+                    "content": {"text/html": {"schema": {"type": "string"}}},
+                },
+                **_error_refs("404", "500", *loading),
+            },
+        }
     }
 
 

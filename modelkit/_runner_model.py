@@ -53,6 +53,7 @@ class RunnerModel(Model[Any, Any]):
         features = features or Features()
         self._manifest = manifest
         self._digest = digest
+        self._verdict = features.verdict
         self._runner = runner
         signature = manifest.signature
         self._outputs = signature.outputs

@@ -1,8 +1,9 @@
 """The JSON endpoints, independent of the web framework: Flask and Django call the same code.
 
 Three endpoints under a prefix: the model list, one model's description (with its JSON Schemas),
-and ``predict``. Every answer is a :class:`Reply` (status and JSON body), and every error has
-the same shape::
+and ``predict``; and, where a surface serves it, a model's report as an HTML page
+(:meth:`Service.report`). Every answer is a :class:`Reply` (status and JSON body), and every
+error has the same shape::
 
     {"error": {"type": "invalid_input", "message": "...",
                "details": [{"field": "tenure", "index": 3, "message": "..."}]}}
@@ -29,12 +30,16 @@ import json
 import logging
 import math
 import re
+import threading
+import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from ._jsonable import to_jsonable
+from ._model import Model, report_page, run_off_loop
 from ._predictions import Predictions, TensorOutput
 from ._reasons import public_reason
 from ._registry import Registry, Route
@@ -44,6 +49,7 @@ __all__ = [
     "DEFAULT_MAX_BATCH_SIZE",
     "DEFAULT_MAX_BODY_SIZE",
     "DEFAULT_MAX_RESPONSE_SIZE",
+    "REPORT_MAX_AGE",
     "ROUTING_KEY_HEADER",
     "Reply",
     "ResponseTooLargeError",
@@ -68,6 +74,24 @@ DEFAULT_MAX_BODY_SIZE = 10 * 2**20
 #: The largest answer the predict endpoint sends, in bytes.
 DEFAULT_MAX_RESPONSE_SIZE = 50 * 2**20
 
+#: How long, in seconds, a model's report page is served again before it is drawn anew. Drawing
+#: a page's charts takes about a second of CPU: a stream of requests must not multiply that.
+REPORT_MAX_AGE = 10.0
+# The report is a page of its own, with nothing to fetch: no script runs on it, and it reaches
+# nothing, so a value the escaping missed could do nothing either.
+_REPORT_HEADERS = (
+    (
+        "Content-Security-Policy",
+        (
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+            "form-action 'none'"
+        ),
+    ),
+    ("X-Content-Type-Options", "nosniff"),
+    # What a model received is not for shared caches.
+    ("Cache-Control", "no-store"),
+)
+
 # Reading a body, at most this much at once.
 _READ_CHUNK = 64 * 1024
 # Arrays larger than this are written as JSON a slice at a time, never as one Python list; so
@@ -89,8 +113,9 @@ class Reply:
         body: the body as Python data (large arrays may be left as numpy arrays); ``None``,
             without ``content``, for a response without a body.
         text: the body already written as JSON, when the service wrote it under its size limit.
-        content: the whole body as bytes, sent as ``application/octet-stream`` instead of
-            ``body`` (an Open Inference answer with binary tensor data).
+        content: the whole body as bytes, sent instead of ``body`` (an Open Inference answer
+            with binary tensor data, a report page).
+        media_type: the ``Content-Type`` of ``content``.
         headers: headers to send with it, besides ``Content-Type``.
     """
 
@@ -98,6 +123,7 @@ class Reply:
     body: Any
     text: str | None = dataclasses.field(default=None, repr=False, compare=False)
     content: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
+    media_type: str = "application/octet-stream"
     headers: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -108,7 +134,7 @@ class Reply:
     @property
     def content_type(self) -> str:
         """The body's media type."""
-        return "application/json" if self.content is None else "application/octet-stream"
+        return "application/json" if self.content is None else self.media_type
 
     def to_json(self) -> str:
         """The body as JSON text (compact; no NaN or Infinity, which JSON lacks)."""
@@ -463,6 +489,27 @@ class Service:
             },
         )
 
+    def report(self, name: str) -> Reply:
+        """``GET {prefix}/<name>/report``: the primary model's report, a self-contained HTML
+        page (identity, signature, parity, reference cases, training profile and, for a model
+        loaded with ``drift=True``, what it has received). Drawn at most once per
+        :data:`REPORT_MAX_AGE` seconds for a model, one page at a time."""
+        route = self._route(name)
+        if isinstance(route, Reply):
+            return route
+        page = _report_page(route.model)
+        return Reply(
+            200,
+            None,
+            content=page,
+            media_type="text/html; charset=utf-8",
+            headers=_REPORT_HEADERS,
+        )
+
+    async def areport(self, name: str) -> Reply:
+        """:meth:`report`, drawn off the event loop (on the pool ``apredict`` uses)."""
+        return await run_off_loop(self.report, name)
+
     def predict(self, name: str, body: bytes | str, *, key: str | None = None) -> Reply:
         """``POST {prefix}/<name>/predict``: one record, or ``{"instances": [...]}``."""
         request = self._parse(name, body, key)
@@ -573,6 +620,26 @@ class Service:
         except ResponseTooLargeError as exc:
             return response_too_large(name, exc)
         return Reply(200, body, text)
+
+
+# The report pages last drawn, by model (held weakly: a reloaded model's page goes with it), for
+# every service of the process: Django builds a service per request.
+_report_pages: weakref.WeakKeyDictionary[Model[Any, Any], tuple[float, bytes]] = (
+    weakref.WeakKeyDictionary()
+)
+# One drawing at a time: concurrent callers wait for it, and get its page.
+_report_lock = threading.Lock()
+
+
+def _report_page(model: Model[Any, Any]) -> bytes:
+    """``model``'s report page, drawn again once it is :data:`REPORT_MAX_AGE` seconds old."""
+    with _report_lock:
+        kept = _report_pages.get(model)
+        if kept is not None and time.monotonic() - kept[0] < REPORT_MAX_AGE:
+            return kept[1]
+        page = report_page(model).encode()
+        _report_pages[model] = (time.monotonic(), page)
+        return page
 
 
 def response_too_large(name: str, exc: ResponseTooLargeError) -> Reply:

@@ -76,6 +76,7 @@ def router(
     max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
     max_response_size: int | None = DEFAULT_MAX_RESPONSE_SIZE,
     oip: bool = True,
+    report: bool = False,
 ) -> fastapi.APIRouter:
     """The JSON endpoints over a registry, as a router to include in a FastAPI app.
 
@@ -102,6 +103,10 @@ def router(
             ``response_too_large``. ``None`` for no limit.
         oip: also serve the Open Inference Protocol v2 under ``/v2`` (``GET /v2/models/{name}``,
             ``POST /v2/models/{name}/infer``...), with the same registry and limits.
+        report: also serve each model's report page at ``{prefix}/{name}/report`` (HTML:
+            identity, signature, reference cases, training profile and live drift; the charts
+            need the ``report`` extra). Off by default: it shows the training data's
+            distributions, which not every application may publish.
 
     Raises:
         ValueError: a malformed prefix (or, with ``oip``, one at or under ``/v2``), limit or
@@ -154,12 +159,13 @@ def router(
         max_batch_size=max_batch_size,
         max_body_size=max_body_size,
         has_open_inference=oip,
+        has_report=report,
     )
     api = fastapi.APIRouter(lifespan=lifespan)
     if oip:
         # First: at the root prefix, the JSON endpoints' catch-all would answer /v2 too.
         _add_open_inference(api, service, document)
-    _add_routes(api, service, prefix, document)
+    _add_routes(api, service, prefix, document, has_report=report)
     return api
 
 
@@ -170,7 +176,12 @@ def _documented(document: Mapping[str, Any], path: str, method: str) -> dict[str
 
 
 def _add_routes(
-    api: fastapi.APIRouter, service: Service, prefix: str, document: Mapping[str, Any]
+    api: fastapi.APIRouter,
+    service: Service,
+    prefix: str,
+    document: Mapping[str, Any],
+    *,
+    has_report: bool,
 ) -> None:
     registry = service.registry
 
@@ -189,6 +200,9 @@ def _add_routes(
             return body
         return await service.apredict(name, body, key=request.headers.get(ROUTING_KEY_HEADER))
 
+    async def report(request: Request, name: str) -> Reply:
+        return await service.areport(name)
+
     async def elsewhere(request: Request, path: str) -> Reply:
         """A wrong method on an endpoint (405, or 204 to OPTIONS), or no endpoint (404)."""
         name, slash, action = path.partition("/")
@@ -199,6 +213,8 @@ def _add_routes(
             allowed, handle = READ_METHODS, functools.partial(describe, request, name)
         elif action == "predict":
             allowed, handle = ("POST",), functools.partial(predict, request, name)
+        elif action == "report" and has_report:
+            allowed, handle = READ_METHODS, functools.partial(report, request, name)
         else:
             return no_endpoint(request.url.path, prefix or "/", f"{prefix}/")
         refused = refused_method(request.url.path, request.method, allowed)
@@ -217,24 +233,25 @@ def _add_routes(
     )
     # A route per model, so that the document has its JSON Schemas; the generic routes below
     # serve models added to the registry later.
+    endpoints: list[tuple[str, _Handler, str]] = [
+        ("", describe, "get"),
+        ("/predict", predict, "post"),
+        *([("/report", report, "get")] if has_report else []),
+    ]
     for name in registry.names():
-        add(
-            f"{prefix}/{name}",
-            _endpoint(_bound(describe, name)),
-            methods=["GET"],
-            name=f"modelkit_describe_{name}",
-            openapi_extra=_documented(document, f"{prefix}/{name}", "get"),
-        )
-        add(
-            f"{prefix}/{name}/predict",
-            _endpoint(_bound(predict, name)),
-            methods=["POST"],
-            name=f"modelkit_predict_{name}",
-            openapi_extra=_documented(document, f"{prefix}/{name}/predict", "post"),
-        )
+        for suffix, handle, verb in endpoints:
+            path = f"{prefix}/{name}{suffix}"
+            add(
+                path,
+                _endpoint(_bound(handle, name)),
+                methods=[verb.upper()],
+                name=f"modelkit_{handle.__name__}_{name}",
+                openapi_extra=_documented(document, path, verb),
+            )
     for path, handle, method in (
         (f"{prefix}/{{name}}", describe, "GET"),
         (f"{prefix}/{{name}}/predict", predict, "POST"),
+        *([(f"{prefix}/{{name}}/report", report, "GET")] if has_report else []),
         # Last: every other method and URL under the prefix gets a JSON answer, not FastAPI's.
         (f"{prefix}/{{path:path}}", elsewhere, ANY_METHOD),
     ):

@@ -328,11 +328,15 @@ class ModelKit:
             of the ``/v2`` endpoints) at this path (``"/openapi.json"``), written from the
             models' signatures. ``None`` (the default) for none, so that it never takes a URL
             the application uses.
+        report: also serve each model's report page at ``{prefix}/<name>/report`` (HTML:
+            identity, signature, reference cases, training profile and live drift; the charts
+            need the ``report`` extra). Off by default: it shows the training data's
+            distributions, which not every application may publish.
 
     Raises:
         ValueError: ``url_prefix`` does not start with ``/``, or is ``/v2`` or under it with
             ``oip``; ``openapi_url`` does not start with ``/``, or is given without
-            ``url_prefix``.
+            ``url_prefix``; ``report`` is given without ``url_prefix``.
     """
 
     def __init__(
@@ -342,6 +346,7 @@ class ModelKit:
         url_prefix: str | None = None,
         oip: bool = False,
         openapi_url: str | None = None,
+        report: bool = False,
     ) -> None:
         if url_prefix is not None and not url_prefix.startswith("/"):
             raise ValueError(f"url_prefix must start with '/', got {url_prefix!r}.")
@@ -359,9 +364,12 @@ class ModelKit:
                 raise ValueError(f"openapi_url must start with '/', got {openapi_url!r}.")
             if url_prefix is None:
                 raise ValueError("openapi_url documents the JSON endpoints: give url_prefix too.")
+        if report and url_prefix is None:
+            raise ValueError("report serves a page under the JSON endpoints: give url_prefix too.")
         self.url_prefix = url_prefix
         self.oip = oip
         self.openapi_url = openapi_url
+        self.report = report
         if app is not None:
             self.init_app(app)
 
@@ -401,7 +409,13 @@ class ModelKit:
         if self.url_prefix is not None:
             prefix = self.url_prefix.rstrip("/")
             app.register_blueprint(
-                _endpoints(state, prefix, self.openapi_url, has_open_inference=self.oip)
+                _endpoints(
+                    state,
+                    prefix,
+                    self.openapi_url,
+                    has_open_inference=self.oip,
+                    has_report=self.report,
+                )
             )
         if self.oip:
             app.register_blueprint(_open_inference(state))
@@ -463,10 +477,16 @@ def _open_inference(state: ModelKitState) -> flask.Blueprint:
 
 
 def _endpoints(
-    state: ModelKitState, prefix: str, openapi_url: str | None, *, has_open_inference: bool
+    state: ModelKitState,
+    prefix: str,
+    openapi_url: str | None,
+    *,
+    has_open_inference: bool,
+    has_report: bool,
 ) -> flask.Blueprint:
     """The JSON endpoints under ``prefix`` (and their OpenAPI document at ``openapi_url``, with
-    the ``/v2`` endpoints when ``has_open_inference``), as a blueprint named ``modelkit``."""
+    the ``/v2`` endpoints when ``has_open_inference``; the report pages when ``has_report``),
+    as a blueprint named ``modelkit``."""
     blueprint = flask.Blueprint("modelkit", __name__)
     request = flask.request
     service = _service(state, lambda name: flask.url_for("modelkit.describe", name=name))
@@ -487,6 +507,7 @@ def _endpoints(
             max_batch_size=state.max_batch_size,
             max_body_size=state.max_body_size,
             has_open_inference=has_open_inference,
+            has_report=has_report,
         )
         if request.script_root:  # the app is mounted under a path: the document's URLs are too
             document["servers"] = [{"url": request.script_root}]
@@ -497,6 +518,11 @@ def _endpoints(
         ("index", prefix or "/", index),
         ("describe", f"{prefix}/<name>", _view(service.describe, READ_METHODS)),
         ("predict", f"{prefix}/<name>/predict", _view(predict, ("POST",))),
+        *(
+            [("report", f"{prefix}/<name>/report", _view(service.report, READ_METHODS))]
+            if has_report
+            else []
+        ),
         ("not_found", f"{prefix}/<{_ANY_PATH}:path>", _view(not_found, ANY_METHOD)),
     ]
     if prefix:

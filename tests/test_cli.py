@@ -1168,6 +1168,32 @@ def test_serve_answers_health_readiness_and_predictions_then_stops_cleanly(
 
 
 @pytest.mark.integration
+def test_serve_answers_each_model_s_report_page_unless_told_not_to(
+    bundles: Path, serve: Any
+) -> None:
+    server = serve(bundles / "iris")
+    _wait_ready(server)
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        connection.request("GET", "/models/iris/report")
+        response = connection.getresponse()
+        page = response.read().decode()
+    finally:
+        connection.close()
+    assert response.status == 200
+    assert response.getheader("Content-Type") == "text/html; charset=utf-8"
+    assert "default-src 'none'" in str(response.getheader("Content-Security-Policy"))
+    assert page.count("<svg") >= 4  # one chart per feature, at least
+    assert server.request("GET", "/openapi.json")[1]["paths"]["/models/iris/report"]
+    quiet = serve(bundles / "iris", "--no-report")
+    _wait_ready(quiet)
+    status, problem = quiet.request("GET", "/models/iris/report")
+    assert status == 404
+    assert problem["error"]["type"] == "not_found"
+    assert "/models/iris/report" not in quiet.request("GET", "/openapi.json")[1]["paths"]
+
+
+@pytest.mark.integration
 def test_serve_metrics_are_scraped_in_prometheus_format(bundles: Path, serve: Any) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 

@@ -508,6 +508,34 @@ def test_report_converts_to_json_and_pandas(plans: pd.DataFrame) -> None:
     assert report.drifted == ["age"]
 
 
+def test_report_keeps_each_bin_with_its_reference_and_current_share(plans: pd.DataFrame) -> None:
+    monitor, validator = _monitor(plans)
+    assert monitor.report()["plan"].current_shares is None  # nothing counted yet
+    current = _resample(plans, 1000).assign(plan="pro")
+    monitor.update_table(validator.batch(current))
+    report = monitor.report()
+    plan = report["plan"]
+    assert plan.kind == "categorical"
+    assert plan.bins == ("basic", "plus", "pro", "other", "missing")
+    assert plan.current_shares == (0.0, 0.0, 1.0, 0.0, 0.0)
+    assert plan.reference_shares[:3] == pytest.approx((0.6, 0.3, 0.1), abs=0.02)
+    assert plan.score == pytest.approx(
+        population_stability_index(plan.reference_shares, plan.current_shares)
+    )
+    income = report["income"]
+    assert income.kind == "numeric"
+    assert len(income.bins) == len(income.reference_shares) == 11  # ten decile bins, missing
+    assert income.bins[0].startswith("< ")
+    assert income.bins[-2].startswith("≥ ")
+    assert income.bins[-1] == "missing"
+    assert income.reference_shares[-1] == income.reference_missing_rate
+    assert income.current_shares is not None
+    assert sum(income.current_shares) == pytest.approx(1.0)
+    document = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert document["features"][1]["bins"] == list(plan.bins)
+    assert document["outputs"] is None
+
+
 def test_report_names_the_columns_when_one_is_unknown(plans: pd.DataFrame) -> None:
     monitor, _ = _monitor(plans)
     with pytest.raises(KeyError, match="'age', 'plan', 'income'"):

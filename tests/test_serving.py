@@ -471,3 +471,79 @@ def test_a_runtime_refusal_is_one_readable_line_without_internals(guarded: Servi
 )
 def test_public_reason_keeps_the_reason_and_drops_internals(message: str, expected: str) -> None:
     assert _serving.public_reason(message) == expected
+
+
+# -- the report page ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def drawings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The models whose report page was drawn, in order (the drawing itself is the report's)."""
+    drawn: list[str] = []
+
+    def draw(model: modelkit.Model[Any, Any]) -> str:
+        drawn.append(model.version)
+        return f"<!doctype html><title>{model.name} {model.version}</title>"
+
+    monkeypatch.setattr(_serving, "report_page", draw)
+    return drawn
+
+
+def test_the_report_is_an_html_page_that_fetches_nothing(iris_bundle: Path) -> None:
+    with modelkit.Registry() as registry:
+        registry.add("iris", iris_bundle)
+        reply = Service(registry).report("iris")
+    assert reply.status == 200
+    assert reply.content_type == "text/html; charset=utf-8"
+    headers = dict(reply.headers)
+    assert headers["Content-Security-Policy"].startswith("default-src 'none'")
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert reply.to_bytes().decode().lower().startswith("<!doctype html>")
+
+
+def test_an_unknown_model_has_no_report(service: Service, drawings: list[str]) -> None:
+    reply = service.report("<script>")
+    assert reply.status == 404
+    assert _json(reply)["error"]["type"] == "unknown_model"
+    assert drawings == []
+
+
+def test_a_report_is_drawn_once_per_max_age_whatever_the_requests(
+    service: Service, drawings: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        pages = list(pool.map(lambda _: service.report("iris").to_bytes(), range(16)))
+    assert len(set(pages)) == 1
+    # Another service of the same process (Django builds one per request) gets the same page.
+    assert Service(service.registry).report("iris").to_bytes() == pages[0]
+    assert drawings == ["1.0.0"]
+    clock = _serving.time.monotonic() + _serving.REPORT_MAX_AGE + 1
+    monkeypatch.setattr(_serving.time, "monotonic", lambda: clock)
+    service.report("iris")
+    assert drawings == ["1.0.0", "1.0.0"]
+
+
+def test_a_reloaded_model_gets_a_report_of_its_own(
+    iris_bundle: Path,
+    iris: tuple[Any, Any],
+    iris_classifier: Any,
+    tmp_path: Path,
+    drawings: list[str],
+) -> None:
+    newer = tmp_path / "iris-2"
+    modelkit.save(iris_classifier, newer, name="iris", version="2.0.0", sample_input=iris[0][:20])
+    with modelkit.Registry() as registry:
+        registry.add("iris", iris_bundle)
+        service = Service(registry)
+        assert b"iris 1.0.0" in service.report("iris").to_bytes()
+        registry.reload("iris", newer)
+        assert b"iris 2.0.0" in service.report("iris").to_bytes()
+    assert drawings == ["1.0.0", "2.0.0"]
+
+
+def test_areport_draws_off_the_event_loop(service: Service, drawings: list[str]) -> None:
+    reply = asyncio.run(service.areport("iris"))
+    assert reply.status == 200
+    assert drawings == ["1.0.0"]

@@ -22,6 +22,7 @@ from ._inspect import inspect
 from ._lock import lock
 from ._pack import pack
 from ._predict import predict
+from ._report import report
 from ._schema import schema
 from ._serve import serve
 from ._verify import verify
@@ -29,7 +30,7 @@ from ._verify import verify
 __all__ = ["cli", "main"]
 
 # In the order `modelkit --help` lists them: what one does with a bundle, roughly in turn.
-for _command in (inspect, verify, lock, schema, predict, convert, pack, bench, serve):
+for _command in (inspect, verify, lock, schema, report, predict, convert, pack, bench, serve):
     cli.add_command(_command)
 
 

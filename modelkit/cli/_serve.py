@@ -92,6 +92,11 @@ def _url_prefix(ctx: click.Context, param: click.Parameter, value: str) -> str:
     is_flag=True,
     help="Expose the models' metrics at /metrics in Prometheus's format (the 'prometheus' extra).",
 )
+@click.option(
+    "--report/--no-report",
+    default=True,
+    help="Serve each model's report page at <prefix>/<name>/report (on by default).",
+)
 @trust_type_option
 def serve(
     *,
@@ -105,6 +110,7 @@ def serve(
     max_body_size: int,
     max_response_size: int,
     metrics: bool,
+    report: bool,
     trusted_types: tuple[str, ...],
 ) -> int:
     """Serve bundles over HTTP: the JSON endpoints and the Open Inference Protocol on waitress,
@@ -113,9 +119,10 @@ def serve(
     PATH is one bundle (served under its manifest name) or a registry config (.toml). Needs the
     'serve' extra (waitress). Endpoints: GET /healthz (the process is up), GET /readyz (200 once
     the models are loaded, checked and warmed up, 503 before), under the prefix (default
-    /models): GET /models, GET /models/<name>, POST /models/<name>/predict, and the Open
-    Inference Protocol v2 under /v2 (GET /v2/models/<name>, POST /v2/models/<name>/infer...);
-    with --metrics, GET /metrics.
+    /models): GET /models, GET /models/<name>, POST /models/<name>/predict, GET
+    /models/<name>/report (the model's report page, unless --no-report), and the Open Inference
+    Protocol v2 under /v2 (GET /v2/models/<name>, POST /v2/models/<name>/infer...); with
+    --metrics, GET /metrics.
     SIGTERM or Ctrl-C stops it after the requests in flight.
     """
     import _thread
@@ -154,6 +161,7 @@ def serve(
         max_body_size=max_body_size,
         max_response_size=max_response_size,
         metrics=exported,
+        has_report=report,
     )
     failures: list[BaseException] = []
 

@@ -100,6 +100,7 @@ class Application:
         max_body_size: as for :class:`modelkit._serving.Service`.
         max_response_size: as for :class:`modelkit._serving.Service`.
         metrics: what ``GET /metrics`` answers, or ``None`` for no such endpoint.
+        has_report: serve ``GET {prefix}/<name>/report``, the model's report page.
     """
 
     def __init__(
@@ -111,9 +112,11 @@ class Application:
         max_body_size: int,
         max_response_size: int,
         metrics: PrometheusMetrics | None = None,
+        has_report: bool = False,
     ) -> None:
         self.models = models
         self.metrics = metrics
+        self.has_report = has_report
         self.prefix = prefix
         self.service = Service(
             models.loaded,
@@ -172,6 +175,8 @@ class Application:
                 return _endpoint(method, path, READ_METHODS, lambda: self.service.describe(name))
             if name and action == "predict":
                 return _endpoint(method, path, ("POST",), lambda: self._predict(name, environ))
+            if name and action == "report" and self.has_report:
+                return _endpoint(method, path, READ_METHODS, lambda: self.service.report(name))
         return _endpoint(method, path, ANY_METHOD, lambda: self._not_found(path))
 
     def _scrape(
@@ -193,6 +198,7 @@ class Application:
             max_body_size=service.max_body_size,
             has_health_checks=True,
             has_open_inference=True,
+            has_report=self.has_report,
         )
         return Reply(200, document)
 

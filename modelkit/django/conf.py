@@ -9,6 +9,7 @@ Example::
         "MAX_BATCH_SIZE": 100,
         "MAX_BODY_SIZE": 2 * 2**20,
         "MAX_RESPONSE_SIZE": 20 * 2**20,
+        "REPORT": True,  # each model's report page at models/<name>/report
     }
 """
 
@@ -40,6 +41,7 @@ DEFAULTS: Mapping[str, Any] = {
     "MAX_BATCH_SIZE": DEFAULT_MAX_BATCH_SIZE,
     "MAX_BODY_SIZE": DEFAULT_MAX_BODY_SIZE,
     "MAX_RESPONSE_SIZE": DEFAULT_MAX_RESPONSE_SIZE,
+    "REPORT": False,
 }
 _LOADING_MODES = ("lazy", "eager")
 
@@ -61,6 +63,8 @@ class ModelkitSettings:
         max_body_size: the largest predict request body, in bytes (Django's
             ``DATA_UPLOAD_MAX_MEMORY_SIZE`` applies too, when smaller).
         max_response_size: the largest predict answer, in bytes.
+        has_report: serve each model's report page at ``<name>/report`` under the JSON
+            endpoints.
     """
 
     models: Mapping[str, Any] | None
@@ -71,6 +75,7 @@ class ModelkitSettings:
     max_batch_size: int | None
     max_body_size: int | None
     max_response_size: int | None
+    has_report: bool = False
 
     def registry_source(self) -> Mapping[str, Any] | Path:
         """What :meth:`modelkit.Registry.from_config` reads: the config file or the mapping."""
@@ -147,6 +152,11 @@ def _parse() -> ModelkitSettings:
     max_batch_size = _limit(values, "MAX_BATCH_SIZE")
     max_body_size = _limit(values, "MAX_BODY_SIZE")
     max_response_size = _limit(values, "MAX_RESPONSE_SIZE")
+    has_report = values["REPORT"]
+    if not isinstance(has_report, bool):
+        raise ImproperlyConfigured(
+            f"settings.MODELKIT['REPORT'] must be True or False, got {has_report!r}."
+        )
     base_dir = getattr(settings, "BASE_DIR", None)
     base = None if base_dir is None else Path(os.fspath(base_dir))
     if models is not None:
@@ -161,6 +171,7 @@ def _parse() -> ModelkitSettings:
         max_batch_size=max_batch_size,
         max_body_size=max_body_size,
         max_response_size=max_response_size,
+        has_report=has_report,
     )
 
 

@@ -39,7 +39,7 @@ from .._serving import (
 from . import conf
 from ._loading import aload_models, get_registry
 
-__all__ = ["describe", "index", "not_found", "open_inference", "openapi", "predict"]
+__all__ = ["describe", "index", "not_found", "open_inference", "openapi", "predict", "report"]
 
 logger = logging.getLogger("modelkit")
 
@@ -102,6 +102,16 @@ async def predict(request: HttpRequest, name: str) -> Reply:
 
 
 @_endpoint(*READ_METHODS)
+async def report(request: HttpRequest, name: str) -> Reply:
+    """``GET models/<name>/report``: the model's report page (HTML), when
+    ``settings.MODELKIT["REPORT"]`` is true; otherwise the URL is not an endpoint (404)."""
+    if not conf.get_settings().has_report:
+        return await _not_an_endpoint(request)
+    service = await _service(request)
+    return await service.areport(name) if isinstance(service, Service) else service
+
+
+@_endpoint(*READ_METHODS)
 async def openapi(request: HttpRequest) -> Reply:
     """``GET openapi.json``: the OpenAPI 3.1 document of the endpoints ``modelkit.django.urls``
     serves, wherever they are included (under the ``modelkit`` namespace), and of the ``/v2``
@@ -122,6 +132,7 @@ async def openapi(request: HttpRequest) -> Reply:
             max_batch_size=service.max_batch_size,
             max_body_size=service.max_body_size,
             has_open_inference=_has_open_inference(),
+            has_report=conf.get_settings().has_report,
         ),
     )
 
@@ -138,6 +149,10 @@ def _has_open_inference() -> bool:
 @_endpoint(*ANY_METHOD)
 async def not_found(request: HttpRequest, path: str) -> Reply:
     """Any other URL under the prefix: a JSON 404 naming the endpoints."""
+    return await _not_an_endpoint(request)
+
+
+async def _not_an_endpoint(request: HttpRequest) -> Reply:
     prefix = str(reverse(f"{_namespace(request)}:index"))
     return no_endpoint(request.path, prefix, prefix)
 

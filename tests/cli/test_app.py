@@ -12,7 +12,18 @@ from click.testing import CliRunner, Result
 from modelkit.cli import cli, main
 from modelkit.cli._app import ByteSize
 
-COMMANDS = ["inspect", "verify", "lock", "schema", "predict", "convert", "pack", "bench", "serve"]
+COMMANDS = [
+    "inspect",
+    "verify",
+    "lock",
+    "schema",
+    "report",
+    "predict",
+    "convert",
+    "pack",
+    "bench",
+    "serve",
+]
 
 
 def invoke(*args: str) -> Result:

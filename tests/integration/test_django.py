@@ -44,9 +44,7 @@ from tests.serving_fixtures import (  # noqa: E402
 from tests.warmup_fixtures import (  # noqa: E402
     Watch,
     cases_in,
-    save_iris,
     save_iris_answering_otherwise,
-    watching,
 )
 
 pytestmark = pytest.mark.integration
@@ -862,17 +860,6 @@ def test_any_failure_to_load_is_the_protocols_json_500(
 # -- warm-up and readiness -----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def with_cases(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_iris(tmp_path_factory.mktemp("warmup") / "iris")
-
-
-@pytest.fixture
-def watch(monkeypatch: pytest.MonkeyPatch) -> Iterator[Watch]:
-    with watching(monkeypatch) as watched:
-        yield watched
-
-
 @pytest.mark.parametrize("loading", ["lazy", "eager"])
 @pytest.mark.parametrize("warms", [True, False], ids=["warmup", "warmup-false"])
 def test_models_are_warmed_up_unobserved_before_the_protocol_says_ready(
@@ -961,3 +948,33 @@ def test_the_openapi_document_leaves_out_the_protocol_when_it_is_not_mounted() -
         urlpatterns.clear()
     assert "/models/iris/predict" in paths
     assert not [url for url in paths if url.startswith("/v2")]
+
+
+# -- the report page ----------------------------------------------------------------------------
+
+
+def test_the_report_page_is_served_only_when_the_settings_ask_for_it(client: Client) -> None:
+    from django.conf import settings
+
+    assert _error(client.get("/models/iris/report"))["type"] == "not_found"
+    with override_settings(MODELKIT={**settings.MODELKIT, "REPORT": True}):
+        response = client.get("/models/iris/report")
+        assert response.status_code == 200
+        assert response["Content-Type"] == "text/html; charset=utf-8"
+        assert response["Content-Security-Policy"].startswith("default-src 'none'")
+        page = response.content.decode()
+        assert "<svg" in page
+        assert "iris" in page
+        assert _error(client.get("/models/nope/report"))["type"] == "unknown_model"
+
+
+def test_a_report_setting_that_is_not_a_boolean_is_refused() -> None:
+    from django.conf import settings
+
+    from modelkit.django import conf
+
+    with (
+        override_settings(MODELKIT={**settings.MODELKIT, "REPORT": "yes"}),
+        pytest.raises(ImproperlyConfigured, match=r"\['REPORT'\] must be True or False"),
+    ):
+        conf.get_settings()

@@ -49,7 +49,7 @@ from tests.serving_fixtures import (  # noqa: E402
     save_all,
     uvicorn_server,
 )
-from tests.warmup_fixtures import Watch, cases_in, save_iris, watching  # noqa: E402
+from tests.warmup_fixtures import Watch, cases_in  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -587,17 +587,6 @@ def test_the_protocol_takes_the_body_limit_and_can_be_left_out(
         assert TestClient(app).get("/v2/health/ready").json() == {"detail": "Not Found"}
 
 
-@pytest.fixture(scope="module")
-def with_cases(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_iris(tmp_path_factory.mktemp("warmup") / "iris")
-
-
-@pytest.fixture
-def watch(monkeypatch: pytest.MonkeyPatch) -> Iterator[Watch]:
-    with watching(monkeypatch) as watched:
-        yield watched
-
-
 @pytest.mark.parametrize("warms", [True, False], ids=["warmup", "warmup-false"])
 def test_models_are_warmed_up_unobserved_before_the_app_says_ready(
     with_cases: Path, watch: Watch, warms: bool
@@ -705,3 +694,32 @@ def test_missing_fastapi_names_the_extra() -> None:
     ).stdout
     assert output.startswith("MissingDependencyError fastapi ")
     assert "modelkit.fastapi" in output
+
+
+# -- the report page ----------------------------------------------------------------------------
+
+
+def test_the_report_page_is_served_on_uvicorn_when_asked_for() -> None:
+    config = {"models": {"iris": str(BUNDLE)}}
+    app = fastapi.FastAPI()
+    app.include_router(modelkit.fastapi.router(config, report=True))
+    with served(app) as port:
+        status, headers, page = call(port, "GET", "/models/iris/report")
+        assert status == 200
+        assert headers["Content-Type"] == "text/html; charset=utf-8"
+        assert "default-src 'none'" in headers["Content-Security-Policy"]
+        assert b"<svg" in page
+        assert b"iris" in page
+        status, headers, _ = call(port, "POST", "/models/iris/report")
+        assert status == 405
+        assert "GET" in headers["Allow"]
+        assert call(port, "GET", "/models/nope/report")[0] == 404
+        _, _, document = call(port, "GET", "/openapi.json")
+        operation = json.loads(document)["paths"]["/models/iris/report"]["get"]
+        assert "text/html" in operation["responses"]["200"]["content"]
+
+
+def test_the_report_page_is_off_by_default(clients: tuple[Any, TestClient]) -> None:
+    response = clients[1].get("/models/iris/report")
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "not_found"

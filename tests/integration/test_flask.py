@@ -36,7 +36,7 @@ waitress = pytest.importorskip("waitress")
 from modelkit.flask import ModelKit, ModelKitState, models  # noqa: E402 - after the skip
 from tests.limited import run_limited  # noqa: E402
 from tests.serving_fixtures import RUNTIME_INTERNALS, post_chunked, save_all  # noqa: E402
-from tests.warmup_fixtures import Watch, cases_in, save_iris, watching  # noqa: E402
+from tests.warmup_fixtures import Watch, cases_in  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -916,17 +916,6 @@ def test_a_lazy_load_that_fails_is_not_ready_and_logged_once(
 # -- warm-up and readiness -----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def with_cases(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_iris(tmp_path_factory.mktemp("warmup") / "iris")
-
-
-@pytest.fixture
-def watch(monkeypatch: pytest.MonkeyPatch) -> Iterator[Watch]:
-    with watching(monkeypatch) as watched:
-        yield watched
-
-
 @pytest.mark.parametrize(
     ("settings", "warms"),
     [
@@ -1007,3 +996,42 @@ def test_the_openapi_document_is_served_only_where_asked(tmp_path: Path) -> None
 def test_the_openapi_url_is_checked(options: dict[str, Any], words: str) -> None:
     with pytest.raises(ValueError, match=words):
         ModelKit(**options)
+
+
+# -- the report page ----------------------------------------------------------------------------
+
+
+def test_the_report_page_is_off_unless_asked_for(port: int) -> None:
+    status, _, problem = call(port, "GET", "/models/iris/report")
+    assert status == 404
+    assert problem["error"]["type"] == "not_found"
+
+
+def test_the_report_page_is_served_over_http_when_asked_for() -> None:
+    app = flask.Flask("reported")
+    app.config.update(MODELKIT_MODELS={"iris": str(BUNDLE)})
+    ModelKit(app, url_prefix="/models", openapi_url="/openapi.json", report=True)
+    server = Server(app)
+    try:
+        status, headers, page = call(server.port, "GET", "/models/iris/report")
+        assert status == 200
+        assert headers["Content-Type"] == "text/html; charset=utf-8"
+        assert "default-src 'none'" in headers["Content-Security-Policy"]
+        assert headers["Cache-Control"] == "no-store"
+        assert b"<svg" in page
+        assert b"iris" in page
+        status, headers, _ = call(server.port, "POST", "/models/iris/report")
+        assert status == 405
+        assert "GET" in headers["Allow"]
+        assert call(server.port, "GET", "/models/nope/report")[0] == 404
+        _, _, document = call(server.port, "GET", "/openapi.json")
+        operation = document["paths"]["/models/iris/report"]["get"]
+        assert "text/html" in operation["responses"]["200"]["content"]
+    finally:
+        server.stop()
+        app.extensions["modelkit"].close()
+
+
+def test_the_report_page_needs_the_json_endpoints() -> None:
+    with pytest.raises(ValueError, match="give url_prefix too"):
+        ModelKit(report=True)

@@ -16,6 +16,7 @@ from ._batching import Batching
 from ._bundle import Artifacts
 from ._hooks import Hook, PredictionContext, add_hook, remove_hook
 from ._manifest import Manifest
+from ._mlflow import import_mlflow
 from ._model import Model
 from ._prediction_log import PredictionLogger
 from ._predictions import ClassifierOutput, Predictions, RegressorOutput, TensorOutput
@@ -70,6 +71,7 @@ __all__ = [
     "add_hook",
     "convert",
     "digest",
+    "import_mlflow",
     "load",
     "monitoring",
     "remove_hook",

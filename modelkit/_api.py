@@ -35,7 +35,7 @@ from ._spec import Outputs, SchemaInputs, Signature, Table, TabularInputs, Task,
 from ._validation import TabularValidator
 from .errors import BundleError, ConversionError, ModelkitError
 
-__all__ = ["convert", "digest", "load", "run_reference_cases", "save"]
+__all__ = ["convert", "digest", "load", "run_reference_cases", "save", "type_names"]
 
 logger = logging.getLogger("modelkit")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -180,7 +180,7 @@ def convert(
         source,
         sha256=sha256,
         trusted=False,
-        trusted_types=_type_names(trusted_types),
+        trusted_types=type_names(trusted_types),
         version_policy="warn",
         check="error",
         adapter_options=None,
@@ -383,19 +383,19 @@ def _profile(
     )
 
 
-def _type_names(trusted_types: Sequence[str] | None) -> tuple[str, ...]:
+def type_names(trusted_types: Sequence[str] | None) -> tuple[str, ...]:
     """``trusted_types`` as a tuple of names, refusing a bare string (which would iterate into
     one-letter names) and anything but strings."""
     if trusted_types is None:
         return ()
-    if isinstance(trusted_types, str | bytes) or not all(
-        isinstance(name, str) for name in trusted_types
-    ):
+    # Read once: a generator checked and then copied would be empty by the copy.
+    names = None if isinstance(trusted_types, str | bytes) else tuple(trusted_types)
+    if names is None or not all(isinstance(name, str) for name in names):
         raise TypeError(
             "trusted_types takes a list of full type names, such as "
             f"['sklearn.tree._tree.Tree'], got {trusted_types!r}."
         )
-    return tuple(trusted_types)
+    return names
 
 
 def _check_name(what: str, value: object) -> None:
@@ -518,7 +518,7 @@ def load(
     arguments: dict[str, Any] = {
         "sha256": sha256,
         "trusted": trusted,
-        "trusted_types": _type_names(trusted_types),
+        "trusted_types": type_names(trusted_types),
         "version_policy": version_policy,
         "check": check,
         "warmup": warmup,
@@ -701,7 +701,7 @@ def run_reference_cases(
     cases = _reference.read(bundle.artifacts, manifest)
     if cases is None:
         return None
-    runner = _runner(bundle, dict(adapter_options or {}), _type_names(trusted_types))
+    runner = _runner(bundle, dict(adapter_options or {}), type_names(trusted_types))
     return manifest, _reference.run(cases, runner)
 
 

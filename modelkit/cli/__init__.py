@@ -2,7 +2,7 @@
 
 Run ``modelkit --help`` (or ``python -m modelkit --help``). Every command works with modelkit's
 run-time dependencies alone, except ``predict`` on Parquet files (the ``parquet`` extra),
-``convert`` (``convert``) and ``serve`` (``serve``).
+``convert`` (``convert``), ``import mlflow`` (``mlflow-import``) and ``serve`` (``serve``).
 
 The command is a click group, :data:`cli`, one module per command; :func:`main` runs it and
 returns the exit status: 0 when the command did what it was asked; 1 when it failed (one line
@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from ._app import cli
 from ._bench import bench
 from ._convert import convert
+from ._import import import_group
 from ._inspect import inspect
 from ._lock import lock
 from ._pack import pack
@@ -30,7 +31,19 @@ from ._verify import verify
 __all__ = ["cli", "main"]
 
 # In the order `modelkit --help` lists them: what one does with a bundle, roughly in turn.
-for _command in (inspect, verify, lock, schema, report, predict, convert, pack, bench, serve):
+for _command in (
+    inspect,
+    verify,
+    lock,
+    schema,
+    report,
+    predict,
+    convert,
+    import_group,
+    pack,
+    bench,
+    serve,
+):
     cli.add_command(_command)
 
 

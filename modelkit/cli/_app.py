@@ -33,6 +33,7 @@ __all__ = [
     "PROG",
     "ByteSize",
     "Command",
+    "Group",
     "Run",
     "cli",
     "command",
@@ -97,15 +98,20 @@ class Command(click.Command):
         return [*arguments, *required, *filter(None, [self.options_metavar])]
 
 
-class _Group(click.Group):
-    """The ``modelkit`` group: commands listed in the order they were added, and every failure
-    reported as one line with its exit status, however the group is run (the console script,
-    :func:`modelkit.cli.main` or click's ``CliRunner``)."""
+class Group(click.Group):
+    """A group of subcommands under ``modelkit`` (``modelkit import mlflow``): the usage lines
+    and help of a command, its subcommands listed in the order they were added."""
 
     context_class = _Context
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)
+
+
+class _Group(Group):
+    """The ``modelkit`` group: commands listed in the order they were added, and every failure
+    reported as one line with its exit status, however the group is run (the console script,
+    :func:`modelkit.cli.main` or click's ``CliRunner``)."""
 
     def main(
         self,

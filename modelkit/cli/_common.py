@@ -1,20 +1,30 @@
-"""What several commands share: a bundle described without deserializing it, text written to a
-file atomically (or to stdout), and plain-text tables."""
+"""What several commands share: a bundle described without deserializing it, an output not
+replaced without --force, text written to a file atomically (or to stdout), and plain-text
+tables."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from .._atomic import write_atomically
+from ..errors import BundleError
 
 if TYPE_CHECKING:
     from .._manifest import Manifest
 
-__all__ = ["BundleDescription", "describe_bundle", "format_size", "table", "write_text"]
+__all__ = [
+    "BundleDescription",
+    "describe_bundle",
+    "format_size",
+    "refuse_to_replace",
+    "table",
+    "write_text",
+]
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,17 @@ def describe_bundle(path: str) -> BundleDescription:
     assert model.manifest is not None
     assert model.digest is not None
     return BundleDescription(path, model.manifest, model.digest)
+
+
+def refuse_to_replace(path: str, *, force: bool) -> None:
+    """Refuse an output that exists (a dangling symlink too) unless ``--force`` was given.
+
+    Raises:
+        BundleError: ``path`` exists and ``force`` is false.
+    """
+    target = Path(path)
+    if (target.exists() or target.is_symlink()) and not force:
+        raise BundleError(f"{path!r} already exists; pass --force to replace it.", path=path)
 
 
 def write_text(path: str | None, text: str) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
 
-from ..errors import BundleError
 from ._app import EXIT_OK, command, trust_type_option
+from ._common import refuse_to_replace
 
 __all__ = ["convert"]
 
@@ -54,9 +53,7 @@ def convert(
     """
     from .. import convert as convert_bundle
 
-    target = Path(output)
-    if (target.exists() or target.is_symlink()) and not force:
-        raise BundleError(f"{output!r} already exists; pass --force to replace it.", path=output)
+    refuse_to_replace(output, force=force)
     manifest = convert_bundle(
         path,
         output,

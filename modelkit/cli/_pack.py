@@ -9,7 +9,7 @@ import click
 from .._atomic import AtomicFile
 from ..errors import BundleError, IntegrityError
 from ._app import EXIT_OK, command, usage_error
-from ._common import format_size
+from ._common import format_size, refuse_to_replace
 
 __all__ = ["pack"]
 
@@ -44,8 +44,7 @@ def pack(*, path: str, output: str, force: bool) -> int:
         )
     if target.suffix.lower() != ".zip":
         raise usage_error(f"the archive's name must end in .zip, got {output!r}")
-    if (target.exists() or target.is_symlink()) and not force:
-        raise BundleError(f"{output!r} already exists; pass --force to replace it.", path=output)
+    refuse_to_replace(output, force=force)
     if not target.parent.is_dir():
         raise BundleError(f"The directory {str(target.parent)!r} does not exist.", path=output)
     opened = open_bundle(source)  # every file checked before it is packed

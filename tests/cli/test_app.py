@@ -20,6 +20,7 @@ COMMANDS = [
     "report",
     "predict",
     "convert",
+    "import",
     "pack",
     "bench",
     "serve",

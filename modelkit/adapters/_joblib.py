@@ -32,6 +32,7 @@ from .._spec import (
     Signature,
     Table,
     TabularInputs,
+    Task,
     TensorInputs,
     column_array,
     data_frame,
@@ -112,16 +113,7 @@ class JoblibAdapter:
 
         estimator = joblib.load(io.BytesIO(data))
         inputs, layout, dtype = inputs_for(estimator, None, None)
-        task = task_of(estimator)
-        classes = None
-        if task == "classification" and getattr(estimator, "classes_", None) is not None:
-            classes = tuple(python_scalar(c) for c in np.asarray(estimator.classes_).tolist())
-        outputs = Outputs(
-            task=task,
-            classes=classes,
-            has_probabilities=classes is not None
-            and callable(getattr(estimator, "predict_proba", None)),
-        )
+        outputs = _outputs_of(estimator, task_of(estimator))
         details = {"artifact": ARTIFACT, "layout": layout, "dtype": dtype}
         return estimator, Signature(inputs=inputs, outputs=outputs), details
 
@@ -165,14 +157,7 @@ def describe_estimator(
     task = outputs.task if outputs is not None else task_of(obj)
     if task not in ("classification", "regression"):
         raise BundleError(f"The {fmt} format serves classifiers and regressors, not task {task!r}.")
-    classes = None
-    has_probabilities = False
-    if task == "classification":
-        raw_classes = getattr(obj, "classes_", None)
-        if raw_classes is not None and np.ndim(raw_classes) == 1:
-            classes = tuple(python_scalar(c) for c in np.asarray(raw_classes).tolist())
-        has_probabilities = classes is not None and callable(getattr(obj, "predict_proba", None))
-    declared = Outputs(task=task, classes=classes, has_probabilities=has_probabilities)
+    declared = _outputs_of(obj, task)
     full = Signature(inputs=inputs, outputs=declared)
     runner = JoblibRunner(obj, full, layout=layout, dtype=dtype)
     labels = None
@@ -201,6 +186,20 @@ def describe_estimator(
     if task == "classification" and labels is not None:
         details["labels"] = labels
     return SavedModel(signature=full, details=details, packages=versions)
+
+
+def _outputs_of(obj: Any, task: Task) -> Outputs:
+    """An estimator's outputs for ``task``: a classifier's classes (one label per row), and
+    whether it gives probabilities."""
+    if task != "classification":
+        return Outputs(task=task)
+    raw_classes = getattr(obj, "classes_", None)
+    if raw_classes is None or np.ndim(raw_classes) != 1:
+        return Outputs(task=task)
+    classes = tuple(python_scalar(c) for c in np.asarray(raw_classes).tolist())
+    return Outputs(
+        task=task, classes=classes, has_probabilities=callable(getattr(obj, "predict_proba", None))
+    )
 
 
 def runner_for(estimator: Any, manifest: Manifest) -> JoblibRunner:

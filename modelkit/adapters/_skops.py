@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import warnings
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -39,12 +40,10 @@ __all__ = [
 ]
 
 ARTIFACT = "model.skops"
-# A skops file is stored uncompressed (skops' default) or deflated; decompressed, its members
-# may take at most this many times the file's size, plus a margin for small files. skops reads
-# its schema whole, so a deflated member inflating a thousandfold would be read whole too.
-_INFLATION = 16
-_INFLATION_MARGIN = 16 * 2**20
-_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+# A type name as Python spells it; anything else in a file is crafted, and would reach messages.
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+# skops' audit of its own files takes one step per state; crafted back references multiply them.
+_STEPS_PER_STATE = 2
 
 
 class SkopsAdapter:
@@ -164,67 +163,161 @@ def untrusted_types(data: bytes, *, path: str) -> list[str]:
     without building anything.
 
     Raises:
-        BundleError: the file is not a skops file skops can read, or inflates too far.
+        BundleError: the file is not a skops file skops can read, or one whose reading would
+            take more than time and memory in proportion to its size.
     """
-    skops_io = _skops_io("Reading a skops file")
-    _check_archive(data, path)
-    try:
-        return list(skops_io.get_untrusted_types(data=data))
-    except Exception as exc:
-        # A malformed schema fails in skops' own parsing, with any exception (KeyError,
-        # JSONDecodeError, RecursionError for deep nesting...).
-        raise BundleError(f"{path} is not a skops file: {first_line(exc)}", path=path) from exc
+    return _read(data, path)[1]
 
 
 def types_in(data: bytes, *, path: str) -> list[tuple[str, bool]]:
-    """Every type (outside ``builtins``) a skops file names, sorted, each with whether skops
-    trusts it by default; read from its schema, nothing built.
+    """Every type (outside ``builtins``) a skops file's states name, sorted, each with whether
+    skops trusts it by default; read from its schema, nothing built.
 
     Raises:
-        BundleError: the file is not a skops file skops can read, or inflates too far.
+        BundleError: as :func:`untrusted_types`.
     """
-    untrusted = set(untrusted_types(data, path=path))
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            schema = json.loads(archive.read("schema.json"))
-    except Exception as exc:  # the schema parsed a moment ago; this only guards the reread
-        raise BundleError(f"{path} is not a skops file: {first_line(exc)}", path=path) from exc
+    schema, untrusted = _read(data, path)
     names = set(untrusted)
-    pending: list[Any] = [schema]
-    while pending:  # iterative: a hostile schema may nest deeper than Python recurses
-        node = pending.pop()
-        if isinstance(node, dict):
-            module, cls = node.get("__module__"), node.get("__class__")
-            if isinstance(module, str) and isinstance(cls, str) and module != "builtins":
-                names.add(f"{module}.{cls}")
-            pending.extend(node.values())
-        elif isinstance(node, list):
-            pending.extend(node)
+    for state in _states(schema):
+        module, cls = state.get("__module__"), state.get("__class__")
+        if isinstance(module, str) and isinstance(cls, str) and module != "builtins":
+            names.add(_type_name(f"{module}.{cls}", path))
     return [(name, name not in untrusted) for name in sorted(names)]
 
 
-def _check_archive(data: bytes, path: str) -> None:
-    """Refuse a file that is no zip, or whose members inflate past the bound, before skops
-    reads any of them."""
+def _read(data: bytes, path: str) -> tuple[Any, list[str]]:
+    """A skops file's schema, and the types in it skops does not trust by default."""
+    skops_io = _skops_io("Reading a skops file")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            members = archive.infolist()
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+            _check_members(archive.infolist(), len(data), path)
+            schema = json.loads(archive.read("schema.json"))
+        _check_references(schema, path)
+        untrusted = skops_io.get_untrusted_types(data=data)
+    except BundleError:
+        raise
+    except Exception as exc:
+        # A malformed file fails in zipfile's, json's or skops' own parsing, with any exception
+        # (KeyError, JSONDecodeError, RecursionError for deep nesting...).
         raise BundleError(f"{path} is not a skops file: {first_line(exc)}", path=path) from exc
-    odd = sorted({m.compress_type for m in members} - set(_METHODS))
-    if odd:
+    return schema, [_type_name(name, path) for name in untrusted]
+
+
+def _type_name(name: str, path: str) -> str:
+    """``name``, refused unless a dotted Python name: it goes into messages and terminals."""
+    if not _NAME.match(name):
+        raise BundleError(f"{path} names a type that is no Python name: {name!r}.", path=path)
+    return name
+
+
+def _check_members(members: list[zipfile.ZipInfo], size: int, path: str) -> None:
+    """Refuse members skops would read at more than their share of the file's bytes.
+
+    zipfile inflates a deflated member in one call however small its declared size, and reads
+    overlapping members' bytes once each: only stored members that fit the file side by side
+    are read in proportion to it.
+    """
+    compressed = [m.filename for m in members if m.compress_type != zipfile.ZIP_STORED]
+    if compressed:
         raise BundleError(
-            f"{path} has members compressed with zip method {odd[0]}; skops files are stored "
-            "or deflated.",
+            f"{path} has compressed members ({compressed[0]}); skops files are stored "
+            "uncompressed (skops' default), whose size no member can lie about.",
             path=path,
         )
-    inflated = sum(m.file_size for m in members)
-    if inflated > _INFLATION * len(data) + _INFLATION_MARGIN:
+    declared = sum(m.compress_size for m in members)
+    if declared > size or any(m.file_size != m.compress_size for m in members):
         raise BundleError(
-            f"{path} declares {inflated:,} bytes once decompressed, from {len(data):,}: more than "
-            f"{_INFLATION} times its size. Refused before decompressing.",
+            f"{path} declares {declared:,} bytes of members in {size:,}: its members overlap or "
+            "misstate their sizes.",
             path=path,
         )
+
+
+def _check_references(schema: Any, path: str) -> None:
+    """Refuse a schema whose reading would take more than time and memory linear in its size.
+
+    skops builds one object per ``__id__``, and a later state with an ``__id__`` already seen
+    (even ``{"__id__": 1}`` alone) stands for that object. Its audit, though, walks each such
+    reference again, so 40 states referring twice to the next make 2**40 steps; and each state
+    built reads its ``file`` member again. skops writes every occurrence of an object in full, so
+    its own files are walked once per state and read each member once: more steps than states,
+    a member read for two objects, or a cycle is a crafted file.
+    """
+    children: dict[Any, list[list[Any]]] = {}  # object -> the objects each of its states holds
+    readers: dict[str, set[Any]] = {}
+    states = 0
+    for states, (state, holder, held) in enumerate(_walk(schema), start=1):
+        key = _object_of(state, states - 1)
+        children.setdefault(key, []).append(held)
+        if holder is not None:
+            holder.append(key)
+        if isinstance(state.get("file"), str):
+            readers.setdefault(state["file"], set()).add(key)
+    shared = next((name for name, keys in readers.items() if len(keys) > 1), None)
+    if shared is not None:
+        raise BundleError(f"{path} reads its member {shared!r} for several objects.", path=path)
+    limit = _STEPS_PER_STATE * states
+    if _audit_steps(children, _object_of(schema, 0), limit=limit, path=path) > limit:
+        raise BundleError(
+            f"{path} refers back to the objects it describes so often that checking its types "
+            f"would take more than {limit:,} steps, for {states:,} states.",
+            path=path,
+        )
+
+
+def _walk(schema: Any) -> Iterator[tuple[dict[str, Any], list[Any] | None, list[Any]]]:
+    """Each state of a schema (iteratively: it may nest deeper than Python recurses), with the
+    list its holder collects the objects it holds in (``None`` for the root) and its own."""
+    pending: list[tuple[Any, list[Any] | None]] = [(schema, None)]
+    while pending:
+        value, holder = pending.pop()
+        if isinstance(value, dict):
+            if _is_state(value):
+                held: list[Any] = []
+                yield value, holder, held
+                holder = held
+            pending.extend((v, holder) for v in value.values())
+        elif isinstance(value, list):
+            pending.extend((v, holder) for v in value)
+
+
+def _states(schema: Any) -> Iterator[dict[str, Any]]:
+    return (state for state, _, _ in _walk(schema))
+
+
+def _is_state(value: dict[str, Any]) -> bool:
+    """Whether skops may read ``value`` as a state: it has a loader, or refers to an object."""
+    return isinstance(value.get("__loader__"), str) or isinstance(
+        value.get("__id__"), int | float | str
+    )
+
+
+def _object_of(state: Any, count: int) -> Any:
+    """The object the ``count``-th state stands for: its ``__id__`` as skops compares them (only
+    true ones are shared), else the state itself."""
+    saved = state.get("__id__") if isinstance(state, dict) else None
+    return ("id", saved) if saved and isinstance(saved, int | float | str) else ("state", count)
+
+
+def _audit_steps(children: dict[Any, list[list[Any]]], root: Any, *, limit: int, path: str) -> int:
+    """How many steps skops' audit takes from ``root`` at most (counted up to past ``limit``):
+    each object's, its largest state's plus those of the objects it holds."""
+    steps: dict[Any, int] = {}
+    open_: set[Any] = set()
+    pending = [(root, False)]
+    while pending:  # depth first, iteratively
+        key, done = pending.pop()
+        if done:
+            open_.discard(key)
+            totals = (1 + sum(steps[k] for k in held) for held in children.get(key, [[]]))
+            steps[key] = min(max(totals), limit + 1)
+        elif key not in steps:
+            if key in open_:  # reached again from inside itself
+                raise BundleError(f"{path} describes an object holding itself.", path=path)
+            open_.add(key)
+            pending.append((key, True))
+            pending.extend((k, False) for held in children.get(key, []) for k in held)
+    return steps[root]
 
 
 def _skops_io(feature: str) -> ModuleType:

@@ -232,10 +232,27 @@ def test_the_listed_types_once_trusted_load_the_model(forest_bundle: Path) -> No
     np.testing.assert_array_equal(model.predict_batch(frame)["label"], _forest().predict(frame))
 
 
-def test_trusting_other_types_trusts_nothing_more(forest_bundle: Path) -> None:
+@pytest.mark.parametrize(
+    "near",
+    [
+        "sklearn.tree._tree.Tree2",
+        "Tree",
+        "sklearn.tree._tree",
+        "sklearn.*",
+        "*",
+        "sklearn.tree._tree.Tree ",
+        "sklearn.tree._tree.\u0422ree",  # a Cyrillic capital Te
+    ],
+)
+def test_trusting_other_types_trusts_nothing_more(forest_bundle: Path, near: str) -> None:
     with pytest.raises(modelkit.BundleError) as info:
-        modelkit.load(forest_bundle, trusted_types=[DTYPE, "sklearn.tree._tree.Tree2", "Tree"])
+        modelkit.load(forest_bundle, trusted_types=[DTYPE, near])
     assert info.value.untrusted_types == (TREE,)
+
+
+def test_trusted_types_may_be_any_iterable_of_names(forest_bundle: Path) -> None:
+    model = modelkit.load(forest_bundle, trusted_types=(name for name in FOREST_TYPES))
+    assert model.format == "skops"
 
 
 @pytest.mark.parametrize("given_types", [TREE, [TREE, 3], [b"sklearn"]])
@@ -317,6 +334,72 @@ def _skops_file(schema: Any) -> bytes:
     return _zip(("schema.json", text))
 
 
+def _state(cls: str, module: str, loader: str, saved_id: int, **fields: Any) -> dict[str, Any]:
+    return {
+        "__class__": cls,
+        "__module__": module,
+        "__loader__": loader,
+        "__id__": saved_id,
+        **fields,
+    }
+
+
+def _references(depth: int) -> bytes:
+    """Lists each holding the next twice, the second time as a bare back reference: ``depth``
+    states for skops' audit to walk 2**depth times."""
+    node = _state("str", "builtins", "JsonNode", depth + 1, content='"x"')
+    for saved_id in range(depth, 0, -1):
+        node = _state(
+            "list", "builtins", "ListNode", saved_id, content=[node, {"__id__": saved_id + 1}]
+        )
+    return _skops_file({**node, "protocol": 2})
+
+
+def _shared_member(readers: int, size: int) -> bytes:
+    """One ``size``-byte array that ``readers`` objects each read again."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros(size // 8))
+    arrays = [
+        _state("ndarray", "numpy", "NdArrayNode", i + 2, type="numpy", file="a.npy")
+        for i in range(readers)
+    ]
+    schema = {**_state("list", "builtins", "ListNode", 1, content=arrays), "protocol": 2}
+    return _zip(("schema.json", json.dumps(schema).encode()), ("a.npy", buffer.getvalue()))
+
+
+def _lying_member(inflated: int) -> bytes:
+    """A deflated schema whose stream inflates to ``inflated`` bytes, declared as its first few."""
+    import zlib
+
+    schema = json.dumps({**_state("list", "builtins", "ListNode", 1, content=[]), "protocol": 2})
+    declared = _zip(("schema.json", schema.encode()), compression=zipfile.ZIP_DEFLATED)
+    packer = zlib.compressobj(1, zlib.DEFLATED, -15)
+    stream = packer.compress(schema.encode())
+    stream += b"".join(packer.compress(bytes(2**20)) for _ in range(inflated // 2**20))
+    stream += packer.flush()
+    # The member's data is replaced by the long stream; only the sizes of its data move.
+    header = (
+        30 + int.from_bytes(declared[26:28], "little") + int.from_bytes(declared[28:30], "little")
+    )
+    old_size = int.from_bytes(declared[18:22], "little")
+    data = bytearray(declared[:header] + stream + declared[header + old_size :])
+    data[18:22] = len(stream).to_bytes(4, "little")
+    directory = data.index(b"PK\x01\x02")
+    data[directory + 20 : directory + 24] = len(stream).to_bytes(4, "little")
+    end = data.rindex(b"PK\x05\x06")
+    data[end + 16 : end + 20] = directory.to_bytes(4, "little")
+    return bytes(data)
+
+
+def _overlapping() -> bytes:
+    """Two stored members, the first declared to run on over the second."""
+    data = bytearray(_zip(("schema.json", b"{}"), ("b.npy", bytes(64))))
+    directory = data.index(b"PK\x01\x02")
+    for offset in (20, 24):  # compressed and uncompressed sizes, as a stored member has them
+        data[directory + offset : directory + offset + 4] = (2 + 30 + 5 + 64).to_bytes(4, "little")
+    return bytes(data)
+
+
 def _deep(depth: int) -> bytes:
     """A schema of lists nested ``depth`` deep, written as text (json.dumps would recurse)."""
     node = '"__class__": "list", "__module__": "builtins", "__loader__": "ListNode"'
@@ -335,9 +418,18 @@ HOSTILE = {
         {"protocol": 2, "__class__": "X", "__module__": "m", "__loader__": "EvalNode"}
     ),
     "nested past the recursion limit": _skops_file(_deep(5000)),
-    # 64 MiB of spaces deflate into 64 KiB: refused from the sizes the zip declares.
-    "a bomb": _zip(("schema.json", b" " * 2**26), compression=zipfile.ZIP_DEFLATED),
+    # Any compressed member: a deflated one inflates whole in one call, whatever it declares.
+    "deflated": _zip(("schema.json", b"{}"), compression=zipfile.ZIP_DEFLATED),
     "bzip2": _zip(("schema.json", b"{}"), compression=zipfile.ZIP_BZIP2),
+    "overlapping members": _overlapping(),
+    "a member read for two objects": _shared_member(2, 64),
+    "an object holding itself": _skops_file(
+        {**_state("list", "builtins", "ListNode", 1, content=[{"__id__": 1}]), "protocol": 2}
+    ),
+    "back references doubling the audit": _references(3),
+    "a type name with a terminal escape": _skops_file(
+        {**_state("X\x1b[2J", "os", "ObjectNode", 1), "protocol": 2}
+    ),
 }
 
 
@@ -373,6 +465,74 @@ def test_a_file_calling_for_os_system_is_refused_as_untrusted(
     with pytest.raises(modelkit.BundleError) as info:
         modelkit.load(bundle, trusted_types=FOREST_TYPES)
     assert info.value.untrusted_types == ("os.system",)
+
+
+def test_crafted_files_are_refused_in_time_and_memory_in_proportion_to_them(
+    tmp_path: Path,
+) -> None:
+    from tests.limited import run_limited
+
+    attacks = {
+        # 60 states that skops' audit would walk 2**60 times.
+        "references": _references(60),
+        # 1.4 MB, read 3,000 times over: 3 GiB.
+        "shared": _shared_member(3000, 2**20),
+        # 0.5 MB declaring a 100-byte schema, inflating to 512 MiB in one call.
+        "lying": _lying_member(2**29),
+    }
+    for name, data in attacks.items():
+        (tmp_path / name).write_bytes(data)
+    outcome = run_limited(
+        f"""
+        from pathlib import Path
+        from modelkit.adapters._skops import untrusted_types
+        from modelkit.errors import BundleError
+
+        for name in {list(attacks)!r}:
+            try:
+                untrusted_types(Path({str(tmp_path)!r}, name).read_bytes(), path=name)
+            except BundleError as error:
+                report(name=name, error=str(error), peak=peak())
+            else:
+                report(name=name, error=None, peak=peak())
+        """,
+        memory=768 * 2**20,
+        timeout=60,
+    )
+    results = [
+        json.loads(line.removeprefix("@@result@@"))
+        for line in outcome.stdout.splitlines()
+        if line.startswith("@@result@@")
+    ]
+    assert [r["name"] for r in results] == list(attacks), outcome.stderr
+    for result in results:
+        assert result["error"] is not None, result
+        assert "MemoryError" not in result["error"], result
+        assert result["peak"] < 400 * 2**20, result
+
+
+def test_inspect_lists_a_hostile_files_types_without_building_them(
+    forest_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.bundle_fixtures import replace_artifact
+
+    schema = {**_state("system", "os", "ConstructorFromReduceNode", 1), "protocol": 2}
+    schema["content"] = _state("tuple", "builtins", "TupleNode", 2, content=[])
+    listed = _copy(forest_bundle, tmp_path / "listed")
+    replace_artifact(listed, _skops_file(schema), rehash=True, name=ARTIFACT)
+    refused = _copy(forest_bundle, tmp_path / "refused")
+    replace_artifact(
+        refused, HOSTILE["a type name with a terminal escape"], rehash=True, name=ARTIFACT
+    )
+    _refuse_to_build(monkeypatch)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["inspect", str(listed), "--json"])
+    assert result.exit_code == 0, result.output
+    types = {t["name"]: t["trusted_by_default"] for t in json.loads(result.output)["types"]}
+    assert types == {"os.system": False}
+    result = runner.invoke(cli, ["inspect", str(refused)])
+    assert result.exit_code == 1
+    assert f"{ARTIFACT} names a type that is no Python name: 'os.X\\x1b[2J'" in result.output
 
 
 _JSON = st.recursive(

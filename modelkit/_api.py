@@ -635,9 +635,15 @@ def _load(
     if warmup and cases is not None:
         try:
             warm_up(model, cases.table.records())
-        except BaseException:
+        except BaseException as exc:
             model.close()  # stops its batching worker, if any: nobody else holds the model
-            raise
+            if isinstance(exc, ModelkitError) or not isinstance(exc, Exception):
+                raise
+            # The model's own code raised: it would have failed its first request the same way.
+            raise ModelkitError(
+                f"Model {manifest.name!r} {manifest.version} from {opened.label!r} failed on its "
+                f"reference cases while warming up: {type(exc).__name__}: {exc}"
+            ) from exc
     return model
 
 

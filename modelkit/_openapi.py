@@ -311,7 +311,14 @@ def _report_path(registry: Registry, name: str, loading: tuple[str, ...]) -> dic
                     "description": f"The report of {registry[name].model.name}.",
                     "content": {"text/html": {"schema": {"type": "string"}}},
                 },
-                **_error_refs("404", "500", *loading),
+                **_error_refs("404", "500"),
+                # One page is drawn at a time, and no request waits for it.
+                "503": _json(
+                    "Another report page is being drawn and this model has none yet"
+                    + (", or the models are loading" if loading else "")
+                    + "; retry after Retry-After seconds.",
+                    _ref("Error"),
+                ),
             },
         }
     }

@@ -664,4 +664,6 @@ def _located(exc: ModelkitError, where: str) -> ModelkitError:
             largest_difference=exc.largest_difference,
             versions=exc.versions,
         )
+    if type(exc) is ModelkitError:
+        return ModelkitError(message)
     return exc

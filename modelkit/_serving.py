@@ -43,6 +43,7 @@ from ._model import Model, report_page, run_off_loop
 from ._predictions import Predictions, TensorOutput
 from ._reasons import public_reason
 from ._registry import Registry, Route
+from ._worker import after_fork_in_child
 from .errors import InvalidInputError, ModelkitError
 
 __all__ = [
@@ -493,11 +494,16 @@ class Service:
         """``GET {prefix}/<name>/report``: the primary model's report, a self-contained HTML
         page (identity, signature, parity, reference cases, training profile and, for a model
         loaded with ``drift=True``, what it has received). Drawn at most once per
-        :data:`REPORT_MAX_AGE` seconds for a model, one page at a time."""
+        :data:`REPORT_MAX_AGE` seconds for a model, one page at a time in the process: while
+        another is drawn, the model's last page however old, or a 503 to retry after
+        ``Retry-After`` seconds if it has none."""
         route = self._route(name)
         if isinstance(route, Reply):
             return route
-        page = _report_page(route.model)
+        page = _report_pages.get(route.model)
+        if page is None:
+            busy = error(503, "busy", "Another report page is being drawn; retry shortly.")
+            return dataclasses.replace(busy, headers=(("Retry-After", "1"),))
         return Reply(
             200,
             None,
@@ -622,24 +628,49 @@ class Service:
         return Reply(200, body, text)
 
 
-# The report pages last drawn, by model (held weakly: a reloaded model's page goes with it), for
-# every service of the process: Django builds a service per request.
-_report_pages: weakref.WeakKeyDictionary[Model[Any, Any], tuple[float, bytes]] = (
-    weakref.WeakKeyDictionary()
-)
-# One drawing at a time: concurrent callers wait for it, and get its page.
-_report_lock = threading.Lock()
+class _ReportPages:
+    """The report pages last drawn, by model, for every service of the process (Django builds
+    a service per request). Held weakly: a reloaded model's page goes with it."""
 
+    def __init__(self) -> None:
+        self._pages: weakref.WeakKeyDictionary[Model[Any, Any], tuple[float, bytes]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._drawing = threading.Lock()
+        after_fork_in_child(self._renew)
 
-def _report_page(model: Model[Any, Any]) -> bytes:
-    """``model``'s report page, drawn again once it is :data:`REPORT_MAX_AGE` seconds old."""
-    with _report_lock:
-        kept = _report_pages.get(model)
-        if kept is not None and time.monotonic() - kept[0] < REPORT_MAX_AGE:
-            return kept[1]
-        page = report_page(model).encode()
-        _report_pages[model] = (time.monotonic(), page)
+    def get(self, model: Model[Any, Any]) -> bytes | None:
+        """``model``'s page, drawn again once it is :data:`REPORT_MAX_AGE` seconds old; while
+        another page is being drawn, the one kept however old, or ``None`` if there is none."""
+        page = self._fresh(model)
+        if page is not None:
+            return page
+        # One drawing at a time in the process, and nobody waits for it: a waiting request
+        # would hold a server thread (or one of the pool apredict uses) that predictions need.
+        if not self._drawing.acquire(blocking=False):
+            kept = self._pages.get(model)
+            return None if kept is None else kept[1]
+        try:
+            page = self._fresh(model)  # drawn by the caller that held the lock just now
+            if page is None:
+                page = report_page(model).encode()
+                self._pages[model] = (time.monotonic(), page)
+        finally:
+            self._drawing.release()
         return page
+
+    def _fresh(self, model: Model[Any, Any]) -> bytes | None:
+        kept = self._pages.get(model)
+        if kept is None or time.monotonic() - kept[0] >= REPORT_MAX_AGE:
+            return None
+        return kept[1]
+
+    def _renew(self) -> None:
+        # A child forked while a thread of the parent drew would find the lock held for ever.
+        self._drawing = threading.Lock()
+
+
+_report_pages = _ReportPages()
 
 
 def response_too_large(name: str, exc: ResponseTooLargeError) -> Reply:

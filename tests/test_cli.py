@@ -1184,6 +1184,14 @@ def test_serve_answers_each_model_s_report_page_unless_told_not_to(
     assert response.getheader("Content-Type") == "text/html; charset=utf-8"
     assert "default-src 'none'" in str(response.getheader("Content-Security-Policy"))
     assert page.count("<svg") >= 4  # one chart per feature, at least
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        connection.request("HEAD", "/models/iris/report")
+        head = connection.getresponse()
+        assert (head.status, head.read()) == (200, b"")
+        assert head.getheader("Content-Type") == "text/html; charset=utf-8"
+    finally:
+        connection.close()
     assert server.request("GET", "/openapi.json")[1]["paths"]["/models/iris/report"]
     quiet = serve(bundles / "iris", "--no-report")
     _wait_ready(quiet)

@@ -25,6 +25,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 import modelkit
+from modelkit import _serving
 from modelkit._oip_types import COLUMN_DATATYPES
 from modelkit._openapi import openapi_document
 from modelkit.cli._wsgi import Application, Models
@@ -312,10 +313,13 @@ def _served(app: Callable[..., Any]) -> BaseSchema:
 
 @pytest.fixture(scope="module")
 def serve(registry: modelkit.Registry) -> Surface:
-    """The application ``modelkit serve`` runs, and the document it serves."""
-    app = Application(_loaded(registry), "/models", **LIMITS)
+    """The application ``modelkit serve`` runs (with the report pages, on by default), and the
+    document it serves."""
+    app = Application(_loaded(registry), "/models", **LIMITS, has_report=True)
     served = _served(app)
-    assert served.raw_schema == document(registry, has_health_checks=True, has_open_inference=True)
+    assert served.raw_schema == document(
+        registry, has_health_checks=True, has_open_inference=True, has_report=True
+    )
     return Surface(app, served)
 
 
@@ -332,10 +336,10 @@ def flask_app(bundles: dict[str, Path]) -> Iterator[Surface]:
         MODELKIT_MAX_BODY_SIZE=LIMITS["max_body_size"],
         MODELKIT_MAX_RESPONSE_SIZE=LIMITS["max_response_size"],
     )
-    ModelKit(app, url_prefix="/models", openapi_url="/openapi.json", oip=True)
+    ModelKit(app, url_prefix="/models", openapi_url="/openapi.json", oip=True, report=True)
     state = app.extensions[EXTENSION_KEY]
     served = _served(app)
-    assert served.raw_schema == document(state.registry, has_open_inference=True)
+    assert served.raw_schema == document(state.registry, has_open_inference=True, has_report=True)
     yield Surface(app, served)
     state.close()
 
@@ -387,11 +391,20 @@ def test_predict_answers_as_the_document_says(
 
 
 @overflows
-def test_the_read_endpoints_answer_as_the_document_says(surface: Surface) -> None:
+def test_the_read_endpoints_answer_as_the_document_says(
+    surface: Surface, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The report pages as the document says they answer, not their charts: a page of its own
+    # is quick to draw (tests/test_report.py draws real ones).
+    drawn: list[str] = []
+    monkeypatch.setattr(
+        _serving, "report_page", lambda model: drawn.append(model.name) or "<!doctype html>"
+    )
     for result in surface.schema.get_all_operations():
         operation = result.ok()
         if operation.method == "get":
             _fuzz(surface.app, operation, GenerationMode.POSITIVE)
+    assert sorted(drawn) == sorted(NAMES)  # each report fuzzed; drawn once, then kept
 
 
 # -- the Open Inference Protocol ----------------------------------------------------------------

@@ -7,6 +7,11 @@ import asyncio
 import json
 import logging
 import math
+import os
+import signal
+import threading
+import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -513,16 +518,84 @@ def test_a_report_is_drawn_once_per_max_age_whatever_the_requests(
 ) -> None:
     import concurrent.futures
 
+    first = service.report("iris").to_bytes()
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         pages = list(pool.map(lambda _: service.report("iris").to_bytes(), range(16)))
-    assert len(set(pages)) == 1
+    assert set(pages) == {first}
     # Another service of the same process (Django builds one per request) gets the same page.
-    assert Service(service.registry).report("iris").to_bytes() == pages[0]
+    assert Service(service.registry).report("iris").to_bytes() == first
     assert drawings == ["1.0.0"]
     clock = _serving.time.monotonic() + _serving.REPORT_MAX_AGE + 1
     monkeypatch.setattr(_serving.time, "monotonic", lambda: clock)
     service.report("iris")
     assert drawings == ["1.0.0", "1.0.0"]
+
+
+@pytest.fixture
+def slow_drawing(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """Report pages that are drawn only once the event is set (set at the end in any case)."""
+    finish = threading.Event()
+
+    def draw(model: modelkit.Model[Any, Any]) -> str:
+        assert finish.wait(30)
+        return f"<!doctype html><title>{model.name} {model.version}</title>"
+
+    monkeypatch.setattr(_serving, "report_page", draw)
+    yield finish
+    finish.set()
+
+
+def test_a_slow_drawing_blocks_no_prediction_and_no_report_request_waits_for_it(
+    service: Service, slow_drawing: threading.Event, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as drawer:
+        drawn = drawer.submit(service.report, "iris")
+        while not _serving._report_pages._drawing.locked():
+            time.sleep(0.01)
+        # As many report requests as a server has threads (or apredict's pool): none waits,
+        # none holds a thread the predictions need.
+        busy = [asyncio.run(service.areport("iris")) for _ in range(8)]
+        assert {reply.status for reply in busy} == {503}
+        assert dict(busy[0].headers) == {"Retry-After": "1"}
+        assert _json(busy[0])["error"]["type"] == "busy"
+        assert asyncio.run(service.apredict("iris", json.dumps(RECORD))).status == 200
+        assert service.predict("iris", json.dumps(RECORD)).status == 200
+        assert not drawn.done()
+        slow_drawing.set()
+        assert drawn.result(timeout=30).status == 200
+    # While the page is redrawn, the model's last page is served, however old.
+    clock = _serving.time.monotonic() + _serving.REPORT_MAX_AGE + 1
+    monkeypatch.setattr(_serving.time, "monotonic", lambda: clock)
+    slow_drawing.clear()
+    with concurrent.futures.ThreadPoolExecutor(1) as drawer:
+        redrawn = drawer.submit(service.report, "iris")
+        while not _serving._report_pages._drawing.locked():
+            time.sleep(0.01)
+        stale = service.report("iris")
+        assert (stale.status, stale.to_bytes()) == (200, drawn.result().to_bytes())
+        slow_drawing.set()
+        assert redrawn.result(timeout=30).status == 200
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_while_a_page_is_drawn_draws_its_own(
+    service: Service, drawings: list[str]
+) -> None:
+    # As gunicorn --preload forks its workers: whatever the parent's threads held then.
+    with _serving._report_pages._drawing, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # forking a process with threads
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 1
+            try:
+                signal.alarm(10)
+                code = 0 if service.report("iris").status == 200 else 2
+            finally:
+                os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_a_reloaded_model_gets_a_report_of_its_own(

@@ -4,6 +4,7 @@ registry warms up every bundle it loads (add, canary, shadow, reload) unless tol
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,8 +91,9 @@ def test_a_model_that_raises_on_its_cases_fails_the_warm_up(
         raise RuntimeError("boom")
 
     monkeypatch.setattr(JoblibRunner, "run_record", broken)
-    with pytest.raises(RuntimeError, match="boom"):
+    with pytest.raises(modelkit.ModelkitError, match="warming up: RuntimeError: boom") as failed:
         modelkit.load(bundle, check="off", warmup=True)
+    assert isinstance(failed.value.__cause__, RuntimeError)
 
 
 # -- the registry -------------------------------------------------------------------------------
@@ -144,3 +146,45 @@ def test_serve_loads_its_models_warmed_up(
     with build():
         assert watch.runs["run_record"] == len(cases_in(bundle))
     watch.assert_unobserved()
+
+
+def _batching_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("modelkit-batching-")]
+
+
+def test_a_registry_model_whose_warm_up_raises_is_closed_and_never_served(
+    bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: Any, values: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(JoblibRunner, "run_record", broken)
+    before = _batching_threads()
+    with modelkit.Registry() as registry:
+        with pytest.raises(modelkit.ModelkitError, match=r"^models\.iris: .*RuntimeError: boom"):
+            registry.add("iris", bundle, batching=True)
+        assert "iris" not in registry
+        # Its batching worker stopped with it: nothing holds the model that failed.
+        assert _batching_threads() == before
+
+
+def test_a_reload_whose_warm_up_raises_leaves_the_old_model_serving(
+    bundle: Path, bundle_2: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with modelkit.Registry() as registry:
+        route = registry.add("iris", bundle, batching=True)
+        serving = route.model
+        threads = _batching_threads()
+        answering = JoblibRunner.run_record
+
+        def broken_when_new(self: Any, values: Any) -> Any:
+            if self is not serving._runner:  # type: ignore[attr-defined]
+                raise RuntimeError("boom")
+            return answering(self, values)
+
+        monkeypatch.setattr(JoblibRunner, "run_record", broken_when_new)
+        with pytest.raises(modelkit.ModelkitError, match="RuntimeError: boom"):
+            registry.reload("iris", bundle_2)
+        assert route.model is serving
+        assert route.predict(cases_in(bundle)[0]).label in (0, 1, 2)
+        assert _batching_threads() == threads

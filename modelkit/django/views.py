@@ -101,12 +101,20 @@ async def predict(request: HttpRequest, name: str) -> Reply:
     return await service.apredict(name, body, key=request.headers.get(ROUTING_KEY_HEADER))
 
 
-@_endpoint(*READ_METHODS)
-async def report(request: HttpRequest, name: str) -> Reply:
+async def report(request: HttpRequest, name: str) -> Any:
     """``GET models/<name>/report``: the model's report page (HTML), when
-    ``settings.MODELKIT["REPORT"]`` is true; otherwise the URL is not an endpoint (404)."""
+    ``settings.MODELKIT["REPORT"]`` is true; otherwise the URL is no endpoint, to any method
+    (404, as any other URL under the prefix)."""
     if not conf.get_settings().has_report:
-        return await _not_an_endpoint(request)
+        return await not_found(request, path=f"{name}/report")
+    return await _report(request, name=name)
+
+
+report.csrf_exempt = True  # type: ignore[attr-defined]  # as the views of _endpoint are
+
+
+@_endpoint(*READ_METHODS)
+async def _report(request: HttpRequest, name: str) -> Reply:
     service = await _service(request)
     return await service.areport(name) if isinstance(service, Service) else service
 
@@ -149,10 +157,6 @@ def _has_open_inference() -> bool:
 @_endpoint(*ANY_METHOD)
 async def not_found(request: HttpRequest, path: str) -> Reply:
     """Any other URL under the prefix: a JSON 404 naming the endpoints."""
-    return await _not_an_endpoint(request)
-
-
-async def _not_an_endpoint(request: HttpRequest) -> Reply:
     prefix = str(reverse(f"{_namespace(request)}:index"))
     return no_endpoint(request.path, prefix, prefix)
 
@@ -203,18 +207,26 @@ def _is_loaded() -> bool:
 
 
 def _forget_protocol(**kwargs: Any) -> None:
-    global _in_force  # noqa: PLW0603
-    _in_force = None
+    global _in_force, _logged_failure  # noqa: PLW0603
+    _in_force = _logged_failure = None
 
 
 setting_changed.connect(_forget_protocol, dispatch_uid="modelkit.django.views.setting_changed")
 
 
+# What the JSON endpoints last logged of a failed load: logged once, as the protocol logs it, not
+# at every request (a traceback per request would flood the log); forgotten with the protocol.
+_logged_failure: str | None = None
+
+
 async def _service(request: HttpRequest) -> Service | Reply:
+    global _logged_failure  # noqa: PLW0603
     try:
         registry = await aload_models()
-    except ImproperlyConfigured:
-        logger.exception("modelkit: the models could not be loaded")
+    except ImproperlyConfigured as exc:
+        if str(exc) != _logged_failure:
+            _logged_failure = str(exc)
+            logger.exception("modelkit: the models could not be loaded")
         return error(500, "internal_error", "The models could not be loaded; see the server log.")
     namespace = _namespace(request)
 

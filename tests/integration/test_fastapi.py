@@ -710,6 +710,8 @@ def test_the_report_page_is_served_on_uvicorn_when_asked_for() -> None:
         assert "default-src 'none'" in headers["Content-Security-Policy"]
         assert b"<svg" in page
         assert b"iris" in page
+        status, headers, body = call(port, "HEAD", "/models/iris/report")
+        assert (status, headers["Content-Type"], body) == (200, "text/html; charset=utf-8", b"")
         status, headers, _ = call(port, "POST", "/models/iris/report")
         assert status == 405
         assert "GET" in headers["Allow"]

@@ -1020,6 +1020,8 @@ def test_the_report_page_is_served_over_http_when_asked_for() -> None:
         assert headers["Cache-Control"] == "no-store"
         assert b"<svg" in page
         assert b"iris" in page
+        status, headers, body = call(server.port, "HEAD", "/models/iris/report")
+        assert (status, headers["Content-Type"], body) == (200, "text/html; charset=utf-8", b"")
         status, headers, _ = call(server.port, "POST", "/models/iris/report")
         assert status == 405
         assert "GET" in headers["Allow"]

@@ -31,7 +31,7 @@ text holds the Python traceback).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from .._deps import require
@@ -57,6 +57,7 @@ def predict(
     sha256: str | None = None,
     ship: bool = False,
     adapter_options: Mapping[str, Any] | None = None,
+    trusted_types: Sequence[str] | None = None,
 ) -> Any:
     """Score a Spark DataFrame with a bundle, adding one struct column with each row's output.
 
@@ -85,6 +86,8 @@ def predict(
             among the files the session ships.
         adapter_options: options for the format's runtime on the executors, such as
             ``{"intra_op_num_threads": 0}`` for onnx (a thread per core).
+        trusted_types: for a skops bundle, the types the executors may build beyond skops'
+            defaults, as :func:`modelkit.load` takes them.
 
     Returns:
         ``df`` with ``output_col`` (and ``error_col``) added.
@@ -115,6 +118,7 @@ def predict(
         ship=ship,
         spark_context=_spark_context(df) if ship else None,
         adapter_options=adapter_options,
+        trusted_types=trusted_types,
         with_errors=on_error == "null",
     )
     inputs = scorer.input_columns(df)
@@ -131,6 +135,7 @@ def udf(
     sha256: str | None = None,
     ship: bool = False,
     adapter_options: Mapping[str, Any] | None = None,
+    trusted_types: Sequence[str] | None = None,
 ) -> ModelUDF:
     """Scoring with a bundle as a column expression, for ``select`` and ``withColumn``.
 
@@ -150,6 +155,8 @@ def udf(
         ship: copy the bundle to the executors with ``SparkContext.addFile`` (needs an active
             Spark session).
         adapter_options: options for the format's runtime on the executors.
+        trusted_types: for a skops bundle, the types the executors may build beyond skops'
+            defaults.
 
     Raises:
         BundleError, IntegrityError, MissingDependencyError: as :func:`predict`.
@@ -169,6 +176,7 @@ def udf(
         ship=ship,
         spark_context=context,
         adapter_options=adapter_options,
+        trusted_types=trusted_types,
         with_errors=False,
     )
     return ModelUDF(scorer)

@@ -106,7 +106,7 @@ def _make_executor_check() -> Callable[[dict[str, Any]], dict[str, Any]]:
 # The executor side
 # --------------------------------------------------------------------------------------------
 
-_models: collections.OrderedDict[tuple[str, str], Any] = collections.OrderedDict()
+_models: collections.OrderedDict[tuple[str, str, str], Any] = collections.OrderedDict()
 _models_lock = threading.Lock()
 #: Seconds each bundle took to load in this process, by digest (benchmarks read it).
 load_seconds: dict[str, float] = {}
@@ -115,7 +115,11 @@ load_seconds: dict[str, float] = {}
 def _executor_model(job: Mapping[str, Any]) -> Any:
     """The job's model, loaded once per Python worker process and cached by digest (and the
     runtime options it was loaded with)."""
-    digest = (job["digest"], repr(sorted(job["adapter_options"].items())))
+    digest = (
+        job["digest"],
+        repr(sorted(job["adapter_options"].items())),
+        repr(sorted(job["trusted_types"])),
+    )
     with _models_lock:
         model = _models.get(digest)
         if model is not None:
@@ -150,7 +154,12 @@ def _load_on_executor(job: Mapping[str, Any]) -> Any:
 
         location = SparkFiles.get(job["shipped"])
     try:
-        return load(location, sha256=job["digest"], adapter_options=job["adapter_options"])
+        return load(
+            location,
+            sha256=job["digest"],
+            adapter_options=job["adapter_options"],
+            trusted_types=job["trusted_types"],
+        )
     except IntegrityError as exc:
         raise IntegrityError(
             f"modelkit.spark: the bundle {location!r} on {where} is not the one the driver "

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._api import type_names
 from .._bundle import check_pin, open_bundle
 from .._deps import require
 from .._manifest import normalize_digest
@@ -52,6 +53,7 @@ class Scorer:
         ship: bool,
         spark_context: Any,
         adapter_options: Mapping[str, Any] | None,
+        trusted_types: Sequence[str] | None,
         with_errors: bool,
     ) -> Scorer:
         """Verify the bundle and describe the job for the executors, before any job runs.
@@ -82,7 +84,7 @@ class Scorer:
         else:
             from .._api import load
 
-            model = load(location, adapter_options=adapter_options)
+            model = load(location, adapter_options=adapter_options, trusted_types=trusted_types)
             signature, name, version = model.signature, model.name, model.version
             digest = model.digest or ""
         check_pin(location, digest, None if sha256 is None else normalize_digest(sha256))
@@ -102,6 +104,8 @@ class Scorer:
             "tensor_outputs": [(t.name, row_rank(t)) for t in signature.outputs.tensors or ()],
             "with_errors": with_errors,
             "adapter_options": dict(adapter_options or {}),
+            # Checked (a list of names) before any job runs; the executors load with them.
+            "trusted_types": list(type_names(trusted_types)),
         }
         return cls(location, signature, name, version, digest, kind, job)
 

@@ -234,6 +234,28 @@ def test_a_tampered_bundle_is_refused_on_the_executors(
     assert "is not the one the driver checked" in str(info.value)
 
 
+def test_a_skops_bundle_scores_with_the_types_the_caller_trusts(
+    spark: Any, tmp_path: Path, iris_frame: Any
+) -> None:
+    pytest.importorskip("skops")
+    from sklearn.tree import DecisionTreeClassifier
+
+    X, y = iris_frame
+    tree = DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, y)
+    path = tmp_path / "tree"
+    modelkit.save(tree, path, name="tree", version=uuid.uuid4().hex, format="skops", sample_input=X)
+    df = spark.createDataFrame(_with_ids(X))
+
+    with pytest.raises(Exception) as refused:
+        modelkit.spark.predict(df, path).collect()
+    assert "--trust-type sklearn.tree._tree.Tree" in str(refused.value)
+
+    trusted = ["sklearn.tree._tree.Tree"]
+    rows = _collect(modelkit.spark.predict(df, path, trusted_types=trusted))
+    expected = modelkit.load(path, trusted_types=trusted).predict_batch(X)
+    assert [row.prediction.label for row in rows] == expected["label"].tolist()
+
+
 def test_an_unreadable_bundle_path_says_to_ship_it(
     spark: Any, tmp_path: Path, iris_frame: Any
 ) -> None:
@@ -336,6 +358,7 @@ def test_the_task_closure_carries_no_model_and_checks_the_executors_python(
         ship=False,
         spark_context=None,
         adapter_options=None,
+        trusted_types=None,
         with_errors=False,
     )
     payload = cloudpickle.dumps(executor_function(scorer.job))
